@@ -1,0 +1,64 @@
+import json
+
+import pytest
+import torch
+
+from xapp.model import load_encoder
+from xapp.model.config import EncoderConfig
+from xapp.train.export import export_encoder, read_manifest, verify_manifest
+from xapp.train.pretrain import PretrainConfig, pretrain
+
+TINY = PretrainConfig(encoder=EncoderConfig(dim=32, depth=2, heads=2), steps=4, batch=12, warmup=2,
+                      decoder_dim=16, decoder_depth=1, checkpoint_every=2, seed=3)
+
+
+def weights(encoder):
+    return {k: v.clone() for k, v in encoder.state_dict().items()}
+
+
+def test_same_seed_same_weights_and_a_different_seed_differs(tmp_path):
+    a, state_a = pretrain(TINY, tmp_path / "a", device="cpu", progress=False)
+    b, state_b = pretrain(TINY, tmp_path / "b", device="cpu", progress=False)
+    assert state_a["losses"] == state_b["losses"]
+    for key, value in weights(a).items():
+        torch.testing.assert_close(weights(b)[key], value, rtol=0, atol=0)
+    c, state_c = pretrain(PretrainConfig(**{**TINY.__dict__, "seed": 4}), tmp_path / "c", device="cpu", progress=False)
+    assert state_c["losses"] != state_a["losses"]
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path):
+    whole, state_whole = pretrain(TINY, tmp_path / "whole", device="cpu", progress=False)
+    _, first = pretrain(TINY, tmp_path / "split", device="cpu", progress=False, stop_after=2)
+    assert first["step"] == 2
+    resumed, state = pretrain(TINY, tmp_path / "split", device="cpu", progress=False)
+    assert state["step"] == 4 and state["losses"] == state_whole["losses"]
+    for key, value in weights(whole).items():
+        torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0)
+    assert (tmp_path / "split" / "loss.png").stat().st_size > 0
+
+
+def test_resume_with_another_config_is_refused(tmp_path):
+    pretrain(TINY, tmp_path / "run", device="cpu", progress=False, stop_after=2)
+    with pytest.raises(ValueError, match="different config"):
+        pretrain(PretrainConfig(**{**TINY.__dict__, "lr": 1e-3}), tmp_path / "run", device="cpu", progress=False)
+
+
+def test_export_writes_weights_manifest_and_card(tmp_path):
+    encoder, state = pretrain(TINY, tmp_path / "run", device="cpu", progress=False)
+    out = tmp_path / "assets" / "encoder.safetensors"
+    sha = export_encoder(encoder, TINY, state, out, tmp_path / "run", "xapp pretrain --config tiny.yaml")
+    manifest = read_manifest(out)
+    assert manifest["sha256"] == sha and manifest["steps"] == 4 and manifest["config"]["depth"] == 2
+    verify_manifest(out)
+    assert "xapp pretrain --config tiny.yaml" in (out.parent / "ENCODER_CARD.md").read_text()
+    assert load_encoder(out, sha256=sha).cfg == TINY.encoder
+    out.write_bytes(out.read_bytes()[:-1] + b" ")
+    with pytest.raises(ValueError, match="differs from its manifest"):
+        verify_manifest(out)
+
+
+def test_unknown_setting_in_config_file_is_named(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(json.dumps({"steps": 3, "learning_rate": 1}))
+    with pytest.raises(ValueError, match="learning_rate"):
+        PretrainConfig.from_yaml(path)

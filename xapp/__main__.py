@@ -1,0 +1,3 @@
+from xapp.cli import main
+
+raise SystemExit(main())

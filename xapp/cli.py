@@ -1,0 +1,45 @@
+"""The `xapp` command line: each area of the package registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each module exposes `register(subparsers)`; handlers import their heavy dependencies lazily
+# so that `xapp --help` stays instant.
+COMMAND_MODULES = [
+    "xapp.data.cli",
+    "xapp.model.cli",
+    "xapp.train.cli",
+    "xapp.e2.cli",
+    "xapp.config.cli",
+    "xapp.engine.cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xapp", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except CliError as exc:
+        print(f"xapp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Per-task heads: small modules that read the hidden states of one exit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xapp.model.safefile import WeightsFileError, read_weights, write_weights
+
+FORMAT = "xapp-head-v1"
+
+
+class AttentionPool(nn.Module):
+    """One learned query attending over the tokens."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(dim))
+        self.scale = dim**-0.5
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax((h @ self.query[:, None]) * self.scale, dim=1)  # [B, T, 1]
+        return (weights.transpose(1, 2) @ h).squeeze(1)
+
+
+class Head(nn.Module):
+    """LayerNorm -> pooling (mean over tokens, or attention) -> [Linear -> GELU] -> Linear."""
+
+    def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0):
+        super().__init__()
+        if pooling not in ("mean", "attn"):
+            raise ValueError(f"pooling must be 'mean' or 'attn', got {pooling!r}")
+        self.dim, self.num_classes, self.pooling, self.hidden = dim, num_classes, pooling, hidden
+        self.norm = nn.LayerNorm(dim)
+        self.pool = AttentionPool(dim) if pooling == "attn" else None
+        width = hidden or dim
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU()) if hidden else nn.Identity()
+        self.out = nn.Linear(width, num_classes)
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        h = self.norm(h)
+        return self.pool(h) if self.pool is not None else h.mean(dim=1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.out(self.mlp(self.features(h)))
+
+    def spec(self) -> dict:
+        return {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
+
+
+def save_head(path: str | Path, head: Head, meta: dict) -> str:
+    """Write a head with its metadata (task, exit, classes, ...); returns the file's sha256."""
+    return write_weights(path, head.state_dict(), {"format": FORMAT, "spec": head.spec(), **meta})
+
+
+def load_head(path: str | Path, sha256: str | None = None) -> tuple[Head, dict]:
+    tensors, meta = read_weights(path, sha256)
+    if meta.get("format") != FORMAT:
+        raise WeightsFileError(f"{path}: not a head file (format {meta.get('format')!r}, want {FORMAT!r})")
+    head = Head(**meta["spec"])
+    try:
+        head.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise WeightsFileError(f"{path}: weights do not match the head spec {meta['spec']} ({exc})") from exc
+    head.requires_grad_(False)
+    return head.eval(), meta

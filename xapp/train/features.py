@@ -1,0 +1,23 @@
+"""Frozen-encoder features for many frames at many exits, computed in one pass per chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from xapp.model.encoder import Encoder
+
+
+@torch.inference_mode()
+def exit_states(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk: int = 256,
+                pool: bool = False, dtype: torch.dtype = torch.float16) -> dict[int, torch.Tensor]:
+    """Hidden states at each exit for frames x (complex64 [N, A, S]): [N, T, D] (or [N, D] mean-pooled)."""
+    device = next(encoder.parameters()).device
+    out: dict[int, list[torch.Tensor]] = {k: [] for k in exits}
+    for start in range(0, len(x), chunk):
+        batch = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk])).to(device)
+        for k, h in encoder(batch, exits).items():
+            out[k].append((h.mean(dim=1) if pool else h).to(dtype).cpu())
+    return {k: torch.cat(v) for k, v in out.items()}

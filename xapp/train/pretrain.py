@@ -1,0 +1,175 @@
+"""MAE pre-training of the encoder on fresh synthetic data every step, with checkpoints and resume.
+
+A run directory holds `train.safetensors` (model + optimizer, written every `checkpoint_every`
+steps), `state.json` (step, loss history, wall time) and `loss.png`. Re-running the same command
+resumes from the last checkpoint; data and masks are derived from (seed, step), so a resumed run
+sees exactly the batches an uninterrupted one would."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from xapp.model.config import EncoderConfig
+from xapp.model.encoder import Encoder
+from xapp.model.safefile import read_weights, write_weights
+from xapp.train.mae import MaskedAutoencoder
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    steps: int = 3000
+    batch: int = 128
+    lr: float = 5e-4
+    warmup: int = 150
+    weight_decay: float = 0.05
+    mask_ratio: float = 0.7
+    decoder_dim: int = 128
+    decoder_depth: int = 2
+    seed: int = 0
+    checkpoint_every: int = 100
+    threads: int = 0  # 0: torch's default
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, **overrides) -> "PretrainConfig":
+        data = yaml.safe_load(Path(path).read_text()) if path else {}
+        data = {**(data or {}), **{k: v for k, v in overrides.items() if v is not None}}
+        enc = data.pop("encoder", {}) or {}
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown pre-training settings {sorted(unknown)}")
+        return cls(encoder=EncoderConfig(**enc), **data)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def learning_rate(cfg: PretrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def batch_for_step(cfg: PretrainConfig, step: int, device: str) -> list[torch.Tensor]:
+    from xapp.data import pretrain_mixture
+
+    groups = pretrain_mixture(cfg.batch, seed=cfg.seed * 1_000_003 + step)
+    return [torch.from_numpy(x).to(device) for x in groups.values() if len(x)]
+
+
+def build(cfg: PretrainConfig) -> tuple[MaskedAutoencoder, torch.optim.Optimizer]:
+    torch.manual_seed(cfg.seed)
+    model = MaskedAutoencoder(Encoder(cfg.encoder), cfg.decoder_dim, cfg.decoder_depth, mask_ratio=cfg.mask_ratio)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.95),
+    )
+    return model, optimizer
+
+
+def save_checkpoint(run: Path, model: MaskedAutoencoder, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for index, slots in optimizer.state_dict()["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+    tmp = run / "train.safetensors.tmp"
+    write_weights(tmp, tensors, {"step": state["step"]})
+    tmp.replace(run / "train.safetensors")
+    (run / "state.json").write_text(json.dumps(state, indent=1))
+
+
+def load_checkpoint(run: Path, model: MaskedAutoencoder, optimizer: torch.optim.Optimizer) -> dict:
+    tensors, _ = read_weights(run / "train.safetensors")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state = optimizer.state_dict()
+    slots: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value
+    opt_state["state"] = slots
+    optimizer.load_state_dict(opt_state)
+    return json.loads((run / "state.json").read_text())
+
+
+def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progress: bool = True,
+             stop_after: int | None = None) -> tuple[Encoder, dict]:
+    """Train (or resume) to cfg.steps; `stop_after` ends early after that many steps this call (tests)."""
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model, optimizer = build(cfg)
+    config_file = run / "config.json"
+    if (run / "train.safetensors").exists():
+        saved = json.loads(config_file.read_text())
+        if saved != cfg.as_dict():
+            raise ValueError(f"{run}: holds a run with a different config; use another --out or the same config")
+        state = load_checkpoint(run, model, optimizer)
+    else:
+        config_file.write_text(json.dumps(cfg.as_dict(), indent=1))
+        state = {"step": 0, "losses": [], "wall_s": 0.0, "device": device}
+    model.to(device).train()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+    end = cfg.steps if stop_after is None else min(cfg.steps, state["step"] + stop_after)
+    bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
+    started = time.monotonic()
+    wall_before = state["wall_s"]
+    while state["step"] < end:
+        step = state["step"]
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
+        with autocast:
+            loss = model(batch_for_step(cfg, step, device), generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state["step"] = step + 1
+        state["losses"].append(round(loss.item(), 6))
+        state["wall_s"] = wall_before + time.monotonic() - started
+        bar.update(1)
+        bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
+        if state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
+            save_checkpoint(run, model, optimizer, state)
+            plot_loss(state["losses"], run / "loss.png")
+    bar.close()
+    return model.encoder.eval(), state
+
+
+def plot_loss(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, lw=0.5, alpha=0.4, label="step")
+    window = min(50, len(losses))
+    if window > 1:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("masked-patch MSE")
+    ax.set_yscale("log")
+    ax.set_title("MAE pre-training loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
