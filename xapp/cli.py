@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "xapp.data.cli",
     "xapp.model.cli",
     "xapp.train.cli",
+    "xapp.train.heads_cli",
     "xapp.e2.cli",
     "xapp.config.cli",
     "xapp.engine.cli",

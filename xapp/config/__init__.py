@@ -1,0 +1,53 @@
+"""Descriptor schema, loading and validation, hot reload, and replica sharding of E2 nodes."""
+
+from xapp.config.descriptor import (
+    CONFIG_FILE_ENV,
+    SCHEMA_PATH,
+    Batching,
+    ControlSpec,
+    Descriptor,
+    DescriptorError,
+    E2Spec,
+    EncoderSpec,
+    ExitHead,
+    NodeEndpoint,
+    Ops,
+    PolicySpec,
+    Publish,
+    Reconnect,
+    ServiceModel,
+    TaskSpec,
+    XappIdentity,
+    descriptor_path_from_env,
+    load_descriptor,
+)
+from xapp.config.shard import Shard, ShardError, select_nodes, shard_from_env, shard_of
+from xapp.config.watcher import DescriptorWatcher
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "SCHEMA_PATH",
+    "Batching",
+    "ControlSpec",
+    "Descriptor",
+    "DescriptorError",
+    "DescriptorWatcher",
+    "E2Spec",
+    "EncoderSpec",
+    "ExitHead",
+    "NodeEndpoint",
+    "Ops",
+    "PolicySpec",
+    "Publish",
+    "Reconnect",
+    "ServiceModel",
+    "Shard",
+    "ShardError",
+    "TaskSpec",
+    "XappIdentity",
+    "descriptor_path_from_env",
+    "load_descriptor",
+    "select_nodes",
+    "shard_from_env",
+    "shard_of",
+]

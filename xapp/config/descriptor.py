@@ -1,0 +1,506 @@
+"""The xApp descriptor: a YAML file validated by `descriptor.schema.json` plus checks the schema
+cannot express (exit within the encoder's depth, head files present and matching their sha256,
+policy thresholds, unique node ids). Every problem is collected, each with its dotted path, so an
+operator fixes a descriptor in one round.
+
+Path rule: a relative path in a descriptor resolves against the parent of the descriptor's
+directory, taken without resolving symlinks (descriptors/default.yaml -> the repo root;
+/opt/ric/config/descriptor.yaml mounted from a ConfigMap -> /opt/ric, where the image keeps heads/).
+String values may reference environment variables as ${VAR} or ${VAR:-default}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).with_name("descriptor.schema.json")
+PACKAGED_ENCODER = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
+DEFAULT_DEPTH = 8  # used when the encoder checkpoint is absent or carries no config metadata
+CONFIG_FILE_ENV = "CONFIG_FILE"  # O-RAN SC convention: the platform points the xApp at its config
+DYNAMIC_POLICIES = ("entropy", "confidence", "patience")
+CONTROL_TASKS = {"beam_switch": "beam", "interference_mitigation": "interference"}
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class DescriptorError(Exception):
+    """An unusable descriptor. `problems` holds one "dotted.path: what is wrong" line per problem."""
+
+    def __init__(self, path: str | os.PathLike[str], problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        count = f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''}"
+        super().__init__(f"invalid descriptor {self.path} ({count}):\n{lines}")
+
+
+@dataclass(frozen=True, slots=True)
+class XappIdentity:
+    name: str
+    version: str
+    app_id: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderSpec:
+    checkpoint: Path  # resolved; the packaged encoder when the descriptor says null
+    device: str
+    depth: int  # from the checkpoint's safetensors metadata, else DEFAULT_DEPTH
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEndpoint:
+    id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceModel:
+    name: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    initial_backoff_ms: int
+    max_backoff_ms: int
+    jitter: float
+
+
+@dataclass(frozen=True, slots=True)
+class E2Spec:
+    service_model: ServiceModel
+    nodes: tuple[NodeEndpoint, ...]
+    reconnect: Reconnect
+    max_frame_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExitHead:
+    exit: int
+    head: Path
+    sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    kind: str  # fixed | entropy | confidence | patience
+    threshold: float | None = None  # entropy: stop if normalised entropy <= t; confidence: if max prob >= t
+    patience: int | None = None  # patience: stop once this many consecutive exits agree
+    exits: tuple[ExitHead, ...] = ()  # earlier exits a dynamic policy may stop at, ascending
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSpec:
+    beam_switch: bool = False
+    interference_mitigation: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    name: str
+    enabled: bool
+    exit: int
+    head: Path
+    sha256: str | None
+    policy: PolicySpec
+    control: ControlSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Batching:
+    max_batch: int
+    max_wait_ms: float
+    queue_limit: int
+    deadline_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    zmq_endpoint: str
+    redis_url: str
+    stream_maxlen: int
+    redis_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Ops:
+    http_port: int
+    log_level: str
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    path: Path
+    root: Path  # what relative paths resolved against
+    source_sha256: str  # of the file's bytes; the watcher compares against it
+    xapp: XappIdentity
+    encoder: EncoderSpec
+    e2: E2Spec
+    tasks: Mapping[str, TaskSpec]  # read-only, in descriptor order, disabled tasks included
+    batching: Batching
+    publish: Publish
+    ops: Ops
+
+    @property
+    def enabled_tasks(self) -> dict[str, TaskSpec]:
+        return {name: t for name, t in self.tasks.items() if t.enabled}
+
+
+def descriptor_path_from_env(default: str | os.PathLike[str]) -> Path:
+    """`CONFIG_FILE` when set (how O-RAN SC and our Helm chart point the xApp at its config), else `default`."""
+    return Path(os.environ.get(CONFIG_FILE_ENV) or default)
+
+
+def descriptor_root(path: str | os.PathLike[str]) -> Path:
+    # abspath, not resolve(): a ConfigMap mount is a chain of symlinks into a timestamped directory.
+    return Path(os.path.abspath(path)).parent.parent
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@cache
+def load_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def load_descriptor(path: str | os.PathLike[str]) -> Descriptor:
+    """Read, validate and resolve a descriptor; raise DescriptorError listing every problem."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DescriptorError(path, [f"(file): cannot read: {exc.strerror or exc}"]) from exc
+    return parse_descriptor(raw, path)
+
+
+def parse_descriptor(raw: bytes, path: Path) -> Descriptor:
+    """Validate a descriptor's bytes as if read from `path` (which fixes the root of relative paths).
+    An O-RAN SC config-file.json is accepted too: its `controls` section is the descriptor."""
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise DescriptorError(path, [f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from exc
+    if isinstance(doc, dict) and "containers" in doc and "controls" in doc:  # O-RAN SC config-file.json
+        try:
+            return _parse_document(doc["controls"], path, raw)
+        except DescriptorError as exc:
+            raise DescriptorError(path, [f"controls.{p}".replace(".(top)", "") for p in exc.problems]) from None
+    return _parse_document(doc, path, raw)
+
+
+def _parse_document(doc: Any, path: Path, raw: bytes) -> Descriptor:
+    if not isinstance(doc, dict):
+        raise DescriptorError(path, [f"(top): expected a mapping, got {type(doc).__name__}"])
+    problems: list[str] = []
+    doc = _expand_env(doc, (), problems)
+    unset = {p.partition(":")[0] for p in problems}  # already reported; the schema would only repeat it
+    problems += [p for p in _schema_problems(doc) if p.partition(":")[0] not in unset]
+    root = descriptor_root(path)
+    checks = _Checks(doc, root)
+    problems += checks.run()
+    if problems:
+        raise DescriptorError(path, problems)
+    return _build(doc, path, root, hashlib.sha256(raw).hexdigest(), checks.depth)
+
+
+def _dotted(parts: tuple[Any, ...] | list[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top)"
+
+
+def _expand_env(value: Any, where: tuple[Any, ...], problems: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, (*where, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, (*where, i), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            problems.append(f"{_dotted(where)}: environment variable {name} is not set (write ${{{name}:-default}} for a fallback)")
+            return ""
+        return default
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _schema_problems(doc: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(load_schema())
+    problems = []
+    for err in sorted(validator.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        where = list(err.absolute_path)
+        if err.validator == "additionalProperties":
+            known = sorted(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(known)):
+                problems.append(f"{_dotted([*where, key])}: unknown key (expected one of: {', '.join(known)})")
+        elif "propertyNames" in err.schema_path:  # the only one: task names
+            problems.append(f"{_dotted([*where, err.instance])}: unknown task (known: {', '.join(err.validator_value)})")
+        elif err.validator == "required":
+            missing = re.match(r"'([^']+)'", err.message)
+            problems.append(f"{_dotted([*where, missing.group(1) if missing else '?'])}: required")
+        elif err.validator == "pattern":
+            hint = err.schema.get("description", f"must match {err.validator_value}")
+            problems.append(f"{_dotted(where)}: {err.instance!r} is malformed ({hint})")
+        else:
+            problems.append(f"{_dotted(where)}: {err.message}")
+    return problems
+
+
+def _dig(doc: Any, *keys: Any) -> Any:
+    """doc[k1][k2]... or None where the structure is missing or of the wrong type."""
+    for k in keys:
+        if isinstance(k, int) and isinstance(doc, list) and k < len(doc):
+            doc = doc[k]
+        elif isinstance(k, str) and isinstance(doc, dict):
+            doc = doc.get(k)
+        else:
+            return None
+    return doc
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def resolve_path(root: Path, value: str) -> Path:
+    p = Path(value)
+    return p if p.is_absolute() else root / p
+
+
+def encoder_checkpoint(root: Path, value: str | None) -> Path:
+    return PACKAGED_ENCODER if value is None else resolve_path(root, value)
+
+
+def read_encoder_depth(checkpoint: Path) -> int:
+    """Depth recorded in the checkpoint's safetensors metadata under "config" (reads the header only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint), framework="numpy") as f:
+        meta = f.metadata() or {}
+    if "config" not in meta:
+        return DEFAULT_DEPTH
+    config = json.loads(meta["config"])
+    if isinstance(config, str):  # xapp.model writes every metadata value as JSON, and the config is itself JSON text
+        config = json.loads(config)
+    return int(config["depth"])
+
+
+class _Checks:
+    """The rules the schema cannot state. Tolerates a structurally broken document (the schema
+    errors already cover that) so that all problems come out in one run."""
+
+    def __init__(self, doc: dict[str, Any], root: Path) -> None:
+        self.doc = doc
+        self.root = root
+        self.depth = DEFAULT_DEPTH
+        self.problems: list[str] = []
+
+    def run(self) -> list[str]:
+        self._encoder()
+        self._nodes()
+        self._reconnect()
+        self._batching()
+        self._tasks()
+        return self.problems
+
+    def _add(self, where: tuple[Any, ...], message: str) -> None:
+        self.problems.append(f"{_dotted(where)}: {message}")
+
+    def _encoder(self) -> None:
+        value = _dig(self.doc, "encoder", "checkpoint")
+        if value is not None and not isinstance(value, str):
+            return
+        checkpoint = encoder_checkpoint(self.root, value)
+        if not checkpoint.is_file():
+            return  # not yet trained: depth falls back to the default
+        try:
+            self.depth = read_encoder_depth(checkpoint)
+        except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
+            self._add(("encoder", "checkpoint"), f"{checkpoint} is not a readable safetensors encoder ({exc})")
+
+    def _nodes(self) -> None:
+        nodes = _dig(self.doc, "e2", "nodes")
+        if not isinstance(nodes, list):
+            return
+        seen: dict[str, int] = {}
+        for i, node in enumerate(nodes):
+            node_id, address = _dig(node, "id"), _dig(node, "address")
+            if isinstance(node_id, str):
+                if node_id in seen:
+                    self._add(("e2", "nodes", i, "id"), f"{node_id!r} already used by e2.nodes[{seen[node_id]}]")
+                seen.setdefault(node_id, i)
+            if isinstance(address, str) and address.rpartition(":")[2].isdigit():
+                port = int(address.rpartition(":")[2])
+                if not 1 <= port <= 65535:
+                    self._add(("e2", "nodes", i, "address"), f"port {port} is outside 1..65535")
+
+    def _reconnect(self) -> None:
+        lo, hi = _dig(self.doc, "e2", "reconnect", "initial_backoff_ms"), _dig(self.doc, "e2", "reconnect", "max_backoff_ms")
+        if _is_int(lo) and _is_int(hi) and lo > hi:
+            self._add(("e2", "reconnect", "max_backoff_ms"), f"{hi} is below initial_backoff_ms ({lo})")
+
+    def _batching(self) -> None:
+        b = _dig(self.doc, "batching")
+        if not isinstance(b, dict):
+            return
+        if _is_int(b.get("queue_limit")) and _is_int(b.get("max_batch")) and b["queue_limit"] < b["max_batch"]:
+            self._add(("batching", "queue_limit"), f"{b['queue_limit']} is below max_batch ({b['max_batch']})")
+        if _is_number(b.get("deadline_ms")) and _is_number(b.get("max_wait_ms")) and b["deadline_ms"] <= b["max_wait_ms"]:
+            self._add(
+                ("batching", "deadline_ms"),
+                f"{b['deadline_ms']} is not above max_wait_ms ({b['max_wait_ms']}): every waiting frame would be shed",
+            )
+
+    def _tasks(self) -> None:
+        tasks = _dig(self.doc, "tasks")
+        if not isinstance(tasks, dict):
+            return
+        if tasks and not any(_dig(t, "enabled") is not False for t in tasks.values()):
+            self._add(("tasks",), "no task is enabled")
+        known = load_schema()["properties"]["tasks"]["propertyNames"]["enum"]
+        for name, task in tasks.items():
+            if not isinstance(task, dict) or name not in known:
+                continue
+            where = ("tasks", name)
+            exit_ = task.get("exit")
+            self._exit((*where, "exit"), exit_)
+            enabled = task.get("enabled", True) is not False
+            if enabled:
+                self._head_file(where, task.get("head"), task.get("sha256"))
+            for key, owner in CONTROL_TASKS.items():
+                if _dig(task, "control", key) and name != owner:
+                    self._add((*where, "control", key), f"only the {owner} task can send this control")
+            policy = task.get("policy")
+            if isinstance(policy, dict):
+                self._policy((*where, "policy"), policy, exit_ if _is_int(exit_) else None, enabled)
+
+    def _exit(self, where: tuple[Any, ...], exit_: Any) -> None:
+        if _is_int(exit_) and exit_ > self.depth:
+            self._add(where, f"{exit_} is deeper than the encoder ({self.depth})")
+
+    def _head_file(self, where: tuple[Any, ...], head: Any, sha256: Any) -> None:
+        if not isinstance(head, str):
+            return
+        path = resolve_path(self.root, head)
+        if not path.is_file():
+            self._add((*where, "head"), f"{head} does not exist (looked for {path})")
+        elif isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256):
+            actual = file_sha256(path)
+            if actual != sha256:
+                self._add((*where, "sha256"), f"{path} has sha256 {actual}, the descriptor pins {sha256}")
+
+    def _policy(self, where: tuple[Any, ...], policy: dict[str, Any], task_exit: int | None, enabled: bool) -> None:
+        kind = policy.get("kind")
+        threshold, patience, exits = policy.get("threshold"), policy.get("patience"), policy.get("exits")
+        if kind not in ("fixed", *DYNAMIC_POLICIES):
+            return
+        if kind == "fixed":
+            for key in ("threshold", "patience", "exits"):
+                if key in policy:
+                    self._add((*where, key), "not used by the fixed policy")
+            return
+        if kind in ("entropy", "confidence"):
+            if "threshold" not in policy:
+                self._add((*where, "threshold"), f"required by the {kind} policy")
+            elif _is_number(threshold) and not 0 < threshold <= 1:
+                self._add((*where, "threshold"), f"{threshold} is outside (0, 1] for the {kind} policy")
+            if "patience" in policy:
+                self._add((*where, "patience"), f"not used by the {kind} policy")
+        else:
+            if "patience" not in policy:
+                self._add((*where, "patience"), "required by the patience policy")
+            if "threshold" in policy:
+                self._add((*where, "threshold"), "not used by the patience policy")
+        if not isinstance(exits, list) or not exits:
+            self._add((*where, "exits"), f"the {kind} policy needs at least one earlier exit to stop at")
+            return
+        if kind == "patience" and _is_int(patience) and patience > len(exits):
+            self._add((*where, "patience"), f"{patience} can never be reached with {len(exits)} earlier exit(s)")
+        previous = 0
+        for i, item in enumerate(exits):
+            exit_ = _dig(item, "exit")
+            if not _is_int(exit_):
+                continue
+            self._exit((*where, "exits", i, "exit"), exit_)
+            if task_exit is not None and exit_ >= task_exit:
+                self._add((*where, "exits", i, "exit"), f"{exit_} is not before the task's exit ({task_exit})")
+            if exit_ <= previous:
+                self._add((*where, "exits", i, "exit"), f"{exit_} does not come after the previous exit ({previous})")
+            previous = max(previous, exit_)
+            if enabled:
+                self._head_file((*where, "exits", i), _dig(item, "head"), _dig(item, "sha256"))
+
+
+def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, depth: int) -> Descriptor:
+    x, enc, e2, pub = doc["xapp"], doc["encoder"], doc["e2"], doc["publish"]
+    reconnect = e2.get("reconnect", {})
+    tasks = {}
+    for name, t in doc["tasks"].items():
+        p = t.get("policy", {"kind": "fixed"})
+        tasks[name] = TaskSpec(
+            name=name,
+            enabled=t.get("enabled", True),
+            exit=t["exit"],
+            head=resolve_path(root, t["head"]),
+            sha256=t.get("sha256"),
+            policy=PolicySpec(
+                kind=p["kind"],
+                threshold=float(p["threshold"]) if "threshold" in p else None,
+                patience=p.get("patience"),
+                exits=tuple(ExitHead(e["exit"], resolve_path(root, e["head"]), e.get("sha256")) for e in p.get("exits", ())),
+            ),
+            control=ControlSpec(**t.get("control", {})),
+        )
+    return Descriptor(
+        path=path,
+        root=root,
+        source_sha256=digest,
+        xapp=XappIdentity(x["name"], x["version"], x.get("app_id", x["name"]), x.get("instance_id", f"{x['name']}-0")),
+        encoder=EncoderSpec(encoder_checkpoint(root, enc["checkpoint"]), enc.get("device", "cpu"), depth),
+        e2=E2Spec(
+            service_model=ServiceModel(e2["service_model"]["name"], e2["service_model"]["version"]),
+            nodes=tuple(NodeEndpoint(n["id"], n["address"]) for n in e2["nodes"]),
+            reconnect=Reconnect(
+                reconnect.get("initial_backoff_ms", 100), reconnect.get("max_backoff_ms", 5000), float(reconnect.get("jitter", 0.2))
+            ),
+            max_frame_bytes=e2.get("max_frame_bytes", 262144),
+        ),
+        tasks=MappingProxyType(tasks),
+        batching=Batching(**doc["batching"]),
+        publish=Publish(
+            zmq_endpoint=pub["zmq"]["endpoint"],
+            redis_url=pub["redis"]["url"],
+            stream_maxlen=pub["redis"].get("stream_maxlen", 10000),
+            redis_password=pub["redis"].get("password") or None,
+        ),
+        ops=Ops(doc["ops"]["http_port"], doc["ops"].get("log_level", "INFO")),
+    )

@@ -1,0 +1,265 @@
+"""E2 client side: one long-lived subscription per E2 node.
+
+An E2Subscriber keeps a Subscribe stream to its node open for as long as it runs: it waits for the
+Acknowledgement, validates every Indication and hands good frames to `submit`; rejected frames are
+counted and logged and never affect the frames after them. Whenever the stream fails or ends it
+resubscribes with exponential backoff and jitter. Each subscriber runs as its own task, so a dead
+node delays nobody else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Callable
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from xapp.e2.frames import FrameRejected, decode_indication
+from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
+from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
+from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint, Request
+from xapp.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# gRPC's own default receive limit; the per-frame limit is enforced per Indication instead, so that
+# one oversized frame is rejected alone instead of failing the whole stream.
+_GRPC_RECEIVE_LIMIT = 4 * 1024 * 1024
+
+
+class E2ProtocolError(Exception):
+    """The node broke the subscription protocol (e.g. no Acknowledgement first)."""
+
+
+class E2ControlError(Exception):
+    """A Control request did not get an outcome from the node."""
+
+    def __init__(self, node_id: str, detail: str) -> None:
+        super().__init__(f"control to {node_id} failed: {detail}")
+        self.node_id = node_id
+        self.detail = detail
+
+
+class E2Subscriber:
+    def __init__(
+        self,
+        node: NodeEndpoint,
+        app: AppIdentity,
+        submit: Callable[[Request], None],
+        metrics: Metrics,
+        limits: FrameLimits,
+        backoff: Backoff | None = None,
+        *,
+        ack_timeout: float = 5.0,
+    ) -> None:
+        self.node = node
+        self.app = app
+        self._limits = limits
+        self.backoff = backoff or Backoff()
+        self.ack_timeout = ack_timeout
+        self._submit = submit
+        self._metrics = metrics
+        self._transaction_id = f"{app.app_instance_id}/{node.id}"
+        self._channel: grpc.aio.Channel | None = None
+        self._call: grpc.aio.UnaryStreamCall | None = None
+        self._up = False
+        self._ever_up = False
+        self._acked_this_attempt = False
+        self._renewing = False  # new limits cancelled the call to resubscribe with new tasks
+        self._renewed = False  # ...and the next Ack is therefore no reconnect
+        self._stopping = False
+        self._wake = asyncio.Event()
+
+    @property
+    def up(self) -> bool:
+        """Acknowledged and streaming."""
+        return self._up
+
+    async def run(self) -> None:
+        """Subscribe and keep resubscribing until stop() or cancellation."""
+        attempt = 0
+        try:
+            while not self._stopping:
+                try:
+                    await self._stream()
+                    why = "stream ended by node"
+                except grpc.aio.AioRpcError as exc:
+                    why = f"{exc.code().name}: {exc.details()}"
+                except (E2ProtocolError, TimeoutError) as exc:
+                    why = f"{type(exc).__name__}: {exc}"
+                except asyncio.CancelledError:
+                    # stop() and a new task set cancel the call, which surfaces here; a cancelled task must still end.
+                    task = asyncio.current_task()
+                    if not ((self._stopping or self._renewing) and task is not None and task.cancelling() == 0):
+                        raise
+                finally:
+                    self._set_down()
+                if self._stopping:
+                    break
+                if self._renewing:
+                    self._renewing, self._renewed = False, True
+                    attempt = 0
+                    continue
+                self._renewed = False
+                if self._acked_this_attempt:
+                    attempt = 0
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                log.warning(
+                    "e2 subscription to %s (%s) down: %s; resubscribing in %.0f ms",
+                    self.node.id, self.node.address, why, delay * 1000,
+                    extra={"node": self.node.id, "reason": why},
+                )
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                except TimeoutError:
+                    pass
+        finally:
+            self._set_down()
+            if self._channel is not None:
+                channel, self._channel = self._channel, None
+                await channel.close()
+
+    @property
+    def limits(self) -> FrameLimits:
+        """What frames must look like. Assigning new limits (hot reload) applies from the next frame
+        on; a changed task set or reporting period renews the subscription at once (not counted as a
+        reconnect), so that the node sends what is now asked for."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: FrameLimits) -> None:
+        renew = (set(limits.tasks), limits.reporting_period_ms) != (
+            set(self._limits.tasks), self._limits.reporting_period_ms)
+        self._limits = limits
+        if renew and self._call is not None:
+            self._renewing = True
+            self._call.cancel()
+
+    async def stop(self) -> None:
+        """Unsubscribe (best effort) and make run() return."""
+        self._stopping = True
+        self._wake.set()
+        if self._up and self._channel is not None:
+            stub = e2t_pb2_grpc.SubscriptionServiceStub(self._channel)
+            request = e2t_pb2.UnsubscribeRequest(headers=self._headers(), transaction_id=self._transaction_id)
+            try:
+                await stub.Unsubscribe(request, timeout=1.0)
+            except grpc.aio.AioRpcError as exc:
+                log.info("unsubscribe from %s failed: %s", self.node.id, exc.code().name)
+        if self._call is not None:
+            self._call.cancel()
+
+    async def control(
+        self, message: iq_pb2.ControlMessage, *, cell_id: str = "", task: str = "", timeout: float = 2.0
+    ) -> iq_pb2.ControlOutcome:
+        """Send one E2 Control to the node and return its outcome; raises E2ControlError when the node
+        cannot be reached or answers garbage. Works whether or not the subscription is up."""
+        kind = message.WhichOneof("kind") or "empty"
+        request = e2t_pb2.ControlRequest(
+            headers=self._headers(),
+            header=iq_pb2.ControlHeader(cell_id=cell_id, task=task).SerializeToString(),
+            message=message.SerializeToString(),
+        )
+        stub = e2t_pb2_grpc.ControlServiceStub(self._ensure_channel())
+        try:
+            response = await stub.Control(request, timeout=timeout)
+            outcome = iq_pb2.ControlOutcome.FromString(response.outcome)
+        except (grpc.aio.AioRpcError, DecodeError) as exc:
+            self._metrics.controls_sent.labels(self.node.id, kind, "error").inc()
+            detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            raise E2ControlError(self.node.id, detail) from None
+        self._metrics.controls_sent.labels(self.node.id, kind, "success" if outcome.success else "failure").inc()
+        return outcome
+
+    async def _stream(self) -> None:
+        self._acked_this_attempt = False
+        limits = self.limits
+        spec = e2t_pb2.SubscriptionSpec(
+            event_trigger=e2t_pb2.EventTrigger(reporting_period_ms=limits.reporting_period_ms),
+            actions=[
+                e2t_pb2.Action(id=i, type=e2t_pb2.ACTION_TYPE_REPORT, task=task)
+                for i, task in enumerate(sorted(limits.tasks))
+            ],
+        )
+        request = e2t_pb2.SubscribeRequest(
+            headers=self._headers(), transaction_id=self._transaction_id, subscription=spec
+        )
+        call = e2t_pb2_grpc.SubscriptionServiceStub(self._ensure_channel()).Subscribe(request)
+        self._call = call
+        try:
+            first = await asyncio.wait_for(call.read(), self.ack_timeout)
+            if first is grpc.aio.EOF:
+                return
+            if first.WhichOneof("message") != "ack":
+                raise E2ProtocolError(f"first message is {first.WhichOneof('message')}, not an ack")
+            self._set_up(first.ack.channel_id)
+            while True:
+                response = await call.read()
+                if response is grpc.aio.EOF:
+                    return
+                if response.WhichOneof("message") == "indication":
+                    self._handle(response.indication)
+        finally:
+            self._call = None
+            call.cancel()
+
+    def _handle(self, indication: e2t_pb2.Indication) -> None:
+        try:
+            request = decode_indication(indication, self.node.id, self.limits, time.monotonic())
+        except FrameRejected as exc:
+            self._metrics.frames_rejected.labels(self.node.id, exc.reason).inc()
+            log.warning(
+                "frame rejected: node=%s seq=%s reason=%s: %s", self.node.id, exc.seq, exc.reason, exc.detail,
+                extra={"node": self.node.id, "seq": exc.seq, "reason": exc.reason},
+            )
+            return
+        self._metrics.frames_in.labels(self.node.id, request.task).inc()
+        try:
+            self._submit(request)
+        except Exception:
+            log.exception("submit failed for node=%s seq=%s", self.node.id, request.seq)
+
+    def _set_up(self, channel_id: str) -> None:
+        if self._ever_up and not self._renewed:
+            self._metrics.reconnects.labels(self.node.id).inc()
+        self._renewed = False
+        self._acked_this_attempt = True
+        self._ever_up = True
+        self._up = True
+        self._metrics.subscriptions_up.inc()
+        log.info("e2 subscription to %s up (channel %s)", self.node.id, channel_id, extra={"node": self.node.id})
+
+    def _set_down(self) -> None:
+        if self._up:
+            self._up = False
+            self._metrics.subscriptions_up.dec()
+
+    def _headers(self) -> e2t_pb2.RequestHeaders:
+        return e2t_pb2.RequestHeaders(
+            app_id=self.app.app_id,
+            app_instance_id=self.app.app_instance_id,
+            e2_node_id=self.node.id,
+            service_model=e2t_pb2.ServiceModel(name=self.app.service_model, version=self.app.service_model_version),
+            encoding=e2t_pb2.PROTO,
+        )
+
+    def _ensure_channel(self) -> grpc.aio.Channel:
+        if self._channel is None:
+            initial = int(self.backoff.initial_ms)
+            self._channel = grpc.aio.insecure_channel(
+                self.node.address,
+                options=[
+                    ("grpc.max_receive_message_length", max(_GRPC_RECEIVE_LIMIT, 2 * self.limits.max_frame_bytes)),
+                    # Let our own backoff pace retries rather than the channel's (1 s .. 120 s).
+                    ("grpc.initial_reconnect_backoff_ms", initial),
+                    ("grpc.min_reconnect_backoff_ms", initial),
+                    ("grpc.max_reconnect_backoff_ms", int(self.backoff.max_ms)),
+                ],
+            )
+        return self._channel
+

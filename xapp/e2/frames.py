@@ -1,0 +1,89 @@
+"""E2SM-IQ Indications: encoding (simulated nodes) and validating decoding (the xApp)."""
+
+from __future__ import annotations
+
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
+from xapp.e2.gen import e2t_pb2
+from xapp.e2.types import FrameLimits, Request
+
+IQ_DTYPE = np.dtype("<c8")
+
+# Reason codes, in the order the checks run. Size comes first so that nothing oversized is decoded.
+REJECT_REASONS = (
+    "oversize",  # header + payload bytes above max_frame_bytes
+    "bad_header",  # header bytes do not parse, or lack node, task or dimensions
+    "node_mismatch",  # header names another node than the one subscribed to
+    "unknown_task",  # task not served by this xApp
+    "dtype",  # sample format other than complex64 little-endian
+    "shape",  # antennas x samples differ from the task's frame shape
+    "bad_payload",  # payload bytes do not parse
+    "length",  # payload length differs from antennas * samples * 8 bytes
+    "non_finite",  # NaN or Inf samples
+)
+
+
+class FrameRejected(Exception):
+    """An Indication failed validation; `reason` is one of REJECT_REASONS."""
+
+    def __init__(self, reason: str, detail: str, seq: int | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.seq = seq
+
+
+def encode_indication(header: iq_pb2.IndicationHeader, payload: bytes) -> e2t_pb2.SubscribeResponse:
+    """Wrap an IndicationHeader and an already serialized IndicationPayload into a stream message."""
+    indication = e2t_pb2.Indication(header=header.SerializeToString(), payload=payload)
+    return e2t_pb2.SubscribeResponse(indication=indication)
+
+
+def decode_indication(
+    indication: e2t_pb2.Indication, node_id: str, limits: FrameLimits, t_arrival: float
+) -> Request:
+    """Validate one Indication from `node_id` and turn it into a Request; raises FrameRejected."""
+    size = len(indication.header) + len(indication.payload)
+    if size > limits.max_frame_bytes:
+        raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes}")
+    try:
+        header = iq_pb2.IndicationHeader.FromString(indication.header)
+    except DecodeError as exc:
+        raise FrameRejected("bad_header", f"header does not parse: {exc}") from None
+    seq = header.sequence_number
+    if not header.node_id or not header.task or header.antennas == 0 or header.samples == 0:
+        raise FrameRejected("bad_header", "header lacks node_id, task, antennas or samples", seq)
+    if header.node_id != node_id:
+        raise FrameRejected("node_mismatch", f"header node_id {header.node_id!r}", seq)
+    shape = limits.tasks.get(header.task)
+    if shape is None:
+        raise FrameRejected("unknown_task", f"task {header.task!r} not in {sorted(limits.tasks)}", seq)
+    if header.sample_format != iq_pb2.SAMPLE_FORMAT_CF32_LE:
+        raise FrameRejected("dtype", f"sample_format {header.sample_format}, expected 0 (CF32_LE)", seq)
+    if (header.antennas, header.samples) != tuple(shape):
+        raise FrameRejected(
+            "shape", f"{header.antennas}x{header.samples}, task {header.task} needs {shape[0]}x{shape[1]}", seq
+        )
+    try:
+        payload = iq_pb2.IndicationPayload.FromString(indication.payload)
+    except DecodeError as exc:
+        raise FrameRejected("bad_payload", f"payload does not parse: {exc}", seq) from None
+    expected = header.antennas * header.samples * IQ_DTYPE.itemsize
+    if len(payload.iq) != expected:
+        raise FrameRejected("length", f"{len(payload.iq)} I/Q bytes, header implies {expected}", seq)
+    frame = np.frombuffer(payload.iq, dtype=IQ_DTYPE).reshape(header.antennas, header.samples)
+    if not np.isfinite(frame.view(np.float32)).all():
+        raise FrameRejected("non_finite", "NaN or Inf samples", seq)
+    return Request(
+        node_id=node_id,
+        task=header.task,
+        frame=frame,
+        seq=seq,
+        cell_id=header.cell_id,
+        t_node_ns=header.timestamp_ns,
+        t_arrival=t_arrival,
+        deadline=t_arrival + limits.deadline_ms / 1000.0,
+        label=payload.label if payload.HasField("label") else None,
+    )

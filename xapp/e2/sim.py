@@ -1,0 +1,446 @@
+"""Simulated E2 nodes: real gRPC servers speaking the E2 subscription and control API with the
+E2SM-IQ service model.
+
+Each node streams frames from the task generators (a pre-generated pool per task, cycled, so that
+streaming costs only serialisation) at a set rate, round-robin over the subscribed tasks, with a
+node-wide sequence number and wall-clock timestamps. It applies Control requests (a beam switch
+changes its serving beam) and records them. For tests it injects faults on command: abort or end the
+active streams, stop and restart on the same port, and malformed frames interleaved with good ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import AsyncIterator, Mapping, Sequence
+
+import grpc
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from xapp.e2.frames import IQ_DTYPE, encode_indication
+from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
+from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
+from xapp.e2.types import SERVICE_MODEL_NAME, SERVICE_MODEL_VERSION, NodeEndpoint
+
+log = logging.getLogger(__name__)
+
+NUM_BEAMS = 16
+MAX_SLEEP = 0.05  # streams notice drop/end requests and rate changes within this many seconds
+MAX_LAG = 1.0  # a stream further behind its schedule than this re-anchors instead of bursting
+
+# Malformed frame kinds the nodes can inject, and the reject reason the xApp must give each.
+MALFORMED = {
+    "length": "length",  # payload shorter than antennas * samples implies
+    "nan": "non_finite",
+    "unknown_task": "unknown_task",
+    "oversize": "oversize",  # a consistent frame 64x the task's size
+    "garbage_header": "bad_header",
+    "garbage_payload": "bad_payload",
+    "dtype": "dtype",  # complex int16 samples
+    "shape": "shape",  # the right bytes declared with the wrong antennas x samples
+    "wrong_node": "node_mismatch",
+}
+
+
+class SimError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FramePool:
+    """Pre-generated frames of one task, payloads already serialised (with ground-truth labels)."""
+
+    task: str
+    frames: np.ndarray  # complex64 [N, A, S]
+    labels: tuple[str, ...]
+    payloads: tuple[bytes, ...]
+
+    @classmethod
+    def generate(cls, task: str, n: int, seed: int, snr_db: tuple[float, float] | None = None) -> FramePool:
+        from xapp.data import generate
+
+        options = {} if snr_db is None else {"snr_db": snr_db}
+        data = generate(task, n, seed, **options)
+        return cls.from_arrays(task, data.x, tuple(data.classes[int(y)] for y in data.y), data.snr_db)
+
+    @classmethod
+    def from_arrays(cls, task: str, x: np.ndarray, labels: Sequence[str], snr_db: Sequence[float]) -> FramePool:
+        """A pool from given frames (complex [N, A, S]), e.g. a recording loaded with xapp.data.io."""
+        frames = np.ascontiguousarray(x, dtype=np.complex64)
+        if frames.ndim != 3 or len(frames) == 0 or len(frames) != len(labels) or len(frames) != len(snr_db):
+            raise SimError(f"{task}: need frames [N, A, S] with N labels and N SNRs, got {x.shape}")
+        payloads = tuple(
+            iq_pb2.IndicationPayload(iq=frame.astype(IQ_DTYPE).tobytes(), label=label, snr_db=float(snr))
+            .SerializeToString()
+            for frame, label, snr in zip(frames, labels, snr_db)
+        )
+        return cls(task, frames, tuple(labels), payloads)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.frames.shape[1], self.frames.shape[2]
+
+
+def build_pools(
+    tasks: Sequence[str], n: int, seed: int, snr_db: tuple[float, float] | None = None
+) -> dict[str, FramePool]:
+    return {task: FramePool.generate(task, n, seed + 7919 * i, snr_db) for i, task in enumerate(tasks)}
+
+
+@dataclass(frozen=True)
+class ControlRecord:
+    t_ns: int
+    cell_id: str
+    task: str
+    message: iq_pb2.ControlMessage
+    outcome: iq_pb2.ControlOutcome
+
+
+class _Stream:
+    """One active Subscribe call as the node sees it."""
+
+    def __init__(self, transaction_id: str, period: float | None) -> None:
+        self.transaction_id = transaction_id
+        self.period = period  # from the subscription's event trigger; None follows the node's rate
+        self.end: str | None = None  # "end" (clean end of stream) or "abort" (UNAVAILABLE)
+
+
+class SimulatedNode:
+    """One E2 node. `rate_hz` is Indications per second per subscription (all tasks together) and
+    may be changed while streaming."""
+
+    def __init__(
+        self,
+        node_id: str,
+        pools: Mapping[str, FramePool],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_hz: float = 100.0,
+        cell_id: str | None = None,
+        offset: int = 0,
+        sample_rate_hz: float = 1e6,
+        center_frequency_hz: float = 3.5e9,
+    ) -> None:
+        if not pools:
+            raise SimError(f"{node_id}: no tasks to serve")
+        self.node_id = node_id
+        self.cell_id = cell_id or f"{node_id}-cell0"
+        self.pools = dict(pools)
+        self.host = host
+        self.port = port
+        self.rate_hz = rate_hz
+        self.sample_rate_hz = sample_rate_hz
+        self.center_frequency_hz = center_frequency_hz
+        self.serving_beam = 0
+        self.mitigations: dict[str, str] = {}  # interference kind -> MitigationAction name
+        self.controls: list[ControlRecord] = []
+        self.frames_sent = 0
+        self.malformed_sent: list[tuple[int, str]] = []  # (seq, kind)
+        self.lag_resets = 0
+        self._seq = itertools.count(1)
+        self._cursor = itertools.count(offset)
+        self._faults: deque[str] = deque()
+        self._streams: set[_Stream] = set()
+        self._server: grpc.aio.Server | None = None
+
+    @property
+    def endpoint(self) -> NodeEndpoint:
+        return NodeEndpoint(self.node_id, f"{self.host}:{self.port}")
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        # so_reuseport off: a port already in use is an error, not a silently shared listener.
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        e2t_pb2_grpc.add_SubscriptionServiceServicer_to_server(_SubscriptionServicer(self), server)
+        e2t_pb2_grpc.add_ControlServiceServicer_to_server(_ControlServicer(self), server)
+        address = f"{self.host}:{self.port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise SimError(f"{self.node_id}: cannot listen on {address}: {exc}") from None
+        if port == 0:
+            raise SimError(f"{self.node_id}: cannot listen on {address}")
+        self.port = port
+        await server.start()
+        self._server = server
+        log.info("e2 node %s listening on %s:%d", self.node_id, self.host, port)
+
+    async def stop(self) -> None:
+        """Stop serving at once; active streams fail on the client with UNAVAILABLE or CANCELLED."""
+        server, self._server = self._server, None
+        if server is not None:
+            await server.stop(grace=None)
+            self._streams.clear()
+
+    async def restart(self, downtime: float = 0.0) -> None:
+        """Stop, stay down for `downtime` seconds, and serve again on the same port."""
+        await self.stop()
+        await asyncio.sleep(downtime)
+        await self.start()
+
+    def drop_streams(self, mode: str = "abort") -> int:
+        """Make every active stream fail ("abort": status UNAVAILABLE) or finish ("end": status OK).
+        Returns how many streams were told."""
+        if mode not in ("abort", "end"):
+            raise SimError(f"drop mode must be 'abort' or 'end', got {mode!r}")
+        for stream in self._streams:
+            stream.end = mode
+        return len(self._streams)
+
+    def inject(self, kinds: Sequence[str]) -> None:
+        """Queue malformed frames; each goes out on an active stream just before its next good frame."""
+        unknown = [k for k in kinds if k not in MALFORMED]
+        if unknown:
+            raise SimError(f"unknown malformed frame kind(s) {unknown}; choose from {', '.join(MALFORMED)}")
+        self._faults.extend(kinds)
+
+    async def _subscribe(
+        self, request: e2t_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[e2t_pb2.SubscribeResponse]:
+        await self._check_headers(request.headers, context)
+        wanted = [a.task for a in request.subscription.actions]
+        tasks = tuple(t for t in self.pools if not wanted or t in wanted)
+        if not tasks:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"{self.node_id} serves none of {wanted}; it serves {list(self.pools)}"
+            )
+        period_ms = request.subscription.event_trigger.reporting_period_ms
+        stream = _Stream(request.transaction_id, period_ms / 1000.0 if period_ms else None)
+        self._streams.add(stream)
+        try:
+            channel = f"{self.node_id}/{request.transaction_id}/{id(stream):x}"
+            yield e2t_pb2.SubscribeResponse(ack=e2t_pb2.Acknowledgement(channel_id=channel))
+            loop = asyncio.get_running_loop()
+            next_t = loop.time()
+            while stream.end is None:
+                period = stream.period or (1.0 / self.rate_hz if self.rate_hz > 0 else None)
+                now = loop.time()
+                if period is None:  # rate 0: paused
+                    next_t = now
+                    await asyncio.sleep(MAX_SLEEP)
+                    continue
+                if now - next_t > MAX_LAG:
+                    self.lag_resets += 1
+                    next_t = now
+                while next_t <= now and stream.end is None:
+                    k = next(self._cursor)
+                    task = tasks[k % len(tasks)]
+                    if self._faults:
+                        yield self._malformed(self._faults.popleft(), task)
+                    yield self._frame(task, k // len(tasks))
+                    next_t += period
+                await asyncio.sleep(min(MAX_SLEEP, max(0.0, next_t - loop.time())))
+            if stream.end == "abort":
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.node_id}: stream dropped (fault injection)")
+        finally:
+            self._streams.discard(stream)
+
+    def _unsubscribe(self, request: e2t_pb2.UnsubscribeRequest) -> int:
+        ended = [s for s in self._streams if s.transaction_id == request.transaction_id]
+        for stream in ended:
+            stream.end = "end"
+        return len(ended)
+
+    def _header(self, task: str, shape: tuple[int, int]) -> iq_pb2.IndicationHeader:
+        return iq_pb2.IndicationHeader(
+            node_id=self.node_id,
+            cell_id=self.cell_id,
+            sequence_number=next(self._seq),
+            timestamp_ns=time.time_ns(),
+            sample_rate_hz=self.sample_rate_hz,
+            center_frequency_hz=self.center_frequency_hz,
+            antennas=shape[0],
+            samples=shape[1],
+            task=task,
+        )
+
+    def _frame(self, task: str, index: int) -> e2t_pb2.SubscribeResponse:
+        pool = self.pools[task]
+        self.frames_sent += 1
+        return encode_indication(self._header(task, pool.shape), pool.payloads[index % len(pool.payloads)])
+
+    def _malformed(self, kind: str, task: str) -> e2t_pb2.SubscribeResponse:
+        pool = self.pools[task]
+        frame = pool.frames[0]
+        header = self._header(task, pool.shape)
+        self.malformed_sent.append((header.sequence_number, kind))
+        iq = frame.astype(IQ_DTYPE).tobytes()
+        if kind == "length":
+            iq = iq[:-IQ_DTYPE.itemsize]
+        elif kind == "nan":
+            bad = frame.copy()
+            bad[0, len(bad[0]) // 2] = complex(np.nan, 0.0)
+            iq = bad.astype(IQ_DTYPE).tobytes()
+        elif kind == "unknown_task":
+            header.task = "telepathy"
+        elif kind == "oversize":
+            header.samples *= 64
+            iq = np.tile(frame, (1, 64)).astype(IQ_DTYPE).tobytes()
+        elif kind == "garbage_header":
+            return e2t_pb2.SubscribeResponse(indication=e2t_pb2.Indication(header=b"\xff" * 16, payload=b""))
+        elif kind == "garbage_payload":
+            return e2t_pb2.SubscribeResponse(
+                indication=e2t_pb2.Indication(header=header.SerializeToString(), payload=b"\xff" * 16)
+            )
+        elif kind == "dtype":
+            header.sample_format = iq_pb2.SAMPLE_FORMAT_CI16_LE
+            scaled = np.stack([frame.real, frame.imag], axis=-1) * 8192
+            iq = np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+        elif kind == "shape":
+            header.antennas, header.samples = header.antennas * 2, header.samples // 2
+        elif kind == "wrong_node":
+            header.node_id = f"{self.node_id}-impostor"
+        return encode_indication(header, iq_pb2.IndicationPayload(iq=iq).SerializeToString())
+
+    def _control(self, header: iq_pb2.ControlHeader, message: iq_pb2.ControlMessage) -> iq_pb2.ControlOutcome:
+        kind = message.WhichOneof("kind")
+        if header.cell_id and header.cell_id != self.cell_id:
+            return iq_pb2.ControlOutcome(success=False, detail=f"unknown cell {header.cell_id!r}")
+        if kind == "beam_switch":
+            beam = message.beam_switch.beam_index
+            if beam >= NUM_BEAMS:
+                return iq_pb2.ControlOutcome(success=False, detail=f"beam {beam} outside 0..{NUM_BEAMS - 1}")
+            previous, self.serving_beam = self.serving_beam, beam
+            return iq_pb2.ControlOutcome(success=True, detail=f"serving beam {previous} -> {beam}")
+        if kind == "interference_mitigation":
+            m = message.interference_mitigation
+            if not m.kind:
+                return iq_pb2.ControlOutcome(success=False, detail="interference kind missing")
+            action = iq_pb2.MitigationAction.Name(m.action) if m.action in iq_pb2.MitigationAction.values() else None
+            if action is None:
+                return iq_pb2.ControlOutcome(success=False, detail=f"unknown mitigation action {m.action}")
+            self.mitigations[m.kind] = action
+            return iq_pb2.ControlOutcome(success=True, detail=f"{action} against {m.kind}")
+        return iq_pb2.ControlOutcome(success=False, detail="empty control message")
+
+    async def _check_headers(self, headers: e2t_pb2.RequestHeaders, context: grpc.aio.ServicerContext) -> None:
+        if headers.e2_node_id != self.node_id:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"this is E2 node {self.node_id}, not {headers.e2_node_id!r}")
+        sm = headers.service_model
+        if (sm.name, sm.version) != (SERVICE_MODEL_NAME, SERVICE_MODEL_VERSION):
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"service model {sm.name!r} {sm.version!r} not supported; "
+                f"{self.node_id} speaks {SERVICE_MODEL_NAME} {SERVICE_MODEL_VERSION}",
+            )
+        if headers.encoding != e2t_pb2.PROTO:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "only PROTO encoding is supported")
+
+
+class _SubscriptionServicer(e2t_pb2_grpc.SubscriptionServiceServicer):
+    def __init__(self, node: SimulatedNode) -> None:
+        self.node = node
+
+    async def Subscribe(self, request, context):  # noqa: N802 (gRPC method name)
+        # gRPC recognises streaming handlers by being async generator functions themselves.
+        async for response in self.node._subscribe(request, context):
+            yield response
+
+    async def Unsubscribe(self, request, context):  # noqa: N802
+        await self.node._check_headers(request.headers, context)
+        self.node._unsubscribe(request)
+        return e2t_pb2.UnsubscribeResponse()
+
+
+class _ControlServicer(e2t_pb2_grpc.ControlServiceServicer):
+    def __init__(self, node: SimulatedNode) -> None:
+        self.node = node
+
+    async def Control(self, request, context):  # noqa: N802
+        node = self.node
+        await node._check_headers(request.headers, context)
+        try:
+            header = iq_pb2.ControlHeader.FromString(request.header)
+            message = iq_pb2.ControlMessage.FromString(request.message)
+        except DecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"control does not parse: {exc}")
+        outcome = node._control(header, message)
+        node.controls.append(ControlRecord(time.time_ns(), header.cell_id, header.task, message, outcome))
+        log.info("e2 node %s control %s: %s", node.node_id, message.WhichOneof("kind"), outcome.detail)
+        return e2t_pb2.ControlResponse(outcome=outcome.SerializeToString())
+
+
+class SimulatedNodes:
+    """A group of nodes `e2node-0..N-1` on ports base_port.. (0: each on a free port) that share one
+    frame pool per task, each node starting at a different place in it."""
+
+    def __init__(
+        self,
+        count: int,
+        *,
+        tasks: Sequence[str] = ("modulation", "interference", "beam"),
+        base_port: int = 0,
+        host: str = "127.0.0.1",
+        rate_hz: float = 100.0,
+        snr_db: tuple[float, float] | None = None,
+        seed: int = 0,
+        pool_size: int = 64,
+        id_prefix: str = "e2node-",
+    ) -> None:
+        if count < 1:
+            raise SimError(f"need at least one node, got {count}")
+        self.tasks = tuple(tasks)
+        self.count = count
+        self.base_port = base_port
+        self.host = host
+        self.rate_hz = rate_hz
+        self.snr_db = snr_db
+        self.seed = seed
+        self.pool_size = pool_size
+        self.id_prefix = id_prefix
+        self.nodes: list[SimulatedNode] = []
+
+    async def start(self) -> None:
+        if not self.nodes:
+            pools = await asyncio.to_thread(build_pools, self.tasks, self.pool_size, self.seed, self.snr_db)
+            self.nodes = [
+                SimulatedNode(
+                    f"{self.id_prefix}{i}", pools, host=self.host, port=self.base_port + i if self.base_port else 0,
+                    rate_hz=self.rate_hz, offset=i * 7,
+                )
+                for i in range(self.count)
+            ]
+        try:
+            for node in self.nodes:
+                await node.start()
+        except SimError:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(node.stop() for node in self.nodes))
+
+    async def __aenter__(self) -> SimulatedNodes:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def endpoints(self) -> list[NodeEndpoint]:
+        return [node.endpoint for node in self.nodes]
+
+    def __getitem__(self, node_id: str) -> SimulatedNode:
+        for node in self.nodes:
+            if node.node_id == node_id:
+                return node
+        raise KeyError(node_id)
+
+    def __iter__(self):
+        return iter(self.nodes)

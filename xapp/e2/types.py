@@ -1,0 +1,69 @@
+"""Plain values exchanged between the E2 client and the rest of the xApp."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+from xapp.config.descriptor import NodeEndpoint  # (id, address "host:port"), as in the descriptor
+
+__all__ = [
+    "SERVICE_MODEL_NAME", "SERVICE_MODEL_VERSION", "AppIdentity", "Backoff", "FrameLimits", "NodeEndpoint", "Request",
+]
+
+SERVICE_MODEL_NAME = "oran-e2sm-iq"
+SERVICE_MODEL_VERSION = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One validated I/Q frame on its way to the batcher."""
+
+    node_id: str
+    task: str
+    frame: np.ndarray  # complex64 [A, S], read-only view of the payload bytes
+    seq: int
+    cell_id: str
+    t_node_ns: int  # node timestamp (time.time_ns() at the node)
+    t_arrival: float  # time.monotonic() at arrival
+    deadline: float  # t_arrival + deadline_ms / 1000
+    label: str | None = None  # ground truth, only from simulated nodes
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    """Who subscribes: the parts of RequestHeaders that are the same for every node."""
+
+    app_id: str
+    app_instance_id: str
+    service_model: str = SERVICE_MODEL_NAME
+    service_model_version: str = SERVICE_MODEL_VERSION
+
+
+@dataclass(frozen=True, slots=True)
+class FrameLimits:
+    """What a valid Indication looks like. `tasks` maps each task the xApp serves to its frame
+    shape (antennas, samples); frames of any other task are rejected as unknown."""
+
+    max_frame_bytes: int
+    tasks: Mapping[str, tuple[int, int]]
+    deadline_ms: float
+    reporting_period_ms: int = 0  # asked of the node on subscribe; 0 keeps the node's rate
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with multiplicative jitter, as in the descriptor's e2.reconnect block."""
+
+    initial_ms: float = 100.0
+    max_ms: float = 5000.0
+    jitter: float = 0.2
+    rng: random.Random = field(default_factory=random.Random, compare=False)
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        base = min(self.max_ms, self.initial_ms * 2.0 ** min(attempt, 32))
+        return base * (1.0 + self.jitter * self.rng.uniform(-1.0, 1.0)) / 1000.0
