@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,12 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--test", type=int, default=2000, help="test frames per task")
     p.add_argument("--tasks", default="modulation,beam")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--card", action="store_true", help="record the results in the checkpoint's manifest and card")
     p.set_defaults(handler=probe_command)
 
 
-def pretrain_command(args: argparse.Namespace) -> int:
-    import sys
+def command_line() -> str:
+    """The command being run, as an operator would type it (recorded in manifests and cards)."""
+    return " ".join(["xapp", *sys.argv[1:]])
 
+
+def pretrain_command(args: argparse.Namespace) -> int:
     from xapp.train.export import export_encoder
     from xapp.train.pretrain import PretrainConfig, pretrain
 
@@ -37,8 +42,7 @@ def pretrain_command(args: argparse.Namespace) -> int:
     print(f"pre-training at step {state['step']}/{cfg.steps}, last loss {state['losses'][-1]:.4f}, "
           f"wall {state['wall_s'] / 60:.1f} min; run in {args.out}")
     if args.export:
-        command = "xapp " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("xapp") else "xapp pretrain ..."
-        sha = export_encoder(encoder, cfg, state, args.export, args.out, command)
+        sha = export_encoder(encoder, cfg, state, args.export, args.out, command_line())
         print(f"wrote {args.export} (sha256 {sha})")
     return 0
 
@@ -46,6 +50,8 @@ def pretrain_command(args: argparse.Namespace) -> int:
 def probe_command(args: argparse.Namespace) -> int:
     import json
 
+    from xapp.model.checkpoint import DEFAULT_ENCODER
+    from xapp.train.export import read_manifest, write_manifest
     from xapp.train.probe import format_probe_table, run_probe
 
     results = run_probe(args.checkpoint, args.exit, args.tasks.split(","), args.train, args.test)
@@ -53,4 +59,9 @@ def probe_command(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)
+    if args.card:
+        weights = args.checkpoint or DEFAULT_ENCODER
+        manifest = read_manifest(weights)
+        manifest["probe"] = {**results, "command": command_line()}
+        write_manifest(weights, manifest)
     return 0
