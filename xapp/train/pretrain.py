@@ -134,13 +134,17 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
             group["lr"] = learning_rate(cfg, step)
         generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
         with autocast:
-            loss = model(batch_for_step(cfg, step, device), generator)
+            losses = model(batch_for_step(cfg, step, device), generator)
+        loss = losses["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         state["step"] = step + 1
         state["losses"].append(round(loss.item(), 6))
+        for name, value in losses.items():
+            if name != "loss":
+                state.setdefault("view_losses", {}).setdefault(name, []).append(round(value.item(), 4))
         state["wall_s"] = wall_before + time.monotonic() - started
         bar.update(1)
         bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
