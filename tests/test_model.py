@@ -101,10 +101,17 @@ def test_mismatched_checkpoint_fails_clearly(tmp_path):
     save_encoder(path, Encoder(SMALL))
     with open(path, "rb") as fh:
         header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))["__metadata__"]
-    header["config"] = json.dumps(EncoderConfig(dim=64, depth=6, heads=4).to_json())
+    header["config"] = json.dumps(EncoderConfig(dim=64, depth=6, heads=4).to_dict())
     save_file(load_file(str(path)), str(path), metadata=header)
     with pytest.raises(WeightsFileError, match="does not match its config: missing"):
         load_encoder(path)
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    encoder = Encoder(SMALL)
+    a = save_encoder(tmp_path / "a.safetensors", encoder, steps=3, final_loss=0.5, note="x")
+    b = save_encoder(tmp_path / "b.safetensors", encoder, note="x", final_loss=0.5, steps=3)
+    assert a == b
 
 
 def test_pinned_sha256_is_enforced(tmp_path):

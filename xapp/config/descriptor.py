@@ -301,17 +301,10 @@ def encoder_checkpoint(root: Path, value: str | None) -> Path:
 
 
 def read_encoder_depth(checkpoint: Path) -> int:
-    """Depth recorded in the checkpoint's safetensors metadata under "config" (reads the header only)."""
-    from safetensors import safe_open
+    """Depth recorded in the checkpoint's header (the weights are not read)."""
+    from xapp.model.checkpoint import read_config
 
-    with safe_open(str(checkpoint), framework="numpy") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        return DEFAULT_DEPTH
-    config = json.loads(meta["config"])
-    if isinstance(config, str):  # xapp.model writes every metadata value as JSON, and the config is itself JSON text
-        config = json.loads(config)
-    return int(config["depth"])
+    return read_config(checkpoint).depth
 
 
 class _Checks:

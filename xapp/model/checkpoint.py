@@ -8,7 +8,7 @@ import torch
 
 from xapp.model.config import EncoderConfig
 from xapp.model.encoder import Encoder
-from xapp.model.safefile import WeightsFileError, read_weights, write_weights
+from xapp.model.safefile import WeightsFileError, read_metadata, read_weights, write_weights
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_ENCODER = ASSETS / "encoder.safetensors"
@@ -17,13 +17,13 @@ FORMAT = "xapp-encoder-v1"
 
 def save_encoder(path: str | Path, encoder: Encoder, dtype: torch.dtype = torch.float16, **metadata) -> str:
     tensors = {k: v.to(dtype) for k, v in encoder.state_dict().items()}
-    meta = {"format": FORMAT, "config": encoder.cfg.to_json(), "dtype": str(dtype), **metadata}
+    meta = {"format": FORMAT, "config": encoder.cfg.to_dict(), "dtype": str(dtype), **metadata}
     return write_weights(path, tensors, meta)
 
 
 def read_config(path: str | Path) -> EncoderConfig:
-    _, meta = read_weights(path)
-    return _config_from(path, meta)
+    """The encoder config recorded in a checkpoint's header (the weights are not read)."""
+    return _config_from(path, read_metadata(path))
 
 
 def load_encoder(path: str | Path | None = None, device: str = "cpu", sha256: str | None = None) -> Encoder:
@@ -49,6 +49,6 @@ def _config_from(path: str | Path, meta: dict) -> EncoderConfig:
     if meta.get("format") != FORMAT:
         raise WeightsFileError(f"{path}: not an encoder checkpoint (format {meta.get('format')!r}, want {FORMAT!r})")
     try:
-        return EncoderConfig.from_json(meta["config"])
+        return EncoderConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsFileError(f"{path}: bad encoder config in header ({exc})") from exc

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 
 
@@ -25,13 +24,12 @@ class EncoderConfig:
         """Token count (CLS included) of one frame of shape [antennas, samples]."""
         return 1 + antennas * (samples // self.patch)
 
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, text: str) -> "EncoderConfig":
+    def from_dict(cls, data: dict) -> "EncoderConfig":
         fields = {f.name for f in dataclasses.fields(cls)}
-        data = json.loads(text)
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown encoder config fields: {sorted(unknown)}")

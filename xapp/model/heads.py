@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from xapp.model.safefile import WeightsFileError, read_weights, write_weights
 
@@ -46,8 +47,21 @@ class Head(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.out(self.mlp(self.features(h)))
 
+    def forward_pooled(self, z: torch.Tensor) -> torch.Tensor:
+        """Logits from `normalised_mean(h)` [B, D]; equals forward(h) for mean pooling, because the
+        LayerNorm's affine is the same for every token and so commutes with the mean. Lets training
+        run on one [D] vector per frame instead of [T, D] token states."""
+        if self.pool is not None:
+            raise ValueError("forward_pooled needs a mean-pooling head")
+        return self.out(self.mlp(z * self.norm.weight + self.norm.bias))
+
     def spec(self) -> dict:
         return {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
+
+
+def normalised_mean(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Token states [B, T, D] -> mean over tokens of each token's LayerNorm normalisation (no affine)."""
+    return F.layer_norm(h.float(), h.shape[-1:], eps=eps).mean(dim=1)
 
 
 def save_head(path: str | Path, head: Head, meta: dict) -> str:

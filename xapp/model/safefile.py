@@ -24,12 +24,24 @@ def sha256_file(path: str | Path) -> str:
 
 
 def write_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict) -> str:
-    """Write tensors with `metadata` (JSON-serialisable values) in the header; returns the file's sha256."""
+    """Write tensors with `metadata` (JSON-serialisable values) in the header; returns the file's sha256.
+    The same tensors and metadata always give the same bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = {key: json.dumps(value) for key, value in metadata.items()}
+    header = {key: json.dumps(value, sort_keys=True) for key, value in metadata.items()}
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=header)
+    _canonicalise_header(path)
     return sha256_file(path)
+
+
+def _canonicalise_header(path: Path) -> None:
+    """safetensors writes its header's metadata in hash-map order, which varies between processes;
+    rewrite the header with sorted keys (offsets are relative to the data, so they stay valid)."""
+    raw = path.read_bytes()
+    length = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8:8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + raw[8 + length:])
 
 
 def read_weights(path: str | Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -43,10 +55,16 @@ def read_weights(path: str | Path, sha256: str | None = None) -> tuple[dict[str,
             raise WeightsFileError(f"{path}: sha256 {actual} does not match the pinned {sha256}")
     try:
         tensors = load_file(str(path))
-        with open(path, "rb") as fh:
-            header_len = int.from_bytes(fh.read(8), "little")
-            header = json.loads(fh.read(header_len))
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsFileError(f"{path}: not a readable safetensors file ({exc})") from exc
-    metadata = {key: json.loads(value) for key, value in header.get("__metadata__", {}).items()}
-    return tensors, metadata
+    return tensors, read_metadata(path)
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The metadata of a weights file, reading its header only."""
+    try:
+        with open(path, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        return {key: json.loads(value) for key, value in header.get("__metadata__", {}).items()}
+    except (OSError, ValueError) as exc:
+        raise WeightsFileError(f"{path}: not a readable safetensors file ({exc})") from exc

@@ -36,7 +36,7 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         "sha256": sha,
         "bytes": out.stat().st_size,
         "parameters": sum(p.numel() for p in encoder.parameters()),
-        "config": json.loads(encoder.cfg.to_json()),
+        "config": encoder.cfg.to_dict(),
         "pretraining": {k: v for k, v in cfg.as_dict().items() if k != "encoder"},
         "data": MIXTURE,
         "steps": state["step"],
@@ -45,10 +45,14 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         "hardware": f"{state.get('device', 'cpu')} ({platform.processor() or platform.machine()}, "
                     f"{torch.get_num_threads()} threads)",
         "final_loss": _final_loss(state["losses"]),
+        "final_view_losses": {name: _final_loss(values) for name, values in state.get("view_losses", {}).items()},
         "first_loss": state["losses"][0],
         "command": command,
         "loss_curve": "ENCODER_LOSS.png",
     }
+    if manifest_path(out).exists() and read_manifest(out).get("sha256") == sha:
+        previous = read_manifest(out)  # same weights: keep the probe measured on them
+        manifest.update({k: previous[k] for k in ("probe",) if k in previous})
     src_plot = Path(run) / "loss.png"
     if src_plot.exists():
         out.with_name("ENCODER_LOSS.png").write_bytes(src_plot.read_bytes())
@@ -89,12 +93,15 @@ def render_card(m: dict) -> str:
         f"- Weights: `{m['file']}`, fp16, {m['bytes'] / 1e6:.1f} MB, sha256 `{m['sha256']}`.",
         f"- Pre-training: masked autoencoder, {int(m['pretraining']['mask_ratio'] * 100)} % of patches masked, "
         f"decoder dim {m['pretraining']['decoder_dim']} x {m['pretraining']['decoder_depth']} blocks, "
-        f"MSE on masked patches; {m['steps']} steps of {m['pretraining']['batch']} frames "
+        f"standardised MSE on five views of the masked patches (raw I/Q, log power, 4-band log spectrum, "
+        f"envelope spread, phase relative to antenna 0; why: `docs/pretraining.md`); "
+        f"{m['steps']} steps of {m['pretraining']['batch']} frames "
         f"({m['frames_seen']:,} fresh frames), AdamW lr {m['pretraining']['lr']} cosine, seed {m['pretraining']['seed']}.",
         f"- Data: {m['data']}.",
         f"- Hardware and time: {m['hardware']}, {m['wall_minutes']} min.",
         f"- Loss: {m['first_loss']:.4f} at step 1 -> {m['final_loss']:.4f} (mean of the last 50 steps); "
-        f"curve in `{m['loss_curve']}`.",
+        f"curve in `{m['loss_curve']}`. Per view at the end (1.0 = predicting the batch mean): "
+        + ", ".join(f"{k} {v:.3f}" for k, v in m.get("final_view_losses", {}).items()) + ".",
         f"- Reproduce: `{m['command']}`",
     ]
     probe = m.get("probe")
