@@ -34,6 +34,9 @@ class Metrics:
         self.descriptor_reloads = Counter(
             "xapp_descriptor_reloads", "Descriptor reload attempts", ["outcome"], registry=r
         )
+        self.decisions_scored = Counter(
+            "xapp_decisions_scored", "Decisions checked against simulator ground truth", ["task", "outcome"], registry=r
+        )
         self.published = Counter("xapp_published", "Decisions written to a sink", ["sink"], registry=r)
         self.publish_dropped = Counter(
             "xapp_publish_dropped", "Decisions a sink could not take", ["sink", "reason"], registry=r

@@ -1,0 +1,134 @@
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from xapp.e2.types import Request
+from xapp.model.policies import Policy, normalised_entropy
+from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, load_plan
+from xapp.model import Encoder, EncoderConfig, Head, exit_flops, save_head
+from xapp.ops.metrics import Metrics
+
+CFG = EncoderConfig(dim=64, depth=6, heads=4)
+MOD = tuple(f"m{i}" for i in range(11))
+BEAMS = tuple(f"beam{i:02d}" for i in range(16))
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return Encoder(CFG).eval()
+
+
+def head(classes, seed: int) -> Head:
+    torch.manual_seed(seed)
+    return Head(CFG.dim, len(classes)).eval()
+
+
+def frames(task: str, n: int, seed: int) -> list[Request]:
+    rng = np.random.default_rng(seed)
+    shape = (16, 64) if task == "beam" else (1, 1024)
+    out = []
+    for i in range(n):
+        x = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+        t = time.monotonic()
+        out.append(Request(f"node{i % 2}", task, x, i, "cell0", time.time_ns(), t, t + 1.0))
+    return out
+
+
+def reference(encoder, h: Head, reqs, k: int) -> torch.Tensor:
+    with torch.inference_mode():
+        x = torch.from_numpy(np.stack([r.frame for r in reqs]))
+        return h(encoder(x, [k])[k]).softmax(-1)
+
+
+def collect(engine, batch, table):
+    released = []
+    report = engine.run(batch, table, lambda ds: released.append(list(ds)))
+    return report, released
+
+
+def test_fixed_exits_match_full_forward_and_release_shallow_rows_first(encoder):
+    hm, hb = head(MOD, 1), head(BEAMS, 2)
+    table = {"modulation": TaskPlan("modulation", MOD, {2: hm}), "beam": TaskPlan("beam", BEAMS, {5: hb})}
+    mod, beam = frames("modulation", 7, 0), frames("beam", 5, 1)
+    metrics = Metrics()
+    report, released = collect(EarlyExitEngine(encoder, metrics), mod[:3] + beam + mod[3:], table)
+    assert report.deepest == 5 and report.rows == 12
+    # modulation rows leave after block 2, in one release, before any beam row
+    assert [{d.exit for d in group} for group in released] == [{2}, {5}]
+    got = {(d.task, d.seq): d for group in released for d in group}
+    for task, reqs, h, k in (("modulation", mod, hm, 2), ("beam", beam, hb, 5)):
+        probs = reference(encoder, h, reqs, k)
+        for r, p in zip(reqs, probs):
+            d = got[(task, r.seq)]
+            assert d.class_index == int(p.argmax()) and d.label == table[task].classes[d.class_index]
+            assert d.confidence == pytest.approx(float(p.max()), abs=1e-4)
+            assert d.node_id == r.node_id and d.t_node_ns == r.t_node_ns
+            assert d.gflops == pytest.approx(exit_flops(CFG, 65)[k - 1] / 1e9 + 2 * CFG.dim * len(h.out.bias) / 1e9)
+    assert metrics.registry.get_sample_value("xapp_decisions_total", {"task": "beam", "exit": "5"}) == 5
+
+
+def test_dynamic_confidence_and_entropy_policies(encoder):
+    heads = {1: head(MOD, 3), 3: head(MOD, 4), 6: head(MOD, 5)}
+    reqs = frames("modulation", 6, 2)
+    engine = EarlyExitEngine(encoder, Metrics())
+    always = {"modulation": TaskPlan("modulation", MOD, heads, Policy("confidence", threshold=0.0))}
+    assert {d.exit for g in collect(engine, reqs, always)[1] for d in g} == {1}
+    never = {"modulation": TaskPlan("modulation", MOD, heads, Policy("entropy", threshold=0.0))}
+    report, released = collect(engine, reqs, never)
+    assert {d.exit for g in released for d in g} == {6} and report.deepest == 6
+    # a threshold between the rows' exit-1 confidences splits them: the sure ones leave at 1
+    conf1 = reference(encoder, heads[1], reqs, 1).max(-1).values
+    cut = float(conf1.median())
+    split = {"modulation": TaskPlan("modulation", MOD, heads, Policy("confidence", threshold=cut))}
+    exits = {d.seq: d.exit for g in collect(engine, reqs, split)[1] for d in g}
+    for r, c in zip(reqs, conf1):
+        assert (exits[r.seq] == 1) == (float(c) >= cut)
+    entropy1 = normalised_entropy(reference(encoder, heads[1], reqs, 1))
+    assert ((entropy1 >= 0) & (entropy1 <= 1)).all()
+
+
+def test_patience_policy_leaves_when_consecutive_exits_agree(encoder):
+    h = head(MOD, 6)
+    # the same head at exits 1 and 2: rows whose label does not change between them leave at 2
+    heads = {1: h, 2: h, 6: head(MOD, 7)}
+    reqs = frames("modulation", 8, 3)
+    table = {"modulation": TaskPlan("modulation", MOD, heads, Policy("patience", patience=2))}
+    exits = {d.seq: d.exit for g in collect(EarlyExitEngine(encoder, Metrics()), reqs, table)[1] for d in g}
+    a, b = reference(encoder, h, reqs, 1).argmax(-1), reference(encoder, h, reqs, 2).argmax(-1)
+    for r, x, y in zip(reqs, a, b):
+        assert exits[r.seq] == (2 if x == y else 6)
+
+
+def test_rows_of_tasks_without_a_plan_are_counted_not_served(encoder):
+    metrics = Metrics()
+    table = {"beam": TaskPlan("beam", BEAMS, {1: head(BEAMS, 8)})}
+    report, released = collect(EarlyExitEngine(encoder, metrics), frames("beam", 2, 4) + frames("modulation", 3, 5), table)
+    assert report.skipped == 3 and sum(len(g) for g in released) == 2
+    assert metrics.registry.get_sample_value("xapp_frames_shed_total", {"task": "modulation", "reason": "no_task"}) == 3
+
+
+def test_load_plan_checks_task_exit_classes_and_file(encoder, tmp_path):
+    h = head(MOD, 9)
+    path = tmp_path / "mod3.safetensors"
+    sha = save_head(path, h, {"task": "modulation", "exit": 3, "classes": list(MOD)})
+    plan = load_plan("modulation", [(3, path, sha)], Policy(), encoder, MOD)
+    assert plan.exit == 3 and plan.classes == MOD
+    with pytest.raises(PlanError, match="head for task 'modulation'"):
+        load_plan("beam", [(3, path, None)], Policy(), encoder)
+    with pytest.raises(PlanError, match="trained at exit 3, configured at exit 4"):
+        load_plan("modulation", [(4, path, None)], Policy(), encoder)
+    with pytest.raises(PlanError, match="expected"):
+        load_plan("modulation", [(3, path, None)], Policy(), encoder, MOD[::-1])
+    with pytest.raises(PlanError, match="sha256"):
+        load_plan("modulation", [(3, path, "0" * 64)], Policy(), encoder)
+    with pytest.raises(PlanError, match="outside the encoder"):
+        load_plan("modulation", [(9, path, None)], Policy(), encoder)
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(PlanError, match="corrupt.safetensors"):
+        load_plan("modulation", [(3, corrupt, None)], Policy(), encoder)
+    with pytest.raises(PlanError, match="fixed policy reads exactly one exit"):
+        TaskPlan("modulation", MOD, {1: h, 3: h})

@@ -1,0 +1,93 @@
+import asyncio
+import time
+
+import redis
+import zmq.asyncio
+
+from xapp.engine.decision import Decision
+from xapp.ops.metrics import Metrics
+from xapp.publish.listen import DecisionListener
+from xapp.publish.redis_pub import RedisPublisher, hash_key, stream_key
+from xapp.publish.zmq_pub import ZmqPublisher
+
+
+def decision(node: str, task: str, seq: int, label: str = "beam03", index: int = 3) -> Decision:
+    now = time.time_ns()
+    return Decision(node, task, label, index, 0.9, 3, 0.21, seq, "cell-7", now - 2_000_000, now - 1_000_000, now)
+
+
+def test_zmq_topics_filter_by_task_and_carry_the_protobuf():
+    async def scenario():
+        ctx = zmq.asyncio.Context()
+        pub = ZmqPublisher("tcp://127.0.0.1:*", Metrics())
+        beam = DecisionListener(pub.endpoint, ["beam"], ctx)
+        everything = DecisionListener(pub.endpoint, [], ctx)
+        # PUB drops messages until the subscription reaches it (slow joiner): publish until one lands.
+        got = None
+        for seq in range(200):
+            pub.publish([decision("n1", "modulation", seq, "QPSK", 9), decision("n1", "beam", seq)])
+            try:
+                got = await asyncio.wait_for(beam.recv(), 0.05)
+                break
+            except asyncio.TimeoutError:
+                continue
+        assert got is not None
+        topic, msg = got
+        assert topic == "beam/n1"
+        assert (msg.task, msg.node_id, msg.label, msg.class_index, msg.exit_layer) == ("beam", "n1", "beam03", 3, 3)
+        assert msg.t_decision_ns > msg.t_arrival_ns > msg.t_indication_ns
+        for _ in range(20):  # the beam listener never sees another task
+            pub.publish([decision("n1", "modulation", 999, "QPSK", 9), decision("n2", "beam", 1000)])
+            topic, _ = await asyncio.wait_for(beam.recv(), 5)
+            assert topic.startswith("beam/")
+        topics = set()
+        while len(topics) < 2:
+            topics.add((await asyncio.wait_for(everything.recv(), 5))[0].split("/")[0])
+        assert topics == {"beam", "modulation"}
+        beam.close(), everything.close(), pub.close()
+        ctx.term()
+
+    asyncio.run(scenario())
+
+
+def test_redis_latest_hash_and_capped_stream(redis_url):
+    async def scenario():
+        metrics = Metrics()
+        pub = RedisPublisher(redis_url, stream_maxlen=50, metrics=metrics)
+        writer = asyncio.create_task(pub.run())
+        for seq in range(300):
+            pub.publish([decision("n1", "beam", seq, f"beam{seq % 16:02d}", seq % 16)])
+        pub.publish([decision("n2", "modulation", 5, "QPSK", 9)])
+        await pub.flush()
+        writer.cancel()
+        await pub.aclose()
+        return metrics
+
+    metrics = asyncio.run(scenario())
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    latest = r.hgetall(hash_key("n1", "beam"))
+    assert latest["sequence_number"] == "299" and latest["label"] == "beam11" and latest["exit_layer"] == "3"
+    assert r.hgetall(hash_key("n2", "modulation"))["label"] == "QPSK"
+    length = r.xlen(stream_key("beam"))
+    assert 50 <= length < 300  # MAXLEN ~ trims in whole macro nodes, never below the cap
+    last = r.xrevrange(stream_key("beam"), count=1)[0][1]
+    assert last["sequence_number"] == "299" and last["cell_id"] == "cell-7"
+    assert metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) == 301
+
+
+def test_redis_down_never_blocks_and_counts_drops():
+    async def scenario():
+        metrics = Metrics()
+        pub = RedisPublisher("redis://127.0.0.1:1/0", stream_maxlen=10, metrics=metrics, queue_limit=100)
+        writer = asyncio.create_task(pub.run())
+        for seq in range(250):
+            pub.publish([decision("n1", "beam", seq)])  # returns at once even though nothing listens
+        await asyncio.sleep(0.2)
+        writer.cancel()
+        await pub.aclose()
+        return metrics
+
+    metrics = asyncio.run(scenario())
+    dropped = metrics.registry.get_sample_value("xapp_publish_dropped_total", {"sink": "redis", "reason": "queue_full"})
+    assert dropped >= 150
+    assert (metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) or 0) == 0

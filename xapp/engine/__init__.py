@@ -1,0 +1,1 @@
+"""Serving path inside the xApp: micro-batcher and the shared-trunk early-exit engine."""

@@ -1,0 +1,143 @@
+"""Bounded, deadline-aware micro-batcher between the E2 subscribers and the engine.
+
+Frames arrive one at a time on the event loop (`submit`); the engine pulls batches (`next_batch`).
+A batch is released when it is full or when its oldest frame has waited `max_wait_ms`. Nothing is
+dropped silently: a frame pushed out by a full queue or found past its deadline is counted in
+`frames_shed{task, reason}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from xapp.ops.metrics import Metrics
+
+
+class Queued(Protocol):
+    task: str
+    t_arrival: float  # time.monotonic() at arrival
+    deadline: float  # time.monotonic() after which serving the frame is pointless
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    queue_limit: int = 512
+    deadline_ms: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1 or self.queue_limit < 1 or self.max_wait_ms < 0 or self.deadline_ms <= 0:
+            raise ValueError(f"invalid batching limits: {self}")
+
+
+class BatcherClosed(Exception):
+    """`next_batch` was called on a closed batcher with nothing left to drain."""
+
+
+SHED_OVERFLOW = "queue_full"
+SHED_DEADLINE = "deadline"
+SHED_CLOSED = "closed"  # arrived during shutdown
+
+
+class Batcher:
+    """Single event-loop micro-batcher: `submit` and `next_batch` must run on the same loop."""
+
+    def __init__(self, limits: BatchLimits, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
+        self._limits = limits
+        self._metrics = metrics
+        self._clock = clock
+        self._queue: deque[Queued] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._service_s = 0.0  # smoothed engine time per batch, fed back by the serving loop
+
+    @property
+    def limits(self) -> BatchLimits:
+        return self._limits
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, request: Queued) -> None:
+        if self._closed:
+            self._shed(request, SHED_CLOSED)
+            return
+        self._queue.append(request)
+        self._trim()
+        self._metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+
+    def reconfigure(self, limits: BatchLimits) -> None:
+        """New limits apply from the next batch on; a smaller queue sheds its oldest frames now."""
+        self._limits = limits
+        self._trim()
+        self._metrics.queue_depth.set(len(self._queue))
+        self._wakeup.set()
+
+    def observe_service_time(self, seconds: float) -> None:
+        """How long the engine took for the last batch. Frames that would pass their deadline before
+        a batch formed now could finish are shed at formation instead of being served late; the
+        newest frame is always kept, so batches keep running and the estimate keeps adapting."""
+        self._service_s = seconds if self._service_s == 0.0 else 0.7 * self._service_s + 0.3 * seconds
+
+    def close(self) -> None:
+        """Stop accepting frames; `next_batch` drains what is queued, then raises BatcherClosed."""
+        self._closed = True
+        self._wakeup.set()
+
+    async def next_batch(self) -> list[Queued]:
+        while True:
+            self._shed_expired()
+            limits = self._limits
+            if self._queue:
+                now = self._clock()
+                oldest = self._queue[0]
+                flush_at = min(oldest.t_arrival + limits.max_wait_ms / 1000.0, oldest.deadline)
+                if len(self._queue) >= limits.max_batch or now >= flush_at or self._closed:
+                    return self._take(limits.max_batch)
+                timeout = flush_at - now
+            elif self._closed:
+                raise BatcherClosed("batcher closed")
+            else:
+                timeout = None
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    def _take(self, n: int) -> list[Queued]:
+        batch = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
+        self._metrics.queue_depth.set(len(self._queue))
+        self._metrics.batch_size.observe(len(batch))
+        return batch
+
+    def _trim(self) -> None:
+        # Oldest first: under overload the freshest telemetry is the most useful to a control loop.
+        while len(self._queue) > self._limits.queue_limit:
+            self._shed(self._queue.popleft(), SHED_OVERFLOW)
+
+    def _shed_expired(self) -> None:
+        if not self._queue:
+            return
+        now = self._clock()
+        finish = now + self._service_s
+        newest = self._queue[-1]
+        if all(r.deadline > finish for r in self._queue):
+            return
+        kept = deque()
+        for r in self._queue:
+            if r.deadline > finish or (r is newest and r.deadline > now):
+                kept.append(r)
+            else:
+                self._shed(r, SHED_DEADLINE)
+        self._queue = kept
+        self._metrics.queue_depth.set(len(kept))
+
+    def _shed(self, request: Queued, reason: str) -> None:
+        self._metrics.frames_shed.labels(request.task, reason).inc()

@@ -1,0 +1,279 @@
+"""`xapp bench`: what early exit buys, measured in one run on the same frames.
+
+Offline: a naive deployment (one full-depth model per task: every frame runs all blocks, batched
+with frames of its own task) against the shared-trunk early-exit engine (mixed batches, each task's
+head at its exit). Both alternate within each repeat, so a busy machine slows both alike; a plain
+matmul of the model's MLP shape is timed alongside as the machine's reference GFLOP/s.
+
+Online: the xApp with simulated E2 nodes (in this process) and a real Redis at offered loads that
+are fractions of the offline early-exit capacity; indication-to-decision latency from the ZMQ feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+from xapp.e2.types import Request
+from xapp.engine.runner import EarlyExitEngine, TaskTable
+from xapp.model import Encoder, exit_flops, head_flops
+from xapp.ops.metrics import Metrics
+
+REPEATS = 3
+WARMUP_S = 1.5
+
+
+def bench_frames(tasks: Sequence[str], n: int, seed: int = 1234) -> list[Request]:
+    """`n` frames per task, interleaved round-robin as the simulated nodes send them."""
+    from xapp.data import generate
+
+    per_task = []
+    for i, task in enumerate(tasks):
+        data = generate(task, n, seed + i)
+        per_task.append([
+            Request("bench", task, data.x[j], j, "cell0", 0, 0.0, float("inf"), data.classes[int(data.y[j])])
+            for j in range(n)
+        ])
+    return [reqs[j] for j in range(n) for reqs in per_task]
+
+
+def _batches(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _naive(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int) -> float:
+    depth = encoder.cfg.depth
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for task, plan in table.items():
+            head = plan.heads[plan.exit]  # same cost as a head on the last block
+            for batch in _batches([r for r in frames if r.task == task], max_batch):
+                x = torch.from_numpy(np.stack([r.frame for r in batch])).to(next(encoder.parameters()).device)
+                head(encoder(x, [depth])[depth]).argmax(-1).tolist()
+    return time.perf_counter() - start
+
+
+def _early_exit(engine: EarlyExitEngine, table: TaskTable, frames: list[Request], max_batch: int) -> tuple[float, list]:
+    decisions: list = []
+    start = time.perf_counter()
+    for batch in _batches(frames, max_batch):
+        engine.run(batch, table, decisions.extend)
+    return time.perf_counter() - start, decisions
+
+
+def matmul_gflops(rows: int, dim: int, hidden: int, seconds: float = 0.5) -> float:
+    a, b = torch.randn(rows, dim), torch.randn(dim, hidden)
+    a @ b
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        n += 1
+    return 2.0 * rows * dim * hidden * n / (time.perf_counter() - start) / 1e9
+
+
+def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int) -> dict:
+    engine = EarlyExitEngine(encoder, Metrics())
+    cfg = encoder.cfg
+    tokens = cfg.tokens(*frames[0].frame.shape)
+    warm = frames[: max_batch * 2]
+    _naive(encoder, table, warm, max_batch)
+    _early_exit(engine, table, warm, max_batch)
+    # Naive and early exit take turns chunk by chunk (max_batch frames of every task), so that a
+    # machine whose load changes during the run slows both alike.
+    chunks = _batches(frames, max_batch * len(table))
+    naive_s, ee_s, mm = [], [], []
+    for _ in range(REPEATS):
+        naive_t = ee_t = 0.0
+        decisions = []
+        for chunk in chunks:
+            naive_t += _naive(encoder, table, chunk, max_batch)
+            t, released = _early_exit(engine, table, chunk, max_batch)
+            ee_t += t
+            decisions += released
+        naive_s.append(naive_t)
+        ee_s.append(ee_t)
+        mm.append(matmul_gflops(max_batch * tokens, cfg.dim, int(cfg.dim * cfg.mlp_ratio)))
+    n = len(frames)
+    naive_gflops = float(np.mean([
+        exit_flops(cfg, tokens)[-1] + head_flops(cfg.dim, table[r.task].heads[table[r.task].exit].num_classes, tokens=tokens)
+        for r in frames
+    ])) / 1e9
+    ee_gflops = float(np.mean([d.gflops for d in decisions]))
+    naive_fps, ee_fps = n / statistics.median(naive_s), n / statistics.median(ee_s)
+    ratios = [a / b for a, b in zip(naive_s, ee_s)]
+    accuracy = float(np.mean([d.label == d.truth for d in decisions]))
+    return {
+        "frames": n,
+        "max_batch": max_batch,
+        "naive_frames_per_s": naive_fps,
+        "early_exit_frames_per_s": ee_fps,
+        "speedup_measured": statistics.median(ratios),
+        "speedup_per_repeat": ratios,
+        "gflops_per_frame_naive": naive_gflops,
+        "gflops_per_frame_early_exit": ee_gflops,
+        "flop_ratio": naive_gflops / ee_gflops,
+        "achieved_gflops_per_s_naive": naive_fps * naive_gflops,
+        "achieved_gflops_per_s_early_exit": ee_fps * ee_gflops,
+        "matmul_gflops_per_s": statistics.median(mm),
+        "early_exit_batch_ms": 1000.0 * max_batch / ee_fps,
+        "early_exit_accuracy": accuracy,
+        "exits": {t: p.exit for t, p in table.items()},
+    }
+
+
+async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[float], seconds: float,
+                 threads: int | None) -> list[dict]:
+    from xapp.engine.demo import NODES, _sum, embedded
+    from xapp.publish.listen import DecisionListener
+
+    process = psutil.Process()
+    results = []
+    async with embedded(descriptor_path, 0.0, threads) as env:
+        listener = DecisionListener(env.zmq_endpoint)
+        received: list[tuple[float, float]] = []  # (receive time, latency ms)
+        peak = [process.memory_info().rss]
+
+        async def listen() -> None:
+            while True:
+                _, d = await listener.recv()
+                received.append((time.monotonic(), (d.t_decision_ns - d.t_indication_ns) / 1e6))
+
+        async def sample_rss() -> None:
+            while True:
+                peak[0] = max(peak[0], process.memory_info().rss)
+                await asyncio.sleep(0.1)
+
+        helpers = [asyncio.create_task(listen()), asyncio.create_task(sample_rss())]
+        try:
+            for load in loads:
+                offered = capacity_fps * load / 100.0
+                for node in env.nodes:
+                    node.rate_hz = offered / NODES
+                await asyncio.sleep(WARMUP_S)
+                shed0 = _sum(env.metrics, "xapp_frames_shed_total")
+                rss0, peak[0] = process.memory_info().rss, 0
+                t0 = time.monotonic()
+                await asyncio.sleep(seconds)
+                t1 = time.monotonic()
+                lat = np.array([ms for t, ms in received if t0 <= t < t1])
+                results.append({
+                    "load_percent": load,
+                    "offered_frames_per_s": offered,
+                    "decisions_per_s": len(lat) / (t1 - t0),
+                    "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+                    "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                    "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
+                    "shed": _sum(env.metrics, "xapp_frames_shed_total") - shed0,
+                    "rss_start_mb": rss0 / 2**20,
+                    "rss_end_mb": process.memory_info().rss / 2**20,
+                    "peak_rss_mb": max(peak[0], rss0) / 2**20,
+                })
+                print(_online_row(results[-1]), flush=True)
+                for node in env.nodes:
+                    node.rate_hz = 0.0
+                await asyncio.sleep(0.5)  # let the backlog drain before the next level
+        finally:
+            for h in helpers:
+                h.cancel()
+            listener.close()
+    return results
+
+
+def _online_row(r: dict) -> str:
+    def ms(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    return (f"{r['load_percent']:>5.0f}%{r['offered_frames_per_s']:>10.1f}{r['decisions_per_s']:>10.1f}"
+            f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}")
+
+
+def targets(off: dict, on: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:
+    out = []
+    need = 0.8 * off["flop_ratio"]
+    out.append(("speed-up >= 80% of FLOP ratio", off["speedup_measured"] >= need,
+                f"{off['speedup_measured']:.2f}x vs {need:.2f}x needed"))
+    by_load = {r["load_percent"]: r for r in on}
+    if 50 in by_load:
+        r = by_load[50]
+        ok = r["p99_ms"] is not None and r["p99_ms"] < 20 and r["shed"] == 0
+        out.append(("50% load: p99 < 20 ms, zero sheds", ok, f"p99 {r['p99_ms']} ms, {r['shed']:.0f} shed"))
+    if 150 in by_load:
+        r = by_load[150]
+        bound = max_wait_ms + 2 * off["early_exit_batch_ms"]
+        growth = r["rss_end_mb"] - r["rss_start_mb"]
+        ok = r["shed"] > 0 and r["p99_ms"] is not None and r["p99_ms"] <= bound and growth < 50
+        out.append(("150% load: sheds counted, memory flat, p99 <= max_wait + 2 batch times", ok,
+                    f"{r['shed']:.0f} shed, RSS {growth:+.0f} MB over the level, p99 {r['p99_ms']} ms vs {bound:.0f} ms"))
+    return out
+
+
+def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]]) -> str:
+    lines = ["offline (same frames, batch %d, exits %s)" % (off["max_batch"], off["exits"]),
+             "naive = one full-depth model per task, each frame through its task's model, batched per task",
+             f"{'':<24}{'frames/s':>10}{'GFLOP/frame':>13}{'GFLOP/s':>10}",
+             f"{'naive (full depth)':<24}{off['naive_frames_per_s']:>10.1f}{off['gflops_per_frame_naive']:>13.3f}"
+             f"{off['achieved_gflops_per_s_naive']:>10.1f}",
+             f"{'shared-trunk early exit':<24}{off['early_exit_frames_per_s']:>10.1f}{off['gflops_per_frame_early_exit']:>13.3f}"
+             f"{off['achieved_gflops_per_s_early_exit']:>10.1f}",
+             f"{'matmul (MLP shape)':<24}{'':>10}{'':>13}{off['matmul_gflops_per_s']:>10.1f}",
+             f"speed-up measured {off['speedup_measured']:.2f}x (per repeat "
+             + ", ".join(f"{x:.2f}" for x in off["speedup_per_repeat"])
+             + f"), FLOP ratio {off['flop_ratio']:.2f}x, early-exit accuracy {off['early_exit_accuracy']:.3f}",
+             ""]
+    if on:
+        lines.append("online (simulated E2 nodes in this process, real Redis)")
+        lines.append(f"{'load':>6}{'offered/s':>10}{'dec/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}")
+        lines.extend(_online_row(r) for r in on)
+        lines.append("")
+    for name, ok, detail in checks:
+        lines.append(f"[{'PASS' if ok else 'MISS'}] {name}: {detail}")
+    return "\n".join(lines)
+
+
+def bench(args: argparse.Namespace) -> int:
+    from xapp.app import build_table, resolve_device
+    from xapp.cli import CliError
+    from xapp.config import DescriptorError, load_descriptor
+    from xapp.engine.runner import PlanError
+    from xapp.model import WeightsFileError, load_encoder
+    from xapp.ops.logging import configure
+
+    configure("WARNING")
+    try:
+        loads = [float(x) for x in args.loads.split(",") if x.strip()]
+        descriptor = load_descriptor(args.descriptor)
+        device = resolve_device(descriptor.encoder.device)
+        encoder = load_encoder(descriptor.encoder.checkpoint, str(device))
+        table = build_table(descriptor, encoder)
+    except ValueError:
+        raise CliError(f"--loads: expected comma-separated percentages, got {args.loads!r}") from None
+    except (DescriptorError, PlanError, WeightsFileError) as exc:
+        raise CliError(str(exc)) from None
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    frames = bench_frames(list(table), args.frames)
+    print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
+    off = offline(encoder, table, frames, descriptor.batching.max_batch)
+    on: list[dict] = []
+    if loads and args.seconds > 0:
+        print(f"online: capacity {off['early_exit_frames_per_s']:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each",
+              flush=True)
+        on = asyncio.run(online(Path(args.descriptor), off["early_exit_frames_per_s"], loads, args.seconds, args.threads))
+    checks = targets(off, on, descriptor.batching.max_wait_ms)
+    print()
+    print(format_table(off, on, checks))
+    result = {"offline": off, "online": on, "targets": [{"name": n, "met": ok, "detail": d} for n, ok, d in checks],
+              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json_path).write_text(json.dumps(result, indent=2))
+    print(f"\nJSON: {args.json_path}")
+    return 0

@@ -1,0 +1,136 @@
+"""`xapp run | listen | demo | bench`: the serving side of the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from contextlib import contextmanager
+
+DEFAULT_DESCRIPTOR = "descriptors/default.yaml"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help="run the xApp on a descriptor",
+                              description="Subscribe to the descriptor's E2 nodes and serve decisions until Ctrl-C/SIGTERM.")
+    p.add_argument("--descriptor", help=f"xApp descriptor (default: $CONFIG_FILE, else {DEFAULT_DESCRIPTOR})")
+    p.add_argument("--shard-index", type=int, help="this replica's shard (default: $XAPP_SHARD_INDEX or pod ordinal)")
+    p.add_argument("--shard-count", type=int, help="number of replicas splitting the E2 nodes (default: $XAPP_SHARD_COUNT or 1)")
+    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores)")
+    p.set_defaults(handler=run_xapp)
+
+    p = subparsers.add_parser("listen", help="print decisions as a control loop receives them",
+                              description="Subscribe to the xApp's ZMQ decision feed and print each decision.")
+    p.add_argument("--task", action="append", default=[], help="task to follow (repeatable; default: all)")
+    p.add_argument("--endpoint", default="tcp://127.0.0.1:5560", help="the xApp's ZMQ PUB endpoint (default: %(default)s)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many decisions (default: run until Ctrl-C)")
+    p.set_defaults(handler=run_listen)
+
+    p = subparsers.add_parser("demo", help="embedded Redis + 4 simulated E2 nodes + the xApp + a listener",
+                              description="Run the whole loop on this machine and print a summary.")
+    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default: %(default)s)")
+    p.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, help="descriptor to adapt (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=10.0, help="Indications per second per node (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores)")
+    p.add_argument("--json", dest="json_path", help="also write the summary as JSON here")
+    p.set_defaults(handler=run_demo)
+
+    p = subparsers.add_parser("bench", help="offline and online engine benchmark",
+                              description="Naive full-depth serving vs shared-trunk early exit on the same frames, "
+                                          "then simulated nodes at 25/50/100/150 %% of measured capacity.")
+    p.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, help="descriptor whose tasks/exits/batching to use")
+    p.add_argument("--frames", type=int, default=96, help="frames per task in the offline set (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=8.0, help="seconds per online load level (default: %(default)s)")
+    p.add_argument("--loads", default="25,50,100,150", help="online loads in %% of capacity (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--json", dest="json_path", default="runs/bench.json", help="JSON output (default: %(default)s)")
+    p.set_defaults(handler=run_bench)
+
+
+def run_xapp(args: argparse.Namespace) -> int:
+    from xapp.app import AppError, Overrides, XApp
+    from xapp.cli import CliError
+    from xapp.config import DescriptorError, Shard, ShardError, descriptor_path_from_env, load_descriptor, shard_from_env
+    from xapp.ops.logging import configure
+    from xapp.ops.metrics import Metrics
+
+    path = args.descriptor or descriptor_path_from_env(DEFAULT_DESCRIPTOR)
+    try:
+        descriptor = load_descriptor(path)
+        if args.shard_count is not None or args.shard_index is not None:
+            shard = Shard(args.shard_index or 0, args.shard_count or 1)
+        else:
+            shard = shard_from_env()
+    except (DescriptorError, ShardError) as exc:
+        raise CliError(str(exc)) from None
+    configure(descriptor.ops.log_level)
+    app = XApp(descriptor, Metrics(), Overrides(shard=shard, threads=args.threads))
+    try:
+        asyncio.run(_until_signal(app.run))
+    except AppError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def run_listen(args: argparse.Namespace) -> int:
+    from xapp.publish.listen import DecisionListener
+
+    async def listen(stop: asyncio.Event) -> None:
+        listener = DecisionListener(args.endpoint, args.task)
+        stopped = asyncio.ensure_future(stop.wait())
+        beams: dict[str, str] = {}
+        seen = 0
+        try:
+            while not args.count or seen < args.count:
+                recv = asyncio.ensure_future(listener.recv())
+                await asyncio.wait({recv, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                if not recv.done():
+                    recv.cancel()
+                    break
+                topic, d = recv.result()
+                seen += 1
+                latency_ms = (d.t_decision_ns - d.t_indication_ns) / 1e6
+                print(f"{topic:<26} seq={d.sequence_number:<7} {d.label:<12} conf={d.confidence:.2f} "
+                      f"exit={d.exit_layer} {d.gflops:.3f} GFLOP {latency_ms:6.1f} ms", flush=True)
+                # What a control loop would act on: the serving beam of a node changing.
+                if d.task == "beam" and beams.get(d.node_id) != d.label:
+                    if d.node_id in beams:
+                        print(f"  -> {d.node_id}: switch beam {beams[d.node_id]} -> {d.label}", flush=True)
+                    beams[d.node_id] = d.label
+        finally:
+            stopped.cancel()
+            listener.close()
+
+    asyncio.run(_until_signal(listen))
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from xapp.engine.demo import demo
+
+    return asyncio.run(_until_signal(lambda stop: demo(args, stop)))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from xapp.engine.bench import bench
+
+    return bench(args)
+
+
+async def _until_signal(main):
+    """Run `main(stop)` with SIGINT/SIGTERM setting `stop`, so that shutdown is orderly."""
+    stop = asyncio.Event()
+    with _signals(asyncio.get_running_loop(), stop):
+        return await main(stop)
+
+
+@contextmanager
+def _signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    for sig in sigs:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)

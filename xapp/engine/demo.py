@@ -1,0 +1,261 @@
+"""`xapp demo`: the whole loop on one machine. An embedded real Redis, 4 simulated E2 nodes, the
+xApp on the given descriptor (ports moved to free ones), and a ZMQ listener; then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from xapp.app import AppError, Overrides, XApp
+from xapp.config import DescriptorError, load_descriptor
+from xapp.config.descriptor import descriptor_root, resolve_path
+from xapp.e2.sim import SimError, SimulatedNodes
+from xapp.e2.types import NodeEndpoint
+from xapp.ops.metrics import Metrics
+
+NODES = 4
+
+
+def adapt_descriptor(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    nodes: Sequence[NodeEndpoint],
+    zmq_endpoint: str,
+    redis_url: str,
+    http_port: int,
+    edit: Callable[[dict], None] | None = None,
+) -> Path:
+    """Copy a descriptor to `dst` with its files made absolute and its endpoints replaced, so the
+    copy runs anywhere (free ports, a private Redis) yet serves the same encoder, heads and policies."""
+    src, dst = Path(src), Path(dst)
+    doc = yaml.safe_load(src.read_text())
+    root = descriptor_root(src)
+    if doc["encoder"].get("checkpoint"):
+        doc["encoder"]["checkpoint"] = str(resolve_path(root, doc["encoder"]["checkpoint"]))
+    for task in doc["tasks"].values():
+        task["head"] = str(resolve_path(root, task["head"]))
+        for e in task.get("policy", {}).get("exits", []):
+            e["head"] = str(resolve_path(root, e["head"]))
+    doc["e2"]["nodes"] = [{"id": n.id, "address": n.address} for n in nodes]
+    doc["publish"]["zmq"]["endpoint"] = zmq_endpoint
+    doc["publish"]["redis"]["url"] = redis_url
+    doc["ops"]["http_port"] = http_port
+    if edit is not None:
+        edit(doc)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dst
+
+
+@dataclass
+class Tally:
+    """What the listener saw, per task."""
+
+    count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    latency_ms: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    gflops: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    exits: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    def add(self, d) -> None:
+        self.count[d.task] += 1
+        self.latency_ms[d.task].append((d.t_decision_ns - d.t_indication_ns) / 1e6)
+        self.gflops[d.task].append(d.gflops)
+        self.exits[d.task].add(d.exit_layer)
+
+
+def _sum(metrics: Metrics, name: str, **labels: str) -> float:
+    total = 0.0
+    for family in metrics.registry.collect():
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def summarize(tally: Tally, seconds: float, metrics: Metrics, full_gflops: float, redis_stats: dict) -> dict:
+    tasks = {}
+    all_lat = [x for v in tally.latency_ms.values() for x in v]
+    for task in sorted(tally.count):
+        lat = np.array(tally.latency_ms[task])
+        correct = _sum(metrics, "xapp_decisions_scored_total", task=task, outcome="correct")
+        scored = correct + _sum(metrics, "xapp_decisions_scored_total", task=task, outcome="wrong")
+        tasks[task] = {
+            "decisions": tally.count[task],
+            "decisions_per_s": tally.count[task] / seconds,
+            "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)),
+            "exits": sorted(tally.exits[task]),
+            "gflops_per_frame": float(np.mean(tally.gflops[task])),
+            "accuracy_vs_sim_truth": correct / scored if scored else None,
+        }
+    all_gflops = [x for v in tally.gflops.values() for x in v]
+    return {
+        "seconds": seconds,
+        "tasks": tasks,
+        "latency_p50_ms": float(np.percentile(all_lat, 50)) if all_lat else None,
+        "latency_p99_ms": float(np.percentile(all_lat, 99)) if all_lat else None,
+        "gflops_per_frame": float(np.mean(all_gflops)) if all_gflops else None,
+        "gflops_full_depth": full_gflops,
+        "frames_in": _sum(metrics, "xapp_frames_in_total"),
+        "rejected": _sum(metrics, "xapp_frames_rejected_total"),
+        "shed": _sum(metrics, "xapp_frames_shed_total"),
+        "reconnects": _sum(metrics, "xapp_e2_reconnects_total"),
+        "controls_sent": _sum(metrics, "xapp_e2_controls_total"),
+        "stage_mean_ms": {
+            stage: 1000 * _sum(metrics, "xapp_stage_latency_seconds_sum", stage=stage)
+            / max(1.0, _sum(metrics, "xapp_stage_latency_seconds_count", stage=stage))
+            for stage in ("queue", "compute", "indication_to_decision")
+        },
+        "mean_batch": _sum(metrics, "xapp_batch_size_sum") / max(1.0, _sum(metrics, "xapp_batch_size_count")),
+        "redis": redis_stats,
+    }
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"xapp demo: {s['seconds']:.1f} s, {NODES} simulated E2 nodes", ""]
+    lines.append(f"{'task':<14}{'dec/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'exit':>7}{'GFLOP/frame':>13}{'acc':>7}")
+    for task, t in s["tasks"].items():
+        acc = "-" if t["accuracy_vs_sim_truth"] is None else f"{t['accuracy_vs_sim_truth']:.2f}"
+        exits = ",".join(map(str, t["exits"]))
+        lines.append(f"{task:<14}{t['decisions_per_s']:>8.1f}{t['p50_ms']:>9.1f}{t['p99_ms']:>9.1f}{exits:>7}"
+                     f"{t['gflops_per_frame']:>13.3f}{acc:>7}")
+    if s["gflops_per_frame"]:
+        lines.append("")
+        lines.append(f"indication->decision latency: p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms")
+        lines.append(f"FLOPs per frame: {s['gflops_per_frame']:.3f} GFLOP vs {s['gflops_full_depth']:.3f} at full depth "
+                     f"({s['gflops_full_depth'] / s['gflops_per_frame']:.2f}x fewer)")
+    lines.append(f"frames in {s['frames_in']:.0f}, rejected {s['rejected']:.0f}, shed {s['shed']:.0f}, "
+                 f"reconnects {s['reconnects']:.0f}, E2 controls {s['controls_sent']:.0f}")
+    st = s["stage_mean_ms"]
+    lines.append(f"mean per stage: queue {st['queue']:.1f} ms, engine {st['compute']:.1f} ms per batch "
+                 f"(mean batch {s['mean_batch']:.1f}), indication->decision {st['indication_to_decision']:.1f} ms")
+    r = s["redis"]
+    lines.append(f"redis: {r.get('hashes', 0)} latest-decision hashes, stream lengths {r.get('streams', {})}")
+    return "\n".join(lines)
+
+
+async def redis_stats(url: str, tasks: Sequence[str]) -> dict:
+    import redis.asyncio as aioredis
+
+    from xapp.publish.redis_pub import stream_key
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        hashes = len([k async for k in client.scan_iter(match="decision:*")])
+        streams = {t: await client.xlen(stream_key(t)) for t in tasks}
+    finally:
+        await client.aclose()
+    return {"hashes": hashes, "streams": streams}
+
+
+@dataclass
+class Embedded:
+    app: XApp
+    metrics: Metrics
+    nodes: SimulatedNodes
+    redis_url: str
+    zmq_endpoint: str
+    tasks: list[str]
+
+
+@asynccontextmanager
+async def embedded(descriptor: str | Path, rate_hz: float, threads: int | None, stop: asyncio.Event | None = None):
+    """A private Redis, NODES simulated E2 nodes serving the descriptor's tasks, and the xApp on a
+    copy of the descriptor pointed at them (free ports); yields once the xApp is ready and tears
+    everything down on exit. Failures surface as CliError."""
+    from xapp.cli import CliError
+    from xapp.ops.redis_server import RedisServer, RedisServerError, free_port
+
+    try:
+        tasks = list(load_descriptor(descriptor).enabled_tasks)
+    except DescriptorError as exc:
+        raise CliError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="xapp-") as tmp:
+        redis = RedisServer(Path(tmp) / "redis")
+        nodes = SimulatedNodes(NODES, tasks=tasks, rate_hz=rate_hz)
+        app_stop = asyncio.Event()
+        app_task = None
+        try:
+            await asyncio.to_thread(redis.start)
+            await nodes.start()
+            zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
+            path = adapt_descriptor(descriptor, Path(tmp) / "descriptors" / "xapp.yaml", nodes=nodes.endpoints,
+                                    zmq_endpoint=zmq_endpoint, redis_url=redis.url, http_port=free_port())
+            metrics = Metrics()
+            app = XApp(load_descriptor(path), metrics, Overrides(threads=threads, ops_host="127.0.0.1"))
+            app_task = asyncio.create_task(app.run(app_stop))
+            await _wait_ready(app, app_task, stop or asyncio.Event())
+            yield Embedded(app, metrics, nodes, redis.url, zmq_endpoint, tasks)
+        except (AppError, SimError, RedisServerError) as exc:
+            raise CliError(str(exc)) from None
+        finally:
+            app_stop.set()
+            if app_task is not None:
+                await asyncio.gather(app_task, return_exceptions=True)
+            await nodes.stop()
+            await asyncio.to_thread(redis.stop)
+
+
+async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
+    from xapp.cli import CliError
+    from xapp.model import exit_flops
+    from xapp.ops.logging import configure
+    from xapp.publish.listen import DecisionListener
+
+    configure("WARNING")  # JSON logs on stderr only for trouble; the summary goes to stdout
+    if args.seconds <= 0 or args.rate <= 0:
+        raise CliError("--seconds and --rate must be positive")
+    print(f"starting redis, {NODES} simulated E2 nodes and the xApp ...", flush=True)
+    async with embedded(args.descriptor, args.rate, args.threads, stop) as env:
+        listener = DecisionListener(env.zmq_endpoint)
+        tally = Tally()
+
+        async def collect() -> None:
+            while True:
+                tally.add((await listener.recv())[1])
+
+        collector = asyncio.create_task(collect())
+        print(f"xApp ready ({', '.join(env.tasks)}); serving for {args.seconds:.0f} s (Ctrl-C to stop early) ...",
+              flush=True)
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(stop.wait(), args.seconds)
+        except asyncio.TimeoutError:
+            pass
+        seconds = time.monotonic() - t0
+        collector.cancel()
+        listener.close()
+        stats = await redis_stats(env.redis_url, env.tasks)
+        full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9  # the encoder alone; heads are ~1e-5 of it
+    summary = summarize(tally, seconds, env.metrics, full, stats)
+    print()
+    print(format_summary(summary))
+    if args.json_path:
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_path).write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+async def _wait_ready(app: XApp, app_task: asyncio.Task, stop: asyncio.Event, timeout: float = 60.0) -> None:
+    end = time.monotonic() + timeout
+    while not app.ready():
+        if app_task.done():
+            app_task.result()  # raises what stopped the app
+            raise AppError("xApp stopped before it was ready")
+        if stop.is_set():
+            raise AppError("interrupted before the xApp was ready")
+        if time.monotonic() > end:
+            raise AppError(f"xApp not ready after {timeout:.0f} s: no E2 subscription came up")
+        await asyncio.sleep(0.05)

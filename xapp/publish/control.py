@@ -1,0 +1,91 @@
+"""Closing the loop: E2 Control back to the node when a controlling task's decision changes.
+
+beam_switch              beam task: switch the cell to the newly best beam
+interference_mitigation  interference task: mitigate the detected interferer (or lift it on `none`)
+
+At most one Control is in flight per (node, cell, task); a decision that changes again meanwhile is
+sent when the previous one completes, so the node always ends on the latest decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
+from xapp.engine.decision import Decision
+
+log = logging.getLogger(__name__)
+
+MITIGATION = {
+    "none": iq_pb2.MITIGATION_ACTION_NONE,
+    "tone": iq_pb2.MITIGATION_ACTION_NOTCH_FILTER,
+    "chirp": iq_pb2.MITIGATION_ACTION_BLANKING,  # pulsed radar: blank the pulses
+    "fsk_hopper": iq_pb2.MITIGATION_ACTION_NOTCH_FILTER,  # narrow hops: notch them
+    "ofdm": iq_pb2.MITIGATION_ACTION_FREQUENCY_HOP,  # wideband bursts: move away
+    "oqpsk": iq_pb2.MITIGATION_ACTION_FREQUENCY_HOP,
+}
+CONTROL_KINDS = {"beam_switch": "beam", "interference_mitigation": "interference"}
+
+Send = Callable[[str, iq_pb2.ControlMessage, str, str], Awaitable[iq_pb2.ControlOutcome]]
+Key = tuple[str, str, str]  # node, cell, task
+
+
+def control_message(d: Decision) -> iq_pb2.ControlMessage:
+    if d.task == "beam":
+        return iq_pb2.ControlMessage(beam_switch=iq_pb2.BeamSwitch(beam_index=d.class_index))
+    if d.task == "interference":
+        action = MITIGATION.get(d.label, iq_pb2.MITIGATION_ACTION_NONE)
+        return iq_pb2.ControlMessage(interference_mitigation=iq_pb2.InterferenceMitigation(kind=d.label, action=action))
+    raise ValueError(f"task {d.task} has no E2 Control")
+
+
+class ControlLoop:
+    """`send(node_id, message, cell_id, task)` delivers one Control (E2Subscriber.control)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._tasks: frozenset[str] = frozenset()
+        self._sent: dict[Key, str] = {}
+        self._wanted: dict[Key, Decision] = {}
+        self._inflight: dict[Key, asyncio.Task] = {}
+
+    def configure(self, controls: Mapping[str, Iterable[str]]) -> None:
+        """`controls`: task -> enabled control kinds, from the descriptor."""
+        self._tasks = frozenset(task for task, kinds in controls.items() if any(CONTROL_KINDS.get(k) == task for k in kinds))
+
+    def observe(self, decisions: Iterable[Decision]) -> None:
+        for d in decisions:
+            if d.task not in self._tasks:
+                continue
+            key = (d.node_id, d.cell_id, d.task)
+            if self._applied(key) == d.label and key not in self._inflight:
+                continue
+            self._wanted[key] = d
+            if key not in self._inflight:
+                self._inflight[key] = asyncio.get_running_loop().create_task(self._drain(key))
+
+    async def aclose(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
+    def _applied(self, key: Key) -> str | None:
+        # Before any Control an interference-free cell needs nothing lifted; a beam is always set once.
+        return self._sent.get(key, "none" if key[2] == "interference" else None)
+
+    async def _drain(self, key: Key) -> None:
+        try:
+            while (d := self._wanted.get(key)) is not None and self._applied(key) != d.label:
+                try:
+                    outcome = await self._send(d.node_id, control_message(d), d.cell_id, d.task)
+                except Exception as exc:  # noqa: BLE001 - counted by the sender; the next change retries
+                    log.warning("e2 control failed: %s", exc, extra={"node": d.node_id, "task": d.task})
+                    return
+                if not outcome.success:
+                    log.warning("e2 control refused: %s", outcome.detail, extra={"node": d.node_id, "task": d.task})
+                    return
+                self._sent[key] = d.label
+        finally:
+            self._inflight.pop(key, None)
