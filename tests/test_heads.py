@@ -1,0 +1,156 @@
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from xapp.cli import main
+from xapp.data import TASKS, generate
+from xapp.model import Encoder, EncoderConfig, Head, WeightsFileError, exit_flops, head_flops, load_encoder, load_head, save_encoder
+from xapp.model.heads import normalised_mean
+from xapp.model.safefile import sha256_file
+from xapp.train.heads import TrainSettings, accuracy_by_snr, fit_head, read_manifest, split_seed, task_heads, train_all
+
+SMALL = EncoderConfig(dim=64, depth=4, heads=4)
+REPO = Path(__file__).resolve().parent.parent
+TINY = TrainSettings(train=64, val=32, test=48, epochs=2, chunk=32)
+
+
+@pytest.fixture(scope="module")
+def encoder_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("enc") / "encoder.safetensors"
+    save_encoder(path, Encoder(SMALL))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(encoder_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("heads")
+    encoder = load_encoder(encoder_file)
+    manifest = train_all(encoder, {"file": str(encoder_file), "sha256": sha256_file(encoder_file)},
+                         ["los", "modulation"], TINY, out, "xapp heads train (test)", progress=False, log=lambda s: None)
+    return encoder, manifest
+
+
+def test_mean_head_on_pooled_features_equals_its_token_forward():
+    torch.manual_seed(1)
+    h = torch.randn(5, 65, 32) * 3 + 1
+    for hidden in (0, 16):
+        head = Head(32, 7, hidden=hidden)
+        torch.nn.init.normal_(head.norm.weight)
+        torch.nn.init.normal_(head.norm.bias)
+        torch.testing.assert_close(head.forward_pooled(normalised_mean(h)), head(h))
+    with pytest.raises(ValueError, match="mean-pooling"):
+        Head(32, 7, pooling="attn").forward_pooled(normalised_mean(h))
+
+
+@pytest.mark.parametrize("pooling,hidden", [(TrainSettings().pooling, TrainSettings().hidden), ("attn", 0), ("mean", 128)])
+def test_every_task_head_is_under_one_percent_of_the_encoder(pooling, hidden):
+    encoder_params = sum(p.numel() for p in Encoder().parameters())
+    for spec in TASKS.values():
+        head = Head(EncoderConfig().dim, len(spec.classes), pooling=pooling, hidden=hidden)
+        assert sum(p.numel() for p in head.parameters()) < 0.01 * encoder_params, spec.name
+
+
+def test_fit_head_learns_separable_features_and_is_deterministic():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 32)).astype(np.float32)
+    y = rng.integers(0, 4, 400)
+    x = torch.from_numpy(centres[y] + 0.3 * rng.normal(size=(400, 32)).astype(np.float32))
+    settings = TrainSettings(epochs=5, batch=32)
+    head, val_acc = fit_head(x[:300], y[:300], x[300:], y[300:], 4, settings, seed=3)
+    assert val_acc > 0.9
+    again, _ = fit_head(x[:300], y[:300], x[300:], y[300:], 4, settings, seed=3)
+    for key, value in head.state_dict().items():
+        torch.testing.assert_close(value, again.state_dict()[key], rtol=0, atol=0)
+
+
+def test_accuracy_by_snr_bins_by_lower_edge():
+    snr = np.array([-20.0, -19.5, -18.0, 3.9, 4.0, 5.9])
+    y = np.array([0, 1, 1, 2, 2, 2])
+    pred = np.array([0, 0, 1, 2, 0, 2])
+    assert accuracy_by_snr(pred, y, snr) == {
+        -20.0: {"accuracy": 0.5, "n": 2}, -18.0: {"accuracy": 1.0, "n": 1},
+        2.0: {"accuracy": 1.0, "n": 1}, 4.0: {"accuracy": 0.5, "n": 2},
+    }
+
+
+def test_manifest_lists_every_exit_with_its_file_metrics_and_flops(trained):
+    encoder, path = trained
+    manifest = read_manifest(path)
+    assert manifest["command"] == "xapp heads train (test)"
+    assert list(manifest["tasks"]) == ["los", "modulation"]
+    assert [(h["task"], h["exit"]) for h in manifest["heads"]] == [(t, k) for t in ("los", "modulation") for k in (1, 2, 3, 4)]
+    for task in ("los", "modulation"):
+        info = manifest["tasks"][task]
+        assert info["classes"] == list(TASKS[task].classes)
+        assert info["splits"]["test"] == {"n": 48, "seed": split_seed(0, "test")}
+        entries = task_heads(manifest, task, path)
+        enc = exit_flops(SMALL, 65)
+        for h in entries:
+            assert h["path"] == path.parent / task / f"exit{h['exit']}.safetensors"
+            assert sha256_file(h["path"]) == h["sha256"]
+            head, meta = load_head(h["path"], h["sha256"])
+            assert (meta["task"], meta["exit"], meta["classes"]) == (task, h["exit"], info["classes"])
+            assert h["classes"] == info["classes"]
+            assert h["gflops"] == pytest.approx((enc[h["exit"] - 1] + head_flops(64, len(info["classes"]), TINY.hidden)) / 1e9)
+            assert 0 <= h["val_accuracy"] <= 1 and 0 <= h["test_accuracy"] <= 1
+    snr_bins = task_heads(manifest, "modulation", path)[0]["test_accuracy_by_snr"]
+    assert sum(b["n"] for b in snr_bins.values()) == 48
+
+
+def test_manifest_test_accuracy_is_what_the_shipped_head_scores_on_the_test_split(trained):
+    encoder, path = trained
+    manifest = read_manifest(path)
+    test = manifest["tasks"]["los"]["splits"]["test"]
+    data = generate("los", test["n"], test["seed"])
+    with torch.no_grad():
+        states = encoder(torch.from_numpy(data.x), [1, 2, 3, 4])
+    for h in task_heads(manifest, "los", path):
+        head, _ = load_head(h["path"], h["sha256"])
+        with torch.no_grad():
+            acc = float((head(states[h["exit"]]).argmax(-1).numpy() == data.y).mean())
+        assert abs(acc - h["test_accuracy"]) <= 1 / test["n"] + 1e-9  # one frame may flip on float rounding
+
+
+def test_head_load_refuses_a_sha256_mismatch_and_a_corrupt_file(trained, tmp_path):
+    _, path = trained
+    entry = task_heads(read_manifest(path), "los", path)[0]
+    with pytest.raises(WeightsFileError, match="does not match the pinned"):
+        load_head(entry["path"], "0" * 64)
+    corrupt = tmp_path / "exit1.safetensors"
+    corrupt.write_bytes(entry["path"].read_bytes()[:-40])
+    with pytest.raises(WeightsFileError, match="not a readable safetensors file"):
+        load_head(corrupt)
+
+
+def test_cli_trains_heads_then_selects_exits_into_a_descriptor(encoder_file, tmp_path, capsys):
+    (tmp_path / "descriptors").mkdir()
+    descriptor = tmp_path / "descriptors" / "default.yaml"
+    shutil.copy(REPO / "descriptors" / "default.yaml", descriptor)
+    out = tmp_path / "heads"
+    rc = main(["heads", "train", "--checkpoint", str(encoder_file), "--tasks", "modulation,interference,beam",
+               "--out", str(out), "--train", "32", "--val", "16", "--test", "16", "--epochs", "1", "--quiet"])
+    assert rc == 0
+    manifest = read_manifest(out / "manifest.yaml")
+    assert manifest["command"].startswith("xapp heads train --tasks modulation,interference,beam")
+    rc = main(["heads", "select", "--manifest", str(out / "manifest.yaml"), "--descriptor", str(descriptor)])
+    assert rc == 0
+    doc = yaml.safe_load(descriptor.read_text())
+    for task in ("modulation", "interference", "beam"):
+        k = doc["tasks"][task]["exit"]
+        assert doc["tasks"][task]["head"] == f"heads/{task}/exit{k}.safetensors"
+        assert doc["tasks"][task]["sha256"] == sha256_file(out / task / f"exit{k}.safetensors")
+    capsys.readouterr()
+    assert main(["heads", "select", "--manifest", str(out / "manifest.yaml"), "--budget-gflops", "0.0001",
+                 "--descriptor", str(descriptor)]) == 2
+    assert "no exit fits a budget" in capsys.readouterr().err
+
+
+def test_cli_refuses_unknown_tasks(encoder_file, tmp_path, capsys):
+    assert main(["heads", "train", "--checkpoint", str(encoder_file), "--tasks", "modulation,radar",
+                 "--out", str(tmp_path)]) == 2
+    assert "unknown task(s) ['radar']" in capsys.readouterr().err

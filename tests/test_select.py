@@ -1,0 +1,141 @@
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xapp.config import load_descriptor
+from xapp.model import Head, save_head
+from xapp.train.select import (
+    Choice,
+    ExitScore,
+    SelectionError,
+    best_under_budget,
+    set_task_values,
+    shallowest_within,
+    write_choices,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT = REPO / "descriptors" / "default.yaml"
+
+
+def profile(accs, gflops=None):
+    gflops = gflops or [0.1 * k for k in range(1, len(accs) + 1)]
+    return [ExitScore(k, a, g) for k, (a, g) in enumerate(zip(accs, gflops), start=1)]
+
+
+def test_shallowest_exit_within_the_tolerance_of_the_best():
+    p = profile([0.50, 0.80, 0.896, 0.90, 0.88, 0.87])
+    assert shallowest_within(p, 0.5).exit == 3  # 89.6 is within 0.5 points of 90.0
+    assert shallowest_within(p, 0.3).exit == 4
+    assert shallowest_within(p, 10).exit == 2
+    assert shallowest_within(p, 50).exit == 1
+
+
+def test_tolerance_boundary_counts_as_within_and_ties_go_shallow():
+    assert shallowest_within(profile([0.700, 0.895, 0.900]), 0.5).exit == 2  # exactly 0.5 points below
+    assert shallowest_within(profile([0.6, 0.9, 0.9, 0.9]), 0.0).exit == 2  # tie for best: shallowest
+    assert shallowest_within(list(reversed(profile([0.6, 0.9, 0.9]))), 0.0).exit == 2  # order of input is irrelevant
+
+
+def test_bad_profiles_and_tolerances_are_refused():
+    with pytest.raises(SelectionError, match="empty"):
+        shallowest_within([], 0.5)
+    with pytest.raises(SelectionError, match="tolerance"):
+        shallowest_within(profile([0.5]), -1)
+    with pytest.raises(SelectionError, match="twice"):
+        shallowest_within([ExitScore(1, 0.5, 0.1), ExitScore(1, 0.6, 0.1)])
+
+
+def test_budget_mode_picks_the_most_accurate_exit_that_fits():
+    p = profile([0.50, 0.80, 0.79, 0.95], [0.1, 0.2, 0.3, 0.4])
+    assert best_under_budget(p, 0.35).exit == 2
+    assert best_under_budget(p, 0.4).exit == 4
+    assert best_under_budget(p, 10).exit == 4
+    assert best_under_budget(profile([0.5, 0.8, 0.8], [0.1, 0.2, 0.3]), 1).exit == 2  # tie: cheaper one
+
+
+def test_budget_below_every_exit_is_a_clear_error():
+    with pytest.raises(SelectionError, match=r"no exit fits a budget of 0.05 GFLOPs/frame: the cheapest, exit 1, costs 0.1"):
+        best_under_budget(profile([0.5, 0.8], [0.1, 0.2]), 0.05)
+
+
+def test_text_edit_changes_only_the_three_values_and_keeps_comments():
+    text = DEFAULT.read_text()
+    sha = "ab" * 32
+    new = set_task_values(text, "beam", {"exit": 3, "head": "heads/beam/exit3.safetensors", "sha256": sha})
+    old_lines, new_lines = text.splitlines(), new.splitlines()
+    assert len(old_lines) == len(new_lines)
+    changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
+    assert [b.strip() for _, b in changed] == ["exit: 3", "head: heads/beam/exit3.safetensors", f"sha256: {sha}"]
+    doc = yaml.safe_load(new)
+    assert doc["tasks"]["beam"]["exit"] == 3 and doc["tasks"]["beam"]["sha256"] == sha
+    assert doc["tasks"]["modulation"] == yaml.safe_load(text)["tasks"]["modulation"]
+    assert [line for line in new_lines if "#" in line] == [line for line in old_lines if "#" in line]
+
+
+def test_text_edit_keeps_a_trailing_comment_on_the_edited_line_and_adds_missing_keys():
+    text = "a: 1\ntasks:   # the tasks\n  t:\n    exit: 8   # exit here\n    head: h.safetensors\nz: 2  # end\n"
+    new = set_task_values(text, "t", {"exit": 2, "head": "x/y.safetensors", "sha256": "12e3"})
+    assert "    exit: 2   # exit here\n" in new
+    assert new.endswith("z: 2  # end\n")
+    doc = yaml.safe_load(new)
+    assert doc == {"a": 1, "tasks": {"t": {"exit": 2, "head": "x/y.safetensors", "sha256": "12e3"}}, "z": 2}
+
+
+def test_text_edit_refuses_what_it_cannot_edit_safely():
+    with pytest.raises(SelectionError, match="tasks.nope"):
+        set_task_values(DEFAULT.read_text(), "nope", {"exit": 1})
+    with pytest.raises(SelectionError, match="block-style"):
+        set_task_values("tasks: {t: {exit: 1}}\n", "t", {"exit": 2})
+    with pytest.raises(SelectionError, match="flow style"):
+        set_task_values("tasks:\n  t: {exit: 1}\n", "t", {"exit": 2})
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    """A descriptor in its own tree (descriptors/default.yaml) with head files for every task it lists."""
+    (tmp_path / "descriptors").mkdir()
+    shutil.copy(DEFAULT, tmp_path / "descriptors" / "default.yaml")
+    shas = {}
+    for task, classes in (("modulation", 11), ("interference", 6), ("beam", 16), ("los", 2)):
+        for k in (2, 8):
+            path = tmp_path / "heads" / task / f"exit{k}.safetensors"
+            shas[task, k] = save_head(path, Head(256, classes), {"task": task, "exit": k, "classes": [str(i) for i in range(classes)]})
+    return tmp_path, shas
+
+
+def test_write_choices_updates_the_descriptor_in_place(repo_copy):
+    root, shas = repo_copy
+    path = root / "descriptors" / "default.yaml"
+    before = path.read_text()
+    choices = {task: Choice(2, root / "heads" / task / "exit2.safetensors", shas[task, 2])
+               for task in ("modulation", "interference", "beam", "los")}
+    skipped = write_choices(path, choices)
+    assert skipped == ["los"]  # not in the descriptor: left out, not added
+    descriptor = load_descriptor(path)
+    for task in ("modulation", "interference", "beam"):
+        spec = descriptor.tasks[task]
+        assert (spec.exit, spec.head, spec.sha256) == (2, root / "heads" / task / "exit2.safetensors", shas[task, 2])
+    after = path.read_text()
+    changed = [new for old, new in zip(before.splitlines(), after.splitlines()) if old != new]
+    assert len(before.splitlines()) == len(after.splitlines())
+    assert {line.strip().partition(":")[0] for line in changed} <= {"exit", "head", "sha256"}
+    expected = yaml.safe_load(before)
+    for task in ("modulation", "interference", "beam"):  # head paths are written relative to the repo root
+        expected["tasks"][task].update(exit=2, head=f"heads/{task}/exit2.safetensors", sha256=shas[task, 2])
+    assert yaml.safe_load(after) == expected
+
+
+def test_write_choices_refuses_a_result_that_would_not_validate(repo_copy):
+    root, shas = repo_copy
+    path = root / "descriptors" / "default.yaml"
+    before = path.read_text()
+    wrong_sha = {"beam": Choice(2, root / "heads" / "beam" / "exit2.safetensors", "0" * 64)}
+    with pytest.raises(SelectionError, match="tasks.beam.sha256"):
+        write_choices(path, wrong_sha)
+    missing = {"beam": Choice(3, root / "heads" / "beam" / "exit3.safetensors", "0" * 64)}
+    with pytest.raises(SelectionError, match="does not exist"):
+        write_choices(path, missing)
+    assert path.read_text() == before

@@ -1,0 +1,222 @@
+"""`xapp heads train`: with the encoder frozen, a head at every exit for every task.
+
+Per task: fixed train/val/test splits drawn by seed, features at every exit cached in one encoder
+pass per split, then each exit's head trained with AdamW on the cache; the epoch with the best
+validation accuracy is kept. For mean-pooling heads the cache holds one normalised mean vector per
+frame and exit (exact: see Head.forward_pooled), for attention pooling the fp16 token states. Writes heads/<task>/exit<k>.safetensors and
+heads/manifest.yaml (per file: task, exit, classes, accuracies, FLOPs, sha256).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from xapp.data import TASKS, TaskData, generate
+from xapp.model import Encoder, Head, exit_flops, head_flops, save_head
+from xapp.model.heads import normalised_mean
+from xapp.train.features import exit_states
+
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.yaml"
+SNR_BIN_DB = 2.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    train: int = 4000
+    val: int = 1000
+    test: int = 2000
+    epochs: int = 30
+    batch: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    pooling: str = "mean"
+    hidden: int = 128
+    seed: int = 0
+    chunk: int = 128  # frames per encoder pass while caching
+
+    def split_size(self, split: str) -> int:
+        return {"train": self.train, "val": self.val, "test": self.test}[split]
+
+
+def split_seed(seed: int, split: str) -> int:
+    """Data seed of a split; far from the seeds pre-training and the probe draw from."""
+    return 7000 + 10 * seed + SPLITS.index(split)
+
+
+def task_split(task: str, split: str, settings: TrainSettings) -> TaskData:
+    return generate(task, settings.split_size(split), split_seed(settings.seed, split))
+
+
+def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk: int, pooling: str,
+                   desc: str = "", progress: bool = True) -> dict[int, torch.Tensor]:
+    """What a head of this pooling reads, at every exit, in one encoder pass: normalised means
+    [N, D] (float32) for mean pooling, token states [N, T, D] (fp16) for attention pooling."""
+    parts: dict[int, list[torch.Tensor]] = {k: [] for k in exits}
+    for start in tqdm(range(0, len(x), chunk), desc=desc, unit="chunk", disable=not progress, leave=False):
+        for k, h in exit_states(encoder, x[start:start + chunk], exits, chunk, dtype=torch.float32).items():
+            parts[k].append(normalised_mean(h) if pooling == "mean" else h.half())
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def head_logits(head: Head, features: torch.Tensor) -> torch.Tensor:
+    return head.forward_pooled(features) if features.ndim == 2 else head(features.float())
+
+
+@torch.no_grad()
+def predict(head: Head, features: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """Logits [N, C] of a head over cached features."""
+    head.eval()
+    return torch.cat([head_logits(head, features[i:i + batch]) for i in range(0, len(features), batch)])
+
+
+def accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
+    return float((logits.argmax(-1).numpy() == y).mean())
+
+
+def fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
+             settings: TrainSettings, seed: int) -> tuple[Head, float]:
+    """Train one head on cached features; returns the weights of its best validation epoch and that accuracy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # ops this small run slower on more threads, badly so on a shared CPU
+    try:
+        return _fit_head(train, y_train, val, y_val, num_classes, settings, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
+              settings: TrainSettings, seed: int) -> tuple[Head, float]:
+    torch.manual_seed(seed)
+    head = Head(train.shape[-1], num_classes, pooling=settings.pooling, hidden=settings.hidden)
+    opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / settings.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch,
+                                                pct_start=0.1)
+    y = torch.from_numpy(y_train)
+    gen = torch.Generator().manual_seed(seed)
+    best_acc, best_state = -1.0, None
+    for _ in range(settings.epochs):
+        head.train()
+        order = torch.randperm(len(train), generator=gen)
+        for i in range(0, len(train), settings.batch):
+            idx = order[i:i + settings.batch]
+            loss = F.cross_entropy(head_logits(head, train[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        acc = accuracy(predict(head, val), y_val)
+        if acc > best_acc:
+            best_acc, best_state = acc, {k: v.clone() for k, v in head.state_dict().items()}
+    head.load_state_dict(best_state)
+    head.requires_grad_(False)
+    return head.eval(), best_acc
+
+
+def accuracy_by_snr(pred: np.ndarray, y: np.ndarray, snr_db: np.ndarray, width: float = SNR_BIN_DB) -> dict[float, dict]:
+    """Accuracy per SNR bin, keyed by the bin's lower edge in dB."""
+    edges = np.floor(snr_db / width) * width
+    return {float(e): {"accuracy": float((pred[edges == e] == y[edges == e]).mean()), "n": int((edges == e).sum())}
+            for e in np.unique(edges)}
+
+
+def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
+               progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train heads at every exit for one task; write their files under out/<task>/; return its manifest part."""
+    spec = TASKS[task]
+    exits = list(range(1, encoder.cfg.depth + 1))
+    t0 = time.perf_counter()
+    data = {split: task_split(task, split, settings) for split in SPLITS}
+    states = {split: cache_features(encoder, d.x, exits, settings.chunk, settings.pooling, f"{task}/{split}", progress)
+              for split, d in data.items()}
+    t_cache = time.perf_counter() - t0
+    frame_shape = tuple(int(s) for s in data["test"].x.shape[1:])
+    tokens = encoder.cfg.tokens(*frame_shape)
+    enc_flops = exit_flops(encoder.cfg, tokens)
+    entries = []
+    for k in tqdm(exits, desc=f"{task} heads", unit="exit", disable=not progress, leave=False):
+        seed = settings.seed * 1000 + zlib.crc32(task.encode()) % 997 + k
+        head, val_acc = fit_head(states["train"][k], data["train"].y, states["val"][k], data["val"].y,
+                                 len(spec.classes), settings, seed)
+        test_logits = predict(head, states["test"][k])
+        test_acc = accuracy(test_logits, data["test"].y)
+        h_flops = head_flops(head.dim, head.num_classes, head.hidden, head.pooling, tokens)
+        file = Path(task) / f"exit{k}.safetensors"
+        meta = {"task": task, "exit": k, "classes": list(spec.classes), "frame_shape": list(frame_shape),
+                "val_accuracy": val_acc, "test_accuracy": test_acc}
+        sha = save_head(out / file, head, meta)
+        entry = {"task": task, "exit": k, "file": file.as_posix(), "sha256": sha, "classes": list(spec.classes),
+                 "params": sum(p.numel() for p in head.parameters()),
+                 "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
+                 "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
+                 "val_accuracy": val_acc, "test_accuracy": test_acc}
+        if task == "modulation":
+            entry["test_accuracy_by_snr"] = accuracy_by_snr(test_logits.argmax(-1).numpy(), data["test"].y,
+                                                            data["test"].snr_db)
+        entries.append(entry)
+        log(f"{task:<13} exit {k}: val {100 * val_acc:5.1f}%  test {100 * test_acc:5.1f}%  "
+            f"{entry['gflops']:.4f} GFLOPs/frame")
+    info = {"classes": list(spec.classes), "frame_shape": list(frame_shape), "tokens": tokens,
+            "splits": {s: {"n": settings.split_size(s), "seed": split_seed(settings.seed, s)} for s in SPLITS},
+            "seconds": {"cache": round(t_cache, 1), "total": round(time.perf_counter() - t0, 1)}}
+    return {"task": info, "heads": entries}
+
+
+def train_all(encoder: Encoder, encoder_file: dict, tasks: Sequence[str], settings: TrainSettings, out: str | Path,
+              command: str, progress: bool = True, log: Callable[[str], None] = print) -> Path:
+    """Train every task's heads and write out/manifest.yaml; returns the manifest path."""
+    out = Path(out)
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; known: {sorted(TASKS)}")
+    manifest = {"command": command, "encoder": encoder_file, "settings": asdict(settings), "tasks": {}, "heads": []}
+    for task in tasks:
+        part = train_task(encoder, task, settings, out, progress, log)
+        manifest["tasks"][task] = part["task"]
+        manifest["heads"] += part["heads"]
+    return write_manifest(out / MANIFEST, manifest)
+
+
+def write_manifest(path: Path, manifest: dict) -> Path:
+    header = ("# Heads at every exit of the frozen encoder, one file per task and exit, with their metrics.\n"
+              "# Written by `xapp heads train`; `command` below regenerates this directory.\n"
+              "# Paths in `file` are relative to this directory.\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None, width=120))
+    return path
+
+
+class ManifestError(Exception):
+    """heads/manifest.yaml is missing, unreadable, or does not describe the heads asked for."""
+
+
+def read_manifest(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"{path}: cannot read the heads manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("heads"), list) or "tasks" not in manifest:
+        raise ManifestError(f"{path}: not a heads manifest (no `tasks` and `heads` lists); run `xapp heads train`")
+    return manifest
+
+
+def task_heads(manifest: dict, task: str, manifest_path: str | Path) -> list[dict]:
+    """The manifest's head entries for one task, by exit, each with `path` resolved next to the manifest."""
+    entries = sorted((h for h in manifest["heads"] if h["task"] == task), key=lambda h: h["exit"])
+    if not entries:
+        raise ManifestError(f"{manifest_path}: no heads for task {task!r}; it has {sorted(manifest['tasks'])}")
+    base = Path(manifest_path).parent
+    return [{**h, "path": base / h["file"]} for h in entries]

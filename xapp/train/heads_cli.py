@@ -1,0 +1,188 @@
+"""`xapp heads train|select`, `xapp report`, `xapp eval`: per-task heads, exit choice, results."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MANIFEST = "heads/manifest.yaml"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    heads = subparsers.add_parser("heads", help="train per-task heads at every exit; choose each task's exit")
+    sub = heads.add_subparsers(dest="heads_command", required=True, metavar="ACTION")
+
+    p = sub.add_parser("train", help="train a head at every exit for every task (encoder frozen)")
+    p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
+    p.add_argument("--tasks", default="modulation,interference,beam,fingerprint,los")
+    p.add_argument("--out", default="heads", help="output directory (head files + manifest.yaml)")
+    p.add_argument("--train", type=int, default=4000, help="training frames per task")
+    p.add_argument("--val", type=int, default=1000, help="validation frames per task")
+    p.add_argument("--test", type=int, default=2000, help="test frames per task")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--pooling", choices=("mean", "attn"), default="mean")
+    p.add_argument("--hidden", type=int, default=128, help="width of the hidden layer (0: a linear head)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data splits and head initialisation")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=train_command)
+
+    p = sub.add_parser("select", help="choose each task's exit and write it into a descriptor")
+    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--descriptor", default="descriptors/default.yaml")
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--tolerance", type=float, default=0.5,
+                      help="shallowest exit within this many accuracy points of the best (default 0.5)")
+    rule.add_argument("--budget-gflops", type=float, help="instead: the most accurate exit within this GFLOPs/frame")
+    p.add_argument("--tasks", help="comma-separated (default: every task in the manifest)")
+    p.add_argument("--dry-run", action="store_true", help="print the choice, leave the descriptor alone")
+    p.set_defaults(handler=select_command)
+
+    p = subparsers.add_parser("report", help="write docs/results.md and plots from the shipped heads")
+    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
+    p.add_argument("--out", default="docs")
+    p.add_argument("--frames", type=int, default=500, help="test frames per task for the dynamic-exit runs")
+    p.add_argument("--batch", type=int, default=64, help="engine batch size for the dynamic-exit runs")
+    p.add_argument("--tolerance", type=float, default=0.5, help="exit rule tolerance, in accuracy points")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(handler=report_command)
+
+    p = subparsers.add_parser("eval", help="score the shipped heads at every exit on your own labelled data")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data", required=True, help="a .npz dataset or a .sigmf-meta recording")
+    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=eval_command)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from xapp.cli import CliError
+    from xapp.data import TASKS
+    from xapp.model import DEFAULT_ENCODER, WeightsFileError, load_encoder
+    from xapp.model.safefile import sha256_file
+    from xapp.train.heads import TrainSettings, train_all
+
+    tasks = _tasks(args.tasks, TASKS)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or DEFAULT_ENCODER
+    try:
+        encoder = load_encoder(checkpoint)
+    except WeightsFileError as exc:
+        raise CliError(str(exc)) from exc
+    for name in ("train", "val", "test", "epochs"):
+        if getattr(args, name) < 1:
+            raise CliError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    settings = TrainSettings(train=args.train, val=args.val, test=args.test, epochs=args.epochs, lr=args.lr,
+                             pooling=args.pooling, hidden=args.hidden, seed=args.seed)
+    command = (f"xapp heads train --tasks {','.join(tasks)} --out {args.out} --train {args.train} --val {args.val} "
+               f"--test {args.test} --epochs {args.epochs} --lr {args.lr} --pooling {args.pooling} "
+               f"--hidden {args.hidden} --seed {args.seed}" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
+    encoder_file = {"file": str(args.checkpoint or "xapp/assets/encoder.safetensors"), "sha256": sha256_file(checkpoint)}
+    path = train_all(encoder, encoder_file, tasks, settings, args.out, command, progress=not args.quiet)
+    print(f"wrote {path}")
+    return 0
+
+
+def select_command(args: argparse.Namespace) -> int:
+    from xapp.cli import CliError
+    from xapp.train.heads import ManifestError, read_manifest, task_heads
+    from xapp.train.report import profile
+    from xapp.train.select import Choice, SelectionError, best_under_budget, shallowest_within, write_choices
+
+    try:
+        manifest = read_manifest(args.manifest)
+        tasks = _tasks(args.tasks, manifest["tasks"]) if args.tasks else list(manifest["tasks"])
+        choices = {}
+        print(f"{'task':<13}{'exit':>5}{'val acc':>9}{'best (exit)':>14}{'GFLOPs':>9}{'saved':>8}")
+        for task in tasks:
+            entries = task_heads(manifest, task, args.manifest)
+            scores = profile(entries)
+            pick = (best_under_budget(scores, args.budget_gflops) if args.budget_gflops is not None
+                    else shallowest_within(scores, args.tolerance))
+            best = max(scores, key=lambda s: s.val_accuracy)
+            entry = next(h for h in entries if h["exit"] == pick.exit)
+            choices[task] = Choice(pick.exit, entry["path"], entry["sha256"])
+            print(f"{task:<13}{pick.exit:>5}{100 * pick.val_accuracy:>8.1f}%{100 * best.val_accuracy:>8.1f}% ({best.exit})"
+                  f"{pick.gflops:>9.4f}{100 * (1 - pick.gflops / scores[-1].gflops):>7.1f}%")
+        if args.dry_run:
+            return 0
+        skipped = write_choices(args.descriptor, choices)
+    except (ManifestError, SelectionError, OSError) as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote exits of {', '.join(t for t in choices if t not in skipped)} into {args.descriptor}"
+          + (f"; not in it (left out): {', '.join(skipped)}" if skipped else ""))
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from xapp.cli import CliError
+    from xapp.model import WeightsFileError
+    from xapp.train.heads import ManifestError, read_manifest
+    from xapp.train.report import build_results, write_report
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        manifest = read_manifest(args.manifest)
+        encoder = _encoder_for(manifest, args.checkpoint)
+        results = build_results(manifest, args.manifest, encoder, args.frames, args.batch, args.tolerance,
+                                progress=lambda total: tqdm(total=total, desc="engine runs", unit="run"))
+    except (ManifestError, WeightsFileError) as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {write_report(results, args.out)}")
+    return 0
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    import json
+
+    from xapp.cli import CliError
+    from xapp.model import WeightsFileError, load_head
+    from xapp.train.evaluate import EvalError, check_frames, evaluate_exits, format_table, labels_for, load_recording
+    from xapp.train.heads import ManifestError, read_manifest, task_heads
+
+    try:
+        manifest = read_manifest(args.manifest)
+        if args.task not in manifest["tasks"]:
+            raise EvalError(f"unknown task {args.task!r}; the heads in {args.manifest} cover {', '.join(manifest['tasks'])}")
+        info = manifest["tasks"][args.task]
+        data = load_recording(args.data, args.task, info["frame_shape"][1])
+        check_frames(data, info["frame_shape"], args.task, args.data)
+        y = labels_for(data, args.task, info["classes"], args.data)
+        heads = {h["exit"]: load_head(h["path"], h["sha256"])[0] for h in task_heads(manifest, args.task, args.manifest)}
+        rows = evaluate_exits(_encoder_for(manifest, args.checkpoint), heads, data.x[y >= 0], y[y >= 0])
+    except (ManifestError, EvalError, WeightsFileError) as exc:
+        raise CliError(str(exc)) from exc
+    print(json.dumps({"task": args.task, "data": args.data, "exits": rows}, indent=1) if args.json
+          else format_table(args.task, args.data, rows))
+    return 0
+
+
+def _tasks(spec: str, known) -> list[str]:
+    from xapp.cli import CliError
+
+    tasks = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in known]
+    if unknown or not tasks:
+        raise CliError(f"unknown task(s) {unknown or spec!r}; choose from {', '.join(known)}")
+    return tasks
+
+
+def _encoder_for(manifest: dict, checkpoint: str | None):
+    """The encoder the heads were trained on: refuses a checkpoint whose sha256 differs from the manifest's."""
+    from xapp.model import DEFAULT_ENCODER, WeightsFileError, load_encoder
+
+    path = checkpoint or DEFAULT_ENCODER
+    try:
+        return load_encoder(path, sha256=manifest["encoder"]["sha256"])
+    except WeightsFileError as exc:
+        raise WeightsFileError(f"{exc}; the heads in this manifest were trained on that encoder "
+                               "(pass its file with --checkpoint, or retrain with `xapp heads train`)") from exc
