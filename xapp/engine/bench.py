@@ -241,7 +241,7 @@ def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]])
 
 
 def bench(args: argparse.Namespace) -> int:
-    from xapp.app import build_table, resolve_device
+    from xapp.app import build_table, engine_threads, resolve_device
     from xapp.cli import CliError
     from xapp.config import DescriptorError, load_descriptor
     from xapp.engine.runner import PlanError
@@ -259,7 +259,7 @@ def bench(args: argparse.Namespace) -> int:
         raise CliError(f"--loads: expected comma-separated percentages, got {args.loads!r}") from None
     except (DescriptorError, PlanError, WeightsFileError) as exc:
         raise CliError(str(exc)) from None
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(engine_threads(args.threads))
     frames = bench_frames(list(table), args.frames)
     print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
     off = offline(encoder, table, frames, descriptor.batching.max_batch)

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--descriptor", help=f"xApp descriptor (default: $CONFIG_FILE, else {DEFAULT_DESCRIPTOR})")
     p.add_argument("--shard-index", type=int, help="this replica's shard (default: $XAPP_SHARD_INDEX or pod ordinal)")
     p.add_argument("--shard-count", type=int, help="number of replicas splitting the E2 nodes (default: $XAPP_SHARD_COUNT or 1)")
-    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores)")
+    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores but one)")
     p.set_defaults(handler=run_xapp)
 
     p = subparsers.add_parser("listen", help="print decisions as a control loop receives them",
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default: %(default)s)")
     p.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, help="descriptor to adapt (default: %(default)s)")
     p.add_argument("--rate", type=float, default=10.0, help="Indications per second per node (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores)")
+    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores but one)")
     p.add_argument("--json", dest="json_path", help="also write the summary as JSON here")
     p.set_defaults(handler=run_demo)
 
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=96, help="frames per task in the offline set (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds per online load level (default: %(default)s)")
     p.add_argument("--loads", default="25,50,100,150", help="online loads in %% of capacity (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="torch threads (default: all cores but one)")
     p.add_argument("--json", dest="json_path", default="runs/bench.json", help="JSON output (default: %(default)s)")
     p.set_defaults(handler=run_bench)
 
