@@ -26,7 +26,7 @@ import torch
 
 from xapp.e2.types import Request
 from xapp.engine.runner import EarlyExitEngine, TaskTable
-from xapp.model import Encoder, exit_flops, head_flops
+from xapp.model import Encoder, exit_flops
 from xapp.ops.metrics import Metrics
 
 REPEATS = 3
@@ -105,7 +105,7 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
         mm.append(matmul_gflops(max_batch * tokens, cfg.dim, int(cfg.dim * cfg.mlp_ratio)))
     n = len(frames)
     naive_gflops = float(np.mean([
-        exit_flops(cfg, tokens)[-1] + head_flops(cfg.dim, table[r.task].heads[table[r.task].exit].num_classes, tokens=tokens)
+        exit_flops(cfg, tokens)[-1] + table[r.task].heads[table[r.task].exit].flops(tokens)
         for r in frames
     ])) / 1e9
     ee_gflops = float(np.mean([d.gflops for d in decisions]))

@@ -24,7 +24,7 @@ import torch
 
 from xapp.engine.decision import Decision
 from xapp.model.policies import Policy, confident, patience_update
-from xapp.model import Encoder, Head, WeightsFileError, exit_flops, head_flops, load_head
+from xapp.model import Encoder, Head, WeightsFileError, exit_flops, load_head
 from xapp.ops.metrics import Metrics
 
 
@@ -184,7 +184,7 @@ class EarlyExitEngine:
                 probs = head(rows_h).float().softmax(dim=-1).cpu()
                 conf, labels = probs.max(dim=-1)
                 index = torch.tensor([alive[p] for p in positions])
-                cost = head_flops(head.dim, head.num_classes, head.hidden, head.pooling, tokens) / 1e9
+                cost = head.flops(tokens) / 1e9
                 if k == plan.exit:
                     stop = torch.ones(len(positions), dtype=torch.bool)
                 elif plan.policy.kind == "patience":

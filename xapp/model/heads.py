@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from xapp.model.flops import head_flops
 from xapp.model.safefile import WeightsFileError, read_weights, write_weights
 
 FORMAT = "xapp-head-v1"
@@ -54,6 +55,10 @@ class Head(nn.Module):
         if self.pool is not None:
             raise ValueError("forward_pooled needs a mean-pooling head")
         return self.out(self.mlp(z * self.norm.weight + self.norm.bias))
+
+    def flops(self, tokens: int) -> float:
+        """FLOPs per frame of this head on `tokens` token states."""
+        return head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens)
 
     def spec(self) -> dict:
         return {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}

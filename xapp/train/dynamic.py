@@ -20,7 +20,7 @@ import torch
 from xapp.e2.types import Request
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.model import Encoder, Head
-from xapp.model.flops import block_flops, head_flops, patch_embed_flops
+from xapp.model.flops import block_flops, patch_embed_flops
 from xapp.model.policies import Policy
 from xapp.ops.metrics import Metrics
 
@@ -102,7 +102,7 @@ def computed_gflops(encoder: Encoder, run: PolicyRun, heads: Mapping[int, Head],
     accounting matches the work done."""
     cfg = encoder.cfg
     work = run.frames * patch_embed_flops(cfg, tokens) + sum(run.rows_per_block) * block_flops(cfg, tokens)
-    work += sum(run.rows_per_block[k - 1] * head_flops(h.dim, h.num_classes, h.hidden, h.pooling, tokens)
+    work += sum(run.rows_per_block[k - 1] * h.flops(tokens)
                 for k, h in heads.items())
     return work / 1e9 / run.frames
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from xapp.data import TaskData
-from xapp.model import Encoder, Head, exit_flops, head_flops
+from xapp.model import Encoder, Head, exit_flops
 
 
 class EvalError(Exception):
@@ -75,7 +75,7 @@ def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: n
     rows = []
     for k in exits:
         h = heads[k]
-        gflops = (enc[k - 1] + head_flops(h.dim, h.num_classes, h.hidden, h.pooling, tokens)) / 1e9
+        gflops = (enc[k - 1] + h.flops(tokens)) / 1e9
         rows.append({"exit": k, "gflops": gflops, "percent_of_full": 100 * gflops / (enc[-1] / 1e9),
                      "accuracy": correct[k] / len(x), "n": len(x)})
     return rows

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from xapp.data import TASKS, TaskData, generate
-from xapp.model import Encoder, Head, exit_flops, head_flops, save_head
+from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import normalised_mean
 from xapp.train.features import exit_states
 
@@ -152,7 +152,7 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                                  len(spec.classes), settings, seed)
         test_logits = predict(head, states["test"][k])
         test_acc = accuracy(test_logits, data["test"].y)
-        h_flops = head_flops(head.dim, head.num_classes, head.hidden, head.pooling, tokens)
+        h_flops = head.flops(tokens)
         file = Path(task) / f"exit{k}.safetensors"
         meta = {"task": task, "exit": k, "classes": list(spec.classes), "frame_shape": list(frame_shape),
                 "val_accuracy": val_acc, "test_accuracy": test_acc}

@@ -11,8 +11,9 @@ symbols, random carrier phase, SNR down to -20 dB), so a raw-only run sat at the
 (predicting zeros, MSE 0.50) for 200+ steps, and a run adding per-sample spectra and envelopes
 learned little more in 500 steps. Patch-level statistics are predictable from the visible patches
 (bandwidth, interferers, amplitude statistics and the angle of arrival are shared across a frame),
-so they carry a learning signal from the first steps; the relative-phase view cancels the unknown
-carrier phase and leaves the angle of arrival, so the encoder must learn the array geometry."""
+so they carry a learning signal from the first steps. The relative-phase view cancels the unknown
+carrier phase and leaves the angle of arrival, to push the encoder towards the array geometry; in
+our budget it did not get there (beam probe at the random encoder's level, docs/pretraining.md)."""
 
 from __future__ import annotations
 

@@ -178,13 +178,3 @@ def plot_loss(losses: list[float], path: Path) -> None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-
-def encoder_from_run(run: str | Path) -> Encoder:
-    """The encoder of a run's latest checkpoint (to probe or export a run that is still going)."""
-    run = Path(run)
-    cfg = PretrainConfig(**{k: v for k, v in json.loads((run / "config.json").read_text()).items() if k != "encoder"},
-                         encoder=EncoderConfig(**json.loads((run / "config.json").read_text())["encoder"]))
-    tensors, _ = read_weights(run / "train.safetensors")
-    encoder = Encoder(cfg.encoder)
-    encoder.load_state_dict({k[len("model.encoder."):]: v for k, v in tensors.items() if k.startswith("model.encoder.")})
-    return encoder.eval()
