@@ -144,3 +144,11 @@ def test_bench_measures_both_deployments_on_the_same_frames(tiny_model, tmp_path
     assert off["gflops_per_frame_early_exit"] == pytest.approx((flops[0] + flops[1]) / 2e9, rel=0.01)
     assert [r["load_percent"] for r in result["online"]] == [50]
     assert result["online"][0]["decisions_per_s"] > 0
+
+
+def test_load_generator_failure_is_a_clear_error():
+    from xapp.engine.loadgen import LoadGenError, LoadGenerator
+
+    with pytest.raises(LoadGenError, match="no-such-task"):
+        with LoadGenerator(1, ["no-such-task"], "tcp://127.0.0.1:1"):
+            pass

@@ -5,8 +5,9 @@ with frames of its own task) against the shared-trunk early-exit engine (mixed b
 head at its exit). Both alternate within each repeat, so a busy machine slows both alike; a plain
 matmul of the model's MLP shape is timed alongside as the machine's reference GFLOP/s.
 
-Online: the xApp with simulated E2 nodes (in this process) and a real Redis at offered loads that
-are fractions of the offline early-exit capacity; indication-to-decision latency from the ZMQ feed.
+Online: the xApp in this process with a real Redis, fed by simulated E2 nodes in a child process
+(xapp.engine.loadgen) at offered loads that are fractions of the offline early-exit capacity;
+indication-to-decision latency from the decisions the child receives on the ZMQ feed.
 """
 
 from __future__ import annotations
@@ -133,59 +134,52 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
 
 async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[float], seconds: float,
                  threads: int | None) -> list[dict]:
-    from xapp.engine.demo import NODES, _sum, embedded
-    from xapp.publish.listen import DecisionListener
+    from xapp.engine.demo import NODES, _sum, descriptor_tasks, embedded_app
+    from xapp.engine.loadgen import LoadGenerator
+    from xapp.ops.redis_server import free_port
 
     process = psutil.Process()
     results = []
-    async with embedded(descriptor_path, 0.0, threads) as env:
-        listener = DecisionListener(env.zmq_endpoint)
-        received: list[tuple[float, float]] = []  # (receive time, latency ms)
-        peak = [process.memory_info().rss]
+    zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    with LoadGenerator(NODES, descriptor_tasks(descriptor_path), zmq_endpoint) as load:
+        async with embedded_app(descriptor_path, load.endpoints, threads, zmq_endpoint=zmq_endpoint) as env:
+            peak = [process.memory_info().rss]
 
-        async def listen() -> None:
-            while True:
-                _, d = await listener.recv()
-                received.append((time.monotonic(), (d.t_decision_ns - d.t_indication_ns) / 1e6))
+            async def sample_rss() -> None:
+                while True:
+                    peak[0] = max(peak[0], process.memory_info().rss)
+                    await asyncio.sleep(0.1)
 
-        async def sample_rss() -> None:
-            while True:
-                peak[0] = max(peak[0], process.memory_info().rss)
-                await asyncio.sleep(0.1)
-
-        helpers = [asyncio.create_task(listen()), asyncio.create_task(sample_rss())]
-        try:
-            for load in loads:
-                offered = capacity_fps * load / 100.0
-                for node in env.nodes:
-                    node.rate_hz = offered / NODES
-                await asyncio.sleep(WARMUP_S)
-                shed0 = _sum(env.metrics, "xapp_frames_shed_total")
-                rss0, peak[0] = process.memory_info().rss, 0
-                t0 = time.monotonic()
-                await asyncio.sleep(seconds)
-                t1 = time.monotonic()
-                lat = np.array([ms for t, ms in received if t0 <= t < t1])
-                results.append({
-                    "load_percent": load,
-                    "offered_frames_per_s": offered,
-                    "decisions_per_s": len(lat) / (t1 - t0),
-                    "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-                    "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-                    "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
-                    "shed": _sum(env.metrics, "xapp_frames_shed_total") - shed0,
-                    "rss_start_mb": rss0 / 2**20,
-                    "rss_end_mb": process.memory_info().rss / 2**20,
-                    "peak_rss_mb": max(peak[0], rss0) / 2**20,
-                })
-                print(_online_row(results[-1]), flush=True)
-                for node in env.nodes:
-                    node.rate_hz = 0.0
-                await asyncio.sleep(0.5)  # let the backlog drain before the next level
-        finally:
-            for h in helpers:
-                h.cancel()
-            listener.close()
+            sampler = asyncio.create_task(sample_rss())
+            try:
+                for level in loads:
+                    offered = capacity_fps * level / 100.0
+                    await asyncio.to_thread(load.set_rate, offered / NODES)
+                    await asyncio.sleep(WARMUP_S)
+                    shed0 = _sum(env.metrics, "xapp_frames_shed_total")
+                    rss0, peak[0] = process.memory_info().rss, 0
+                    await asyncio.to_thread(load.record)
+                    t0 = time.monotonic()
+                    await asyncio.sleep(seconds)
+                    lat = np.array(await asyncio.to_thread(load.collect))
+                    t1 = time.monotonic()
+                    results.append({
+                        "load_percent": level,
+                        "offered_frames_per_s": offered,
+                        "decisions_per_s": len(lat) / (t1 - t0),
+                        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+                        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                        "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
+                        "shed": _sum(env.metrics, "xapp_frames_shed_total") - shed0,
+                        "rss_start_mb": rss0 / 2**20,
+                        "rss_end_mb": process.memory_info().rss / 2**20,
+                        "peak_rss_mb": max(peak[0], rss0) / 2**20,
+                    })
+                    print(_online_row(results[-1]), flush=True)
+                    await asyncio.to_thread(load.set_rate, 0.0)
+                    await asyncio.sleep(0.5)  # let the backlog drain before the next level
+            finally:
+                sampler.cancel()
     return results
 
 
@@ -231,7 +225,7 @@ def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]])
              + f"), FLOP ratio {off['flop_ratio']:.2f}x, early-exit accuracy {off['early_exit_accuracy']:.3f}",
              ""]
     if on:
-        lines.append("online (simulated E2 nodes in this process, real Redis)")
+        lines.append("online (xApp in this process, real Redis; simulated E2 nodes and listener in a child process)")
         lines.append(f"{'load':>6}{'offered/s':>10}{'dec/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}")
         lines.extend(_online_row(r) for r in on)
         lines.append("")
@@ -244,6 +238,7 @@ def bench(args: argparse.Namespace) -> int:
     from xapp.app import build_table, engine_threads, resolve_device
     from xapp.cli import CliError
     from xapp.config import DescriptorError, load_descriptor
+    from xapp.engine.loadgen import LoadGenError
     from xapp.engine.runner import PlanError
     from xapp.model import WeightsFileError, load_encoder
     from xapp.ops.logging import configure
@@ -267,7 +262,11 @@ def bench(args: argparse.Namespace) -> int:
     if loads and args.seconds > 0:
         print(f"online: capacity {off['early_exit_frames_per_s']:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each",
               flush=True)
-        on = asyncio.run(online(Path(args.descriptor), off["early_exit_frames_per_s"], loads, args.seconds, args.threads))
+        try:
+            on = asyncio.run(online(Path(args.descriptor), off["early_exit_frames_per_s"], loads, args.seconds,
+                                    args.threads))
+        except LoadGenError as exc:
+            raise CliError(f"online bench: {exc}") from None
     checks = targets(off, on, descriptor.batching.max_wait_ms)
     print()
     print(format_table(off, on, checks))

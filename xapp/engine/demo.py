@@ -164,48 +164,68 @@ async def redis_stats(url: str, tasks: Sequence[str]) -> dict:
 class Embedded:
     app: XApp
     metrics: Metrics
-    nodes: SimulatedNodes
     redis_url: str
     zmq_endpoint: str
     tasks: list[str]
+    nodes: SimulatedNodes | None = None  # when the nodes run in this process
+
+
+def descriptor_tasks(descriptor: str | Path) -> list[str]:
+    from xapp.cli import CliError
+
+    try:
+        return list(load_descriptor(descriptor).enabled_tasks)
+    except DescriptorError as exc:
+        raise CliError(str(exc)) from None
 
 
 @asynccontextmanager
-async def embedded(descriptor: str | Path, rate_hz: float, threads: int | None, stop: asyncio.Event | None = None):
-    """A private Redis, NODES simulated E2 nodes serving the descriptor's tasks, and the xApp on a
-    copy of the descriptor pointed at them (free ports); yields once the xApp is ready and tears
-    everything down on exit. Failures surface as CliError."""
+async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], threads: int | None,
+                       stop: asyncio.Event | None = None, zmq_endpoint: str | None = None):
+    """A private Redis and the xApp on a copy of the descriptor pointed at `nodes` (free ports);
+    yields once the xApp is ready and tears both down on exit. Failures surface as CliError."""
     from xapp.cli import CliError
     from xapp.ops.redis_server import RedisServer, RedisServerError, free_port
 
-    try:
-        tasks = list(load_descriptor(descriptor).enabled_tasks)
-    except DescriptorError as exc:
-        raise CliError(str(exc)) from None
+    tasks = descriptor_tasks(descriptor)
     with tempfile.TemporaryDirectory(prefix="xapp-") as tmp:
         redis = RedisServer(Path(tmp) / "redis")
-        nodes = SimulatedNodes(NODES, tasks=tasks, rate_hz=rate_hz)
         app_stop = asyncio.Event()
         app_task = None
         try:
             await asyncio.to_thread(redis.start)
-            await nodes.start()
-            zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
-            path = adapt_descriptor(descriptor, Path(tmp) / "descriptors" / "xapp.yaml", nodes=nodes.endpoints,
+            zmq_endpoint = zmq_endpoint or f"tcp://127.0.0.1:{free_port()}"
+            path = adapt_descriptor(descriptor, Path(tmp) / "descriptors" / "xapp.yaml", nodes=nodes,
                                     zmq_endpoint=zmq_endpoint, redis_url=redis.url, http_port=free_port())
             metrics = Metrics()
             app = XApp(load_descriptor(path), metrics, Overrides(threads=threads, ops_host="127.0.0.1"))
             app_task = asyncio.create_task(app.run(app_stop))
             await _wait_ready(app, app_task, stop or asyncio.Event())
-            yield Embedded(app, metrics, nodes, redis.url, zmq_endpoint, tasks)
-        except (AppError, SimError, RedisServerError) as exc:
+            yield Embedded(app, metrics, redis.url, zmq_endpoint, tasks)
+        except (AppError, RedisServerError) as exc:
             raise CliError(str(exc)) from None
         finally:
             app_stop.set()
             if app_task is not None:
                 await asyncio.gather(app_task, return_exceptions=True)
-            await nodes.stop()
             await asyncio.to_thread(redis.stop)
+
+
+@asynccontextmanager
+async def embedded(descriptor: str | Path, rate_hz: float, threads: int | None, stop: asyncio.Event | None = None):
+    """`embedded_app` fed by NODES simulated E2 nodes in this process, serving the descriptor's tasks."""
+    from xapp.cli import CliError
+
+    nodes = SimulatedNodes(NODES, tasks=descriptor_tasks(descriptor), rate_hz=rate_hz)
+    try:
+        await nodes.start()
+        async with embedded_app(descriptor, nodes.endpoints, threads, stop) as env:
+            env.nodes = nodes
+            yield env
+    except SimError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        await nodes.stop()
 
 
 async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:

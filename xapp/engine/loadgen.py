@@ -1,0 +1,147 @@
+"""The load side of `xapp bench` online: simulated E2 nodes and a decision listener in a child
+process, so the xApp under test has its process (event loop, GIL, engine thread) to itself, as it
+would in a RIC where the E2 nodes and the control loops live elsewhere.
+
+The parent drives the child over a pipe: set the nodes' rate, start recording, collect the
+indication-to-decision latencies of the decisions received since. Latency is the decision's own
+stamps (t_decision - t_indication, both wall clock on this machine), so the listener's speed does
+not enter it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+
+from xapp.e2.types import NodeEndpoint
+
+
+class LoadGenError(Exception):
+    """The load process failed to start or stopped answering."""
+
+
+class LoadGenerator:
+    """`count` simulated nodes serving `tasks` (paused until `set_rate`) and a listener on the
+    xApp's ZMQ endpoint, in a spawned child process. Use as a context manager."""
+
+    def __init__(self, count: int, tasks: Sequence[str], zmq_endpoint: str, timeout_s: float = 60.0) -> None:
+        self._count = count
+        self._tasks = list(tasks)
+        self._zmq_endpoint = zmq_endpoint
+        self._timeout_s = timeout_s
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self.endpoints: list[NodeEndpoint] = []
+
+    def __enter__(self) -> LoadGenerator:
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_child_main, args=(child, self._count, self._tasks, self._zmq_endpoint), daemon=True,
+            name="xapp-loadgen",
+        )
+        self._process.start()
+        child.close()
+        reply = self._receive()
+        self.endpoints = [NodeEndpoint(node_id, address) for node_id, address in reply]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is None:
+            return
+        try:
+            self._conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self._process.join(10.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
+        self._process = None
+
+    def set_rate(self, hz_per_node: float) -> None:
+        self._call("rate", hz_per_node)
+
+    def record(self) -> None:
+        """Start keeping latencies (and forget earlier ones)."""
+        self._call("record")
+
+    def collect(self) -> list[float]:
+        """Latencies in ms of the decisions received since `record`."""
+        return self._call("collect")
+
+    def _call(self, *command: object):
+        self._conn.send(command)
+        return self._receive()
+
+    def _receive(self):
+        if not self._conn.poll(self._timeout_s):
+            raise LoadGenError(f"load process silent for {self._timeout_s:.0f} s")
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            raise LoadGenError("load process exited") from None
+        if status != "ok":
+            raise LoadGenError(f"load process: {value}")
+        return value
+
+
+def _child_main(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str) -> None:
+    try:
+        asyncio.run(_serve(conn, count, tasks, zmq_endpoint))
+    except Exception as exc:  # report any failure to the parent instead of a silent exit
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str) -> None:
+    from xapp.e2.sim import SimulatedNodes
+    from xapp.publish.listen import DecisionListener
+
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    latencies: list[float] | None = None
+
+    async with SimulatedNodes(count, tasks=tasks, rate_hz=0.0) as nodes:
+        listener = DecisionListener(zmq_endpoint)
+
+        async def listen() -> None:
+            while True:
+                _, d = await listener.recv()
+                if latencies is not None:
+                    latencies.append((d.t_decision_ns - d.t_indication_ns) / 1e6)
+
+        def on_command() -> None:
+            nonlocal latencies
+            try:
+                command, *args = conn.recv()
+            except EOFError:  # the parent is gone
+                stopped.set()
+                return
+            if command == "rate":
+                for node in nodes:
+                    node.rate_hz = float(args[0])
+                conn.send(("ok", None))
+            elif command == "record":
+                latencies = []
+                conn.send(("ok", None))
+            elif command == "collect":
+                conn.send(("ok", latencies or []))
+                latencies = None
+            elif command == "stop":
+                stopped.set()
+            else:
+                conn.send(("error", f"unknown command {command!r}"))
+
+        listening = asyncio.create_task(listen())
+        loop.add_reader(conn.fileno(), on_command)
+        conn.send(("ok", [(e.id, e.address) for e in nodes.endpoints]))
+        try:
+            await stopped.wait()
+        finally:
+            loop.remove_reader(conn.fileno())
+            listening.cancel()
+            listener.close()
+
