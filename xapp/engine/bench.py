@@ -161,7 +161,7 @@ async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[flo
                     await asyncio.to_thread(load.record)
                     t0 = time.monotonic()
                     await asyncio.sleep(seconds)
-                    lat = np.array(await asyncio.to_thread(load.collect))
+                    lat = np.array([r.latency_ms for r in await asyncio.to_thread(load.collect)])
                     t1 = time.monotonic()
                     results.append({
                         "load_percent": level,

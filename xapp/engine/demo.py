@@ -1,5 +1,6 @@
-"""`xapp demo`: the whole loop on one machine. An embedded real Redis, 4 simulated E2 nodes, the
-xApp on the given descriptor (ports moved to free ones), and a ZMQ listener; then a summary."""
+"""`xapp demo`: the whole loop on one machine. An embedded real Redis and the xApp on the given
+descriptor (ports moved to free ones) in this process; 4 simulated E2 nodes and a ZMQ listener in a
+child process (xapp.engine.loadgen), as they would be elsewhere in a RIC; then a summary."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ import yaml
 from xapp.app import AppError, Overrides, XApp
 from xapp.config import DescriptorError, load_descriptor
 from xapp.config.descriptor import descriptor_root, resolve_path
-from xapp.e2.sim import SimError, SimulatedNodes
 from xapp.e2.types import NodeEndpoint
+from xapp.engine.loadgen import LoadGenError, LoadGenerator, Received
 from xapp.ops.metrics import Metrics
 
 NODES = 4
@@ -68,11 +69,11 @@ class Tally:
     gflops: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     exits: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
-    def add(self, d) -> None:
-        self.count[d.task] += 1
-        self.latency_ms[d.task].append((d.t_decision_ns - d.t_indication_ns) / 1e6)
-        self.gflops[d.task].append(d.gflops)
-        self.exits[d.task].add(d.exit_layer)
+    def add(self, r: Received) -> None:
+        self.count[r.task] += 1
+        self.latency_ms[r.task].append(r.latency_ms)
+        self.gflops[r.task].append(r.gflops)
+        self.exits[r.task].add(r.exit)
 
 
 def _sum(metrics: Metrics, name: str, **labels: str) -> float:
@@ -167,7 +168,6 @@ class Embedded:
     redis_url: str
     zmq_endpoint: str
     tasks: list[str]
-    nodes: SimulatedNodes | None = None  # when the nodes run in this process
 
 
 def descriptor_tasks(descriptor: str | Path) -> list[str]:
@@ -211,54 +211,38 @@ async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], th
             await asyncio.to_thread(redis.stop)
 
 
-@asynccontextmanager
-async def embedded(descriptor: str | Path, rate_hz: float, threads: int | None, stop: asyncio.Event | None = None):
-    """`embedded_app` fed by NODES simulated E2 nodes in this process, serving the descriptor's tasks."""
-    from xapp.cli import CliError
-
-    nodes = SimulatedNodes(NODES, tasks=descriptor_tasks(descriptor), rate_hz=rate_hz)
-    try:
-        await nodes.start()
-        async with embedded_app(descriptor, nodes.endpoints, threads, stop) as env:
-            env.nodes = nodes
-            yield env
-    except SimError as exc:
-        raise CliError(str(exc)) from None
-    finally:
-        await nodes.stop()
-
-
 async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
     from xapp.cli import CliError
     from xapp.model import exit_flops
     from xapp.ops.logging import configure
-    from xapp.publish.listen import DecisionListener
+    from xapp.ops.redis_server import free_port
 
     configure("WARNING")  # JSON logs on stderr only for trouble; the summary goes to stdout
     if args.seconds <= 0 or args.rate <= 0:
         raise CliError("--seconds and --rate must be positive")
-    print(f"starting redis, {NODES} simulated E2 nodes and the xApp ...", flush=True)
-    async with embedded(args.descriptor, args.rate, args.threads, stop) as env:
-        listener = DecisionListener(env.zmq_endpoint)
-        tally = Tally()
-
-        async def collect() -> None:
-            while True:
-                tally.add((await listener.recv())[1])
-
-        collector = asyncio.create_task(collect())
-        print(f"xApp ready ({', '.join(env.tasks)}); serving for {args.seconds:.0f} s (Ctrl-C to stop early) ...",
-              flush=True)
-        t0 = time.monotonic()
-        try:
-            await asyncio.wait_for(stop.wait(), args.seconds)
-        except asyncio.TimeoutError:
-            pass
-        seconds = time.monotonic() - t0
-        collector.cancel()
-        listener.close()
-        stats = await redis_stats(env.redis_url, env.tasks)
-        full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9  # the encoder alone; heads are ~1e-5 of it
+    print(f"starting redis, {NODES} simulated E2 nodes with a listener (child process) and the xApp ...", flush=True)
+    zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        with LoadGenerator(NODES, descriptor_tasks(args.descriptor), zmq_endpoint) as load:
+            async with embedded_app(args.descriptor, load.endpoints, args.threads, stop, zmq_endpoint) as env:
+                await asyncio.to_thread(load.record)
+                await asyncio.to_thread(load.set_rate, args.rate)
+                print(f"xApp ready ({', '.join(env.tasks)}); serving for {args.seconds:.0f} s "
+                      "(Ctrl-C to stop early) ...", flush=True)
+                t0 = time.monotonic()
+                try:
+                    await asyncio.wait_for(stop.wait(), args.seconds)
+                except asyncio.TimeoutError:
+                    pass
+                tally = Tally()
+                for r in await asyncio.to_thread(load.collect):
+                    tally.add(r)
+                seconds = time.monotonic() - t0
+                await asyncio.to_thread(load.set_rate, 0.0)
+                stats = await redis_stats(env.redis_url, env.tasks)
+                full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9  # the encoder alone; heads are ~1e-5 of it
+    except LoadGenError as exc:
+        raise CliError(f"demo: {exc}") from None
     summary = summarize(tally, seconds, env.metrics, full, stats)
     print()
     print(format_summary(summary))

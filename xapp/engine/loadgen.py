@@ -2,20 +2,30 @@
 process, so the xApp under test has its process (event loop, GIL, engine thread) to itself, as it
 would in a RIC where the E2 nodes and the control loops live elsewhere.
 
-The parent drives the child over a pipe: set the nodes' rate, start recording, collect the
-indication-to-decision latencies of the decisions received since. Latency is the decision's own
-stamps (t_decision - t_indication, both wall clock on this machine), so the listener's speed does
-not enter it.
+The parent drives the child over a pipe: set the nodes' rate, start recording, collect what the
+decisions received since said. Latency is the decision's own stamps (t_decision - t_indication,
+both wall clock on this machine), so the listener's speed does not enter it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import signal
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
+from typing import NamedTuple
 
 from xapp.e2.types import NodeEndpoint
+
+
+class Received(NamedTuple):
+    """One decision as the listener saw it."""
+
+    task: str
+    latency_ms: float  # indication to decision
+    gflops: float
+    exit: int
 
 
 class LoadGenError(Exception):
@@ -66,11 +76,11 @@ class LoadGenerator:
         self._call("rate", hz_per_node)
 
     def record(self) -> None:
-        """Start keeping latencies (and forget earlier ones)."""
+        """Start keeping decisions (and forget earlier ones)."""
         self._call("record")
 
-    def collect(self) -> list[float]:
-        """Latencies in ms of the decisions received since `record`."""
+    def collect(self) -> list[Received]:
+        """The decisions received since `record`."""
         return self._call("collect")
 
     def _call(self, *command: object):
@@ -90,6 +100,7 @@ class LoadGenerator:
 
 
 def _child_main(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops us over the pipe
     try:
         asyncio.run(_serve(conn, count, tasks, zmq_endpoint))
     except Exception as exc:  # report any failure to the parent instead of a silent exit
@@ -102,7 +113,7 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
 
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
-    latencies: list[float] | None = None
+    received: list[Received] | None = None
 
     async with SimulatedNodes(count, tasks=tasks, rate_hz=0.0) as nodes:
         listener = DecisionListener(zmq_endpoint)
@@ -110,11 +121,12 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
         async def listen() -> None:
             while True:
                 _, d = await listener.recv()
-                if latencies is not None:
-                    latencies.append((d.t_decision_ns - d.t_indication_ns) / 1e6)
+                if received is not None:
+                    received.append(Received(d.task, (d.t_decision_ns - d.t_indication_ns) / 1e6, d.gflops,
+                                             d.exit_layer))
 
         def on_command() -> None:
-            nonlocal latencies
+            nonlocal received
             try:
                 command, *args = conn.recv()
             except EOFError:  # the parent is gone
@@ -125,11 +137,11 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
                     node.rate_hz = float(args[0])
                 conn.send(("ok", None))
             elif command == "record":
-                latencies = []
+                received = []
                 conn.send(("ok", None))
             elif command == "collect":
-                conn.send(("ok", latencies or []))
-                latencies = None
+                conn.send(("ok", received or []))
+                received = None
             elif command == "stop":
                 stopped.set()
             else:
