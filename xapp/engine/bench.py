@@ -134,52 +134,48 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
 
 async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[float], seconds: float,
                  threads: int | None) -> list[dict]:
-    from xapp.engine.demo import NODES, _sum, descriptor_tasks, embedded_app
-    from xapp.engine.loadgen import LoadGenerator
-    from xapp.ops.redis_server import free_port
+    from xapp.engine.demo import NODES, _sum, embedded
 
     process = psutil.Process()
     results = []
-    zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
-    with LoadGenerator(NODES, descriptor_tasks(descriptor_path), zmq_endpoint) as load:
-        async with embedded_app(descriptor_path, load.endpoints, threads, zmq_endpoint=zmq_endpoint) as env:
-            peak = [process.memory_info().rss]
+    async with embedded(descriptor_path, threads) as (env, load):
+        peak = [process.memory_info().rss]
 
-            async def sample_rss() -> None:
-                while True:
-                    peak[0] = max(peak[0], process.memory_info().rss)
-                    await asyncio.sleep(0.1)
+        async def sample_rss() -> None:
+            while True:
+                peak[0] = max(peak[0], process.memory_info().rss)
+                await asyncio.sleep(0.1)
 
-            sampler = asyncio.create_task(sample_rss())
-            try:
-                for level in loads:
-                    offered = capacity_fps * level / 100.0
-                    await asyncio.to_thread(load.set_rate, offered / NODES)
-                    await asyncio.sleep(WARMUP_S)
-                    shed0 = _sum(env.metrics, "xapp_frames_shed_total")
-                    rss0, peak[0] = process.memory_info().rss, 0
-                    await asyncio.to_thread(load.record)
-                    t0 = time.monotonic()
-                    await asyncio.sleep(seconds)
-                    lat = np.array([r.latency_ms for r in await asyncio.to_thread(load.collect)])
-                    t1 = time.monotonic()
-                    results.append({
-                        "load_percent": level,
-                        "offered_frames_per_s": offered,
-                        "decisions_per_s": len(lat) / (t1 - t0),
-                        "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-                        "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
-                        "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
-                        "shed": _sum(env.metrics, "xapp_frames_shed_total") - shed0,
-                        "rss_start_mb": rss0 / 2**20,
-                        "rss_end_mb": process.memory_info().rss / 2**20,
-                        "peak_rss_mb": max(peak[0], rss0) / 2**20,
-                    })
-                    print(_online_row(results[-1]), flush=True)
-                    await asyncio.to_thread(load.set_rate, 0.0)
-                    await asyncio.sleep(0.5)  # let the backlog drain before the next level
-            finally:
-                sampler.cancel()
+        sampler = asyncio.create_task(sample_rss())
+        try:
+            for level in loads:
+                offered = capacity_fps * level / 100.0
+                await asyncio.to_thread(load.set_rate, offered / NODES)
+                await asyncio.sleep(WARMUP_S)
+                shed0 = _sum(env.metrics, "xapp_frames_shed_total")
+                rss0, peak[0] = process.memory_info().rss, 0
+                await asyncio.to_thread(load.record)
+                t0 = time.monotonic()
+                await asyncio.sleep(seconds)
+                lat = np.array([r.latency_ms for r in await asyncio.to_thread(load.collect)])
+                t1 = time.monotonic()
+                results.append({
+                    "load_percent": level,
+                    "offered_frames_per_s": offered,
+                    "decisions_per_s": len(lat) / (t1 - t0),
+                    "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+                    "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
+                    "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
+                    "shed": _sum(env.metrics, "xapp_frames_shed_total") - shed0,
+                    "rss_start_mb": rss0 / 2**20,
+                    "rss_end_mb": process.memory_info().rss / 2**20,
+                    "peak_rss_mb": max(peak[0], rss0) / 2**20,
+                })
+                print(_online_row(results[-1]), flush=True)
+                await asyncio.to_thread(load.set_rate, 0.0)
+                await asyncio.sleep(0.5)  # let the backlog drain before the next level
+        finally:
+            sampler.cancel()
     return results
 
 
@@ -238,7 +234,6 @@ def bench(args: argparse.Namespace) -> int:
     from xapp.app import build_table, engine_threads, resolve_device
     from xapp.cli import CliError
     from xapp.config import DescriptorError, load_descriptor
-    from xapp.engine.loadgen import LoadGenError
     from xapp.engine.runner import PlanError
     from xapp.model import WeightsFileError, load_encoder
     from xapp.ops.logging import configure
@@ -262,11 +257,7 @@ def bench(args: argparse.Namespace) -> int:
     if loads and args.seconds > 0:
         print(f"online: capacity {off['early_exit_frames_per_s']:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each",
               flush=True)
-        try:
-            on = asyncio.run(online(Path(args.descriptor), off["early_exit_frames_per_s"], loads, args.seconds,
-                                    args.threads))
-        except LoadGenError as exc:
-            raise CliError(f"online bench: {exc}") from None
+        on = asyncio.run(online(Path(args.descriptor), off["early_exit_frames_per_s"], loads, args.seconds, args.threads))
     checks = targets(off, on, descriptor.batching.max_wait_ms)
     print()
     print(format_table(off, on, checks))

@@ -180,10 +180,28 @@ def descriptor_tasks(descriptor: str | Path) -> list[str]:
 
 
 @asynccontextmanager
-async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], threads: int | None,
-                       stop: asyncio.Event | None = None, zmq_endpoint: str | None = None):
-    """A private Redis and the xApp on a copy of the descriptor pointed at `nodes` (free ports);
-    yields once the xApp is ready and tears both down on exit. Failures surface as CliError."""
+async def embedded(descriptor: str | Path, threads: int | None, stop: asyncio.Event | None = None):
+    """The xApp with a private Redis in this process (`embedded_app`), fed and listened to by NODES
+    simulated E2 nodes in a child process (paused until `load.set_rate`); yields (env, load).
+    Failures, the load process's included, surface as CliError."""
+    from xapp.cli import CliError
+    from xapp.ops.redis_server import free_port
+
+    zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
+    try:
+        with LoadGenerator(NODES, descriptor_tasks(descriptor), zmq_endpoint) as load:
+            async with embedded_app(descriptor, load.endpoints, zmq_endpoint, threads, stop) as env:
+                yield env, load
+    except LoadGenError as exc:
+        raise CliError(str(exc)) from None
+
+
+@asynccontextmanager
+async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], zmq_endpoint: str,
+                       threads: int | None, stop: asyncio.Event | None = None):
+    """A private Redis and the xApp on a copy of the descriptor pointed at `nodes` and publishing on
+    `zmq_endpoint` (other ports free ones); yields once the xApp is ready and tears both down on exit.
+    Failures surface as CliError."""
     from xapp.cli import CliError
     from xapp.ops.redis_server import RedisServer, RedisServerError, free_port
 
@@ -194,7 +212,6 @@ async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], th
         app_task = None
         try:
             await asyncio.to_thread(redis.start)
-            zmq_endpoint = zmq_endpoint or f"tcp://127.0.0.1:{free_port()}"
             path = adapt_descriptor(descriptor, Path(tmp) / "descriptors" / "xapp.yaml", nodes=nodes,
                                     zmq_endpoint=zmq_endpoint, redis_url=redis.url, http_port=free_port())
             metrics = Metrics()
@@ -215,34 +232,28 @@ async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
     from xapp.cli import CliError
     from xapp.model import exit_flops
     from xapp.ops.logging import configure
-    from xapp.ops.redis_server import free_port
 
     configure("WARNING")  # JSON logs on stderr only for trouble; the summary goes to stdout
     if args.seconds <= 0 or args.rate <= 0:
         raise CliError("--seconds and --rate must be positive")
     print(f"starting redis, {NODES} simulated E2 nodes with a listener (child process) and the xApp ...", flush=True)
-    zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
-    try:
-        with LoadGenerator(NODES, descriptor_tasks(args.descriptor), zmq_endpoint) as load:
-            async with embedded_app(args.descriptor, load.endpoints, args.threads, stop, zmq_endpoint) as env:
-                await asyncio.to_thread(load.record)
-                await asyncio.to_thread(load.set_rate, args.rate)
-                print(f"xApp ready ({', '.join(env.tasks)}); serving for {args.seconds:.0f} s "
-                      "(Ctrl-C to stop early) ...", flush=True)
-                t0 = time.monotonic()
-                try:
-                    await asyncio.wait_for(stop.wait(), args.seconds)
-                except asyncio.TimeoutError:
-                    pass
-                tally = Tally()
-                for r in await asyncio.to_thread(load.collect):
-                    tally.add(r)
-                seconds = time.monotonic() - t0
-                await asyncio.to_thread(load.set_rate, 0.0)
-                stats = await redis_stats(env.redis_url, env.tasks)
-                full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9  # the encoder alone; heads are ~1e-5 of it
-    except LoadGenError as exc:
-        raise CliError(f"demo: {exc}") from None
+    async with embedded(args.descriptor, args.threads, stop) as (env, load):
+        await asyncio.to_thread(load.record)
+        await asyncio.to_thread(load.set_rate, args.rate)
+        print(f"xApp ready ({', '.join(env.tasks)}); serving for {args.seconds:.0f} s (Ctrl-C to stop early) ...",
+              flush=True)
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(stop.wait(), args.seconds)
+        except asyncio.TimeoutError:
+            pass
+        tally = Tally()
+        for r in await asyncio.to_thread(load.collect):
+            tally.add(r)
+        seconds = time.monotonic() - t0
+        await asyncio.to_thread(load.set_rate, 0.0)
+        stats = await redis_stats(env.redis_url, env.tasks)
+        full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9  # the encoder alone; heads are ~1e-5 of it
     summary = summarize(tally, seconds, env.metrics, full, stats)
     print()
     print(format_summary(summary))

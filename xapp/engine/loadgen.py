@@ -1,6 +1,6 @@
-"""The load side of `xapp bench` online: simulated E2 nodes and a decision listener in a child
-process, so the xApp under test has its process (event loop, GIL, engine thread) to itself, as it
-would in a RIC where the E2 nodes and the control loops live elsewhere.
+"""The load side of `xapp demo` and `xapp bench` online: simulated E2 nodes and a decision listener
+in a child process, so the xApp under test has its process (event loop, GIL, engine thread) to
+itself, as it would in a RIC where the E2 nodes and the control loops live elsewhere.
 
 The parent drives the child over a pipe: set the nodes' rate, start recording, collect what the
 decisions received since said. Latency is the decision's own stamps (t_decision - t_indication,
