@@ -62,3 +62,51 @@ def test_unknown_setting_in_config_file_is_named(tmp_path):
     path.write_text(json.dumps({"steps": 3, "learning_rate": 1}))
     with pytest.raises(ValueError, match="learning_rate"):
         PretrainConfig.from_yaml(path)
+
+
+def test_frame_views_find_the_beam_of_a_plane_wave_and_skip_one_antenna_frames():
+    import numpy as np
+
+    from xapp.data.spatial import steering
+    from xapp.train.mae import FRAME_BANDS, frame_targets
+
+    rng = np.random.default_rng(0)
+    symbols = (rng.standard_normal(64) + 1j * rng.standard_normal(64)).astype(np.complex64)
+    beam = 5  # the FFT across antennas peaks at bin b for a phase step of 2*pi*b/16, direction sine b/8
+    x = steering(np.array([beam / 8]))[0][:, None] * symbols[None, :]
+    array_views = frame_targets(torch.from_numpy(x[None]))
+    assert int(array_views[0, FRAME_BANDS:].argmax()) == beam
+    single = frame_targets(torch.from_numpy(symbols[None, None]))
+    assert torch.isfinite(single[0, :FRAME_BANDS]).all() and torch.isnan(single[0, FRAME_BANDS:]).all()
+
+
+@pytest.mark.parametrize("frame_pass", ["masked", "full"])
+def test_mae_loss_is_finite_on_a_mixed_batch_and_trains_every_frame_readout(frame_pass):
+    from xapp.train.pretrain import batch_for_step, build
+
+    cfg = PretrainConfig(**{**TINY.__dict__, "frame_weight": 1.0, "frame_pass": frame_pass})
+    model, _ = build(cfg)
+    losses = model(batch_for_step(cfg, 0, "cpu"), torch.Generator().manual_seed(0))
+    assert {"raw", "frame_spectrum", "frame_spatial", "loss"} <= set(losses)
+    losses["loss"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert len(model.frame_readouts) == cfg.encoder.depth
+    assert all(r.weight.grad is not None and r.weight.grad.abs().sum() > 0 for r in model.frame_readouts)
+
+
+def test_without_frame_weight_the_mae_has_patch_views_only():
+    from xapp.train.pretrain import batch_for_step, build
+
+    model, _ = build(TINY)
+    losses = model(batch_for_step(TINY, 0, "cpu"), torch.Generator().manual_seed(0))
+    assert len(model.frame_readouts) == 0 and "frame_spatial" not in losses
+    patch_views = [v for k, v in losses.items() if k != "loss"]
+    torch.testing.assert_close(losses["loss"], torch.stack(patch_views).mean())
+
+
+def test_unknown_frame_pass_is_named():
+    from xapp.train.pretrain import build
+
+    with pytest.raises(ValueError, match="frame_pass"):
+        build(PretrainConfig(**{**TINY.__dict__, "frame_weight": 1.0, "frame_pass": "half"}))

@@ -28,6 +28,7 @@ import torch
 from xapp.e2.types import Request
 from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.model import Encoder, exit_flops
+from xapp.model.precision import device_autocast
 from xapp.ops.metrics import Metrics
 
 REPEATS = 3
@@ -54,12 +55,13 @@ def _batches(items: list, size: int) -> list[list]:
 
 def _naive(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int) -> float:
     depth = encoder.cfg.depth
+    device = next(encoder.parameters()).device
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), device_autocast(device):
         for task, plan in table.items():
             head = plan.heads[plan.exit]  # same cost as a head on the last block
             for batch in _batches([r for r in frames if r.task == task], max_batch):
-                x = torch.from_numpy(np.stack([r.frame for r in batch])).to(next(encoder.parameters()).device)
+                x = torch.from_numpy(np.stack([r.frame for r in batch])).to(device)
                 head(encoder(x, [depth])[depth]).argmax(-1).tolist()
     return time.perf_counter() - start
 

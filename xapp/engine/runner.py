@@ -11,7 +11,6 @@ immutable snapshot, so a hot reload swaps tables between batches and never insid
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from xapp.engine.decision import Decision
+from xapp.model.precision import device_autocast
 from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops, load_head
 from xapp.ops.metrics import Metrics
@@ -134,10 +134,7 @@ class EarlyExitEngine:
         for r in served:
             groups[cfg.tokens(*r.frame.shape)].append(r)
         deepest = 0
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode(), device_autocast(self.device):
             for tokens, rows in groups.items():
                 deepest = max(deepest, self._run_group(rows, tokens, table, release))
         seconds = time.perf_counter() - start

@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train", type=int, default=4000, help="training frames per task")
     p.add_argument("--test", type=int, default=2000, help="test frames per task")
     p.add_argument("--tasks", default="modulation,beam")
+    p.add_argument("--device", default="cpu", help="cpu | cuda (features at fp16 either way)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--card", action="store_true", help="record the results in the checkpoint's manifest and card")
     p.set_defaults(handler=probe_command)
@@ -54,7 +55,7 @@ def probe_command(args: argparse.Namespace) -> int:
     from xapp.train.export import read_manifest, write_manifest
     from xapp.train.probe import format_probe_table, run_probe
 
-    results = run_probe(args.checkpoint, args.exit, args.tasks.split(","), args.train, args.test)
+    results = run_probe(args.checkpoint, args.exit, args.tasks.split(","), args.train, args.test, args.device)
     print(format_probe_table(results))
     if args.json:
         with open(args.json, "w") as fh:

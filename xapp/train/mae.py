@@ -25,6 +25,8 @@ from xapp.model.encoder import Encoder
 from xapp.model.patch import TokenPosition, normalise_power
 
 SPECTRUM_BANDS = 4
+FRAME_BANDS = 16  # the frame-level views: a 16-band log power spectrum in time and 16 DFT beams in space
+FRAME_PASSES = ("masked", "full")  # which encoder pass the frame views are read from: the MAE's visible tokens, or all
 
 
 def view_widths(patch: int) -> dict[str, int]:
@@ -53,15 +55,41 @@ def patch_targets(x: torch.Tensor, patch: int) -> torch.Tensor:
     return torch.cat(views, dim=-1).float()
 
 
+def frame_targets(x: torch.Tensor) -> torch.Tensor:
+    """The frame-level views of frames [B, A, S]: [B, 2 * FRAME_BANDS], the log power spectrum in
+    FRAME_BANDS bands (averaged over antennas), then the log energy of FRAME_BANDS DFT beams across the
+    antennas (the power angular spectrum; NaN for one-antenna frames, which have no array)."""
+    b, a, s = x.shape
+    x = normalise_power(x)
+    spectrum = torch.fft.fft(x, dim=-1).abs().square().mean(1) / s
+    spectrum = spectrum.reshape(b, FRAME_BANDS, s // FRAME_BANDS).mean(-1)
+    if a == 1:
+        spatial = torch.full((b, FRAME_BANDS), float("nan"), device=x.device)
+    else:
+        spatial = torch.fft.fft(x, n=FRAME_BANDS, dim=1).abs().square().mean(-1) / a
+    return torch.log10(torch.cat([spectrum, spatial], dim=-1) + 1e-3).float()
+
+
 def standardise(targets: torch.Tensor) -> torch.Tensor:
-    """Each target value to zero mean, unit variance over the batch (a constant value stays 0)."""
+    """Each target value to zero mean, unit variance over the batch (a constant value stays 0; NaN,
+    a view the frame does not have, stays NaN)."""
     flat = targets.reshape(-1, targets.shape[-1])
-    return (targets - flat.mean(0)) / (flat.std(0) + 1e-6)
+    mean = flat.nanmean(0)
+    count = (~flat.isnan()).sum(0)
+    std = ((flat - mean).square().nansum(0) / (count - 1).clamp(min=1)).sqrt()
+    return (targets - mean) / (std + 1e-6)
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """MSE over the target values that exist (not NaN)."""
+    valid = ~target.isnan()
+    error = torch.where(valid, prediction - target.nan_to_num(), 0.0).square()
+    return error.sum() / valid.sum().clamp(min=1)
 
 
 class MaskedAutoencoder(nn.Module):
     def __init__(self, encoder: Encoder, decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
-                 mask_ratio: float = 0.7):
+                 mask_ratio: float = 0.7, frame_weight: float = 0.0, frame_pass: str = "masked"):
         super().__init__()
         cfg = encoder.cfg
         self.encoder = encoder
@@ -74,26 +102,35 @@ class MaskedAutoencoder(nn.Module):
         self.decoder = nn.ModuleList(Block(decoder_dim, decoder_heads, 4.0) for _ in range(decoder_depth))
         self.decoder_norm = nn.LayerNorm(decoder_dim)
         self.predict = nn.Linear(decoder_dim, sum(self.widths.values()))
+        if frame_pass not in FRAME_PASSES:
+            raise ValueError(f"frame_pass must be one of {FRAME_PASSES}, got {frame_pass!r}")
+        self.frame_weight, self.frame_pass = frame_weight, frame_pass
+        readouts = cfg.depth if frame_weight > 0 else 0
+        self.frame_readouts = nn.ModuleList(nn.Linear(cfg.dim, 2 * FRAME_BANDS) for _ in range(readouts))
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, groups: list[torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """Masked-patch MSE per view and their mean ("loss") over frame groups (each group one frame
-        shape; all shapes give the same token count)."""
+        """Loss per view over frame groups (each group one frame shape; all shapes give the same token
+        count): masked-patch MSE for the patch views; with frame views on, the MSE of a linear readout
+        of every exit's mean-pooled state for each frame view, averaged over exits. "loss" is the mean
+        of the patch views plus frame_weight times the mean of the frame views."""
         patch = self.encoder.cfg.patch
-        tokens, targets, positions = [], [], []
+        tokens, targets, frames, positions = [], [], [], []
         for x in groups:
             _, antennas, samples = x.shape
             tokens.append(self.encoder.patch_embed(x))
             targets.append(patch_targets(x, patch))
+            if self.frame_readouts:
+                frames.append(frame_targets(x))
             positions.append(self.decoder_position(antennas, samples // patch).expand(x.shape[0], -1, -1))
         tokens, targets, positions = torch.cat(tokens), torch.cat(targets), torch.cat(positions)
         b, t, _ = tokens.shape
         keep = max(1, int(round(t * (1 - self.mask_ratio))))
         kept = torch.rand(b, t, generator=generator).argsort(dim=1)[:, :keep].to(tokens.device)
         visible = torch.gather(tokens, 1, kept[..., None].expand(-1, -1, tokens.shape[-1]))
-        h = self.encoder.with_cls(visible)
-        for block in self.encoder.blocks:
-            h = block(h)
+        h, pooled = self._trunk(self.encoder.with_cls(visible))
+        if self.frame_pass == "full" and self.frame_readouts:
+            _, pooled = self._trunk(self.encoder.with_cls(tokens))
         h = self.to_decoder(self.norm(h))[:, 1:]
         d = self.mask_token.expand(b, t, -1).clone()
         d.scatter_(1, kept[..., None].expand(-1, -1, d.shape[-1]), h)
@@ -105,5 +142,21 @@ class MaskedAutoencoder(nn.Module):
         masked.scatter_(1, kept, False)
         error = (prediction - standardise(targets)).square()[masked]
         losses = {name: part.mean() for name, part in zip(self.widths, error.split(list(self.widths.values()), -1))}
-        losses["loss"] = torch.stack(list(losses.values())).mean()
+        total = torch.stack(list(losses.values())).mean()
+        if self.frame_readouts:
+            wanted = standardise(torch.cat(frames)).chunk(2, -1)
+            per_exit = [[masked_mse(g, f) for g, f in zip(readout(p).chunk(2, -1), wanted)]
+                        for readout, p in zip(self.frame_readouts, pooled)]
+            for i, name in enumerate(("frame_spectrum", "frame_spatial")):
+                losses[name] = torch.stack([e[i] for e in per_exit]).mean()
+            total = total + self.frame_weight * (losses["frame_spectrum"] + losses["frame_spatial"]) / 2
+        losses["loss"] = total
         return losses
+
+    def _trunk(self, h: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The encoder's blocks over tokens h: the last state and every exit's mean-pooled state."""
+        pooled = []
+        for block in self.encoder.blocks:
+            h = block(h)
+            pooled.append(h.mean(dim=1))
+        return h, pooled

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tqdm import tqdm
 
 from xapp.model.config import EncoderConfig
 from xapp.model.encoder import Encoder
+from xapp.model.precision import device_autocast
 from xapp.model.safefile import read_weights, write_weights
 from xapp.train.mae import MaskedAutoencoder
 
@@ -35,6 +37,8 @@ class PretrainConfig:
     mask_ratio: float = 0.7
     decoder_dim: int = 128
     decoder_depth: int = 2
+    frame_weight: float = 0.0  # > 0: also learn frame-level views from every exit (xapp/train/mae.py)
+    frame_pass: str = "masked"
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 0  # 0: torch's default
@@ -69,7 +73,8 @@ def batch_for_step(cfg: PretrainConfig, step: int, device: str) -> list[torch.Te
 
 def build(cfg: PretrainConfig) -> tuple[MaskedAutoencoder, torch.optim.Optimizer]:
     torch.manual_seed(cfg.seed)
-    model = MaskedAutoencoder(Encoder(cfg.encoder), cfg.decoder_dim, cfg.decoder_depth, mask_ratio=cfg.mask_ratio)
+    model = MaskedAutoencoder(Encoder(cfg.encoder), cfg.decoder_dim, cfg.decoder_depth, mask_ratio=cfg.mask_ratio,
+                              frame_weight=cfg.frame_weight, frame_pass=cfg.frame_pass)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -123,18 +128,23 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
         config_file.write_text(json.dumps(cfg.as_dict(), indent=1))
         state = {"step": 0, "losses": [], "wall_s": 0.0, "device": device}
     model.to(device).train()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
     end = cfg.steps if stop_after is None else min(cfg.steps, state["step"] + stop_after)
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
     started = time.monotonic()
     wall_before = state["wall_s"]
+    # The next step's frames are generated on a thread while this step trains (numpy releases the GIL).
+    prefetch = ThreadPoolExecutor(max_workers=1)
+    upcoming = prefetch.submit(batch_for_step, cfg, state["step"], device)
     while state["step"] < end:
         step = state["step"]
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
-        with autocast:
-            losses = model(batch_for_step(cfg, step, device), generator)
+        batch = upcoming.result()
+        if step + 1 < end:
+            upcoming = prefetch.submit(batch_for_step, cfg, step + 1, device)
+        with device_autocast(torch.device(device)):
+            losses = model(batch, generator)
         loss = losses["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -152,6 +162,7 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
             save_checkpoint(run, model, optimizer, state)
             plot_loss(state["losses"], run / "loss.png")
     bar.close()
+    prefetch.shutdown()
     return model.encoder.eval(), state
 
 

@@ -43,10 +43,11 @@ def fit_linear(train: torch.Tensor, y_train: np.ndarray, test: torch.Tensor, y_t
         return float((layer(test).argmax(1).numpy() == y_test).mean())
 
 
-def run_probe(checkpoint: str | None, exit_: int | None, tasks: list[str], n_train: int, n_test: int) -> dict:
-    pretrained = load_encoder(checkpoint)
+def run_probe(checkpoint: str | None, exit_: int | None, tasks: list[str], n_train: int, n_test: int,
+              device: str = "cpu") -> dict:
+    pretrained = load_encoder(checkpoint, device)
     torch.manual_seed(0)
-    random = Encoder(pretrained.cfg).eval()
+    random = Encoder(pretrained.cfg).eval().to(device)
     k = exit_ or pretrained.cfg.depth // 2
     results = {"exit": k, "train": n_train, "test": n_test, "tasks": {}}
     for task in tasks:
