@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from xapp.model import load_encoder
+from xapp.model.checkpoint import DEFAULT_ENCODER
 from xapp.model.config import EncoderConfig
-from xapp.train.export import export_encoder, read_manifest, verify_manifest
+from xapp.train.export import export_encoder, read_manifest, render_card, verify_manifest
 from xapp.train.pretrain import PretrainConfig, pretrain
 
 TINY = PretrainConfig(encoder=EncoderConfig(dim=32, depth=2, heads=2), steps=4, batch=12, warmup=2,
@@ -56,6 +57,14 @@ def test_export_writes_weights_manifest_and_card(tmp_path):
     with pytest.raises(ValueError, match="differs from its manifest"):
         verify_manifest(out)
 
+
+
+def test_card_names_the_frame_views_only_when_they_were_trained():
+    manifest = read_manifest(DEFAULT_ENCODER)
+    on = {**manifest, "pretraining": {**manifest["pretraining"], "frame_weight": 4, "frame_pass": "full"}}
+    off = {**manifest, "pretraining": {**manifest["pretraining"], "frame_weight": 0}}
+    assert "angular spectrum" in render_card(on) and "all tokens" in render_card(on)
+    assert "angular spectrum" not in render_card(off)
 
 def test_unknown_setting_in_config_file_is_named(tmp_path):
     path = tmp_path / "cfg.yaml"
@@ -110,3 +119,15 @@ def test_unknown_frame_pass_is_named():
 
     with pytest.raises(ValueError, match="frame_pass"):
         build(PretrainConfig(**{**TINY.__dict__, "frame_weight": 1.0, "frame_pass": "half"}))
+
+
+def test_mae_runs_under_bf16_autocast():
+    """The CUDA path trains under bf16 autocast; CPU autocast exercises the same mixed dtypes."""
+    from xapp.train.pretrain import batch_for_step, build
+
+    cfg = PretrainConfig(**{**TINY.__dict__, "frame_weight": 1.0, "frame_pass": "full"})
+    model, _ = build(cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(batch_for_step(cfg, 0, "cpu"), torch.Generator().manual_seed(0))
+    assert torch.isfinite(losses["loss"])
+    losses["loss"].backward()

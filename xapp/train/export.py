@@ -42,8 +42,7 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         "steps": state["step"],
         "frames_seen": state["step"] * cfg.batch,
         "wall_minutes": round(state["wall_s"] / 60, 1),
-        "hardware": f"{state.get('device', 'cpu')} ({platform.processor() or platform.machine()}, "
-                    f"{torch.get_num_threads()} threads)",
+        "hardware": _hardware(state.get("device", "cpu")),
         "final_loss": _final_loss(state["losses"]),
         "final_view_losses": {name: _final_loss(values) for name, values in state.get("view_losses", {}).items()},
         "first_loss": state["losses"][0],
@@ -58,6 +57,12 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         out.with_name("ENCODER_LOSS.png").write_bytes(src_plot.read_bytes())
     write_manifest(out, manifest)
     return sha
+
+
+def _hardware(device: str) -> str:
+    if device == "cuda" and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _final_loss(losses: list[float]) -> float:
@@ -81,6 +86,14 @@ def verify_manifest(weights: str | Path) -> None:
         raise ValueError(f"{weights}: sha256 {actual} differs from its manifest's {manifest['sha256']}")
 
 
+def _frame_views(p: dict) -> str:
+    if not p.get("frame_weight"):
+        return ""
+    tokens = "all tokens" if p.get("frame_pass") == "full" else "the visible tokens"
+    return (f", plus (weight {p['frame_weight']}) two views of the whole frame read linearly from every exit's "
+            f"mean-pooled state over {tokens}: its 16-band log spectrum and its 16-beam log angular spectrum")
+
+
 def render_card(m: dict) -> str:
     c = m["config"]
     lines = [
@@ -94,7 +107,7 @@ def render_card(m: dict) -> str:
         f"- Pre-training: masked autoencoder, {int(m['pretraining']['mask_ratio'] * 100)} % of patches masked, "
         f"decoder dim {m['pretraining']['decoder_dim']} x {m['pretraining']['decoder_depth']} blocks, "
         f"standardised MSE on five views of the masked patches (raw I/Q, log power, 4-band log spectrum, "
-        f"envelope spread, phase relative to antenna 0; why: `docs/pretraining.md`); "
+        f"envelope spread, phase relative to antenna 0){_frame_views(m['pretraining'])}; why: `docs/pretraining.md`; "
         f"{m['steps']} steps of {m['pretraining']['batch']} frames "
         f"({m['frames_seen']:,} fresh frames), AdamW lr {m['pretraining']['lr']} cosine, seed {m['pretraining']['seed']}.",
         f"- Data: {m['data']}.",

@@ -8,12 +8,17 @@ the same time span, normalised (the array's relative phase; a constant for one-a
 
 Why not raw samples alone: most of a masked patch's samples are unpredictable here (random data
 symbols, random carrier phase, SNR down to -20 dB), so a raw-only run sat at the trivial loss
-(predicting zeros, MSE 0.50) for 200+ steps, and a run adding per-sample spectra and envelopes
-learned little more in 500 steps. Patch-level statistics are predictable from the visible patches
-(bandwidth, interferers, amplitude statistics and the angle of arrival are shared across a frame),
-so they carry a learning signal from the first steps. The relative-phase view cancels the unknown
-carrier phase and leaves the angle of arrival, to push the encoder towards the array geometry; in
-our budget it did not get there (beam probe at the random encoder's level, docs/pretraining.md)."""
+(predicting zeros, MSE 0.50) for 200+ steps. Patch-level statistics are predictable from the visible
+patches (bandwidth, interferers, amplitude statistics and the angle of arrival are shared across a
+frame), so they carry a learning signal from the first steps.
+
+Frame views (frame_weight > 0): a linear readout of every exit's mean-pooled state predicts two
+views of the whole frame, its 16-band log power spectrum and its 16-beam log angular spectrum (the
+energy of each DFT beam across the antennas), read from the masked pass or from a second pass over
+all tokens (frame_pass). Why: with per-antenna patches, where a signal comes from lives only in the
+phase differences between tokens, and the patch views alone never made the encoder carry it; the
+angular-spectrum view asks for it directly, from every exit, in the form the heads read
+(docs/pretraining.md has the runs)."""
 
 from __future__ import annotations
 
@@ -133,7 +138,7 @@ class MaskedAutoencoder(nn.Module):
             _, pooled = self._trunk(self.encoder.with_cls(tokens))
         h = self.to_decoder(self.norm(h))[:, 1:]
         d = self.mask_token.expand(b, t, -1).clone()
-        d.scatter_(1, kept[..., None].expand(-1, -1, d.shape[-1]), h)
+        d.scatter_(1, kept[..., None].expand(-1, -1, d.shape[-1]), h.to(d.dtype))
         d = d + positions
         for block in self.decoder:
             d = block(d)
