@@ -148,6 +148,13 @@ def test_cli_trains_heads_then_selects_exits_into_a_descriptor(encoder_file, tmp
     assert main(["heads", "select", "--manifest", str(out / "manifest.yaml"), "--budget-gflops", "0.0001",
                  "--descriptor", str(descriptor)]) == 2
     assert "no exit fits a budget" in capsys.readouterr().err
+    first_exits = [h["gflops"] for h in manifest["heads"] if h["exit"] == 1]
+    budget = sum(first_exits) / len(first_exits) + 1e-6  # every task at exit 1 fits, nothing deeper does
+    assert main(["heads", "select", "--manifest", str(out / "manifest.yaml"), "--mean-budget-gflops", str(budget),
+                 "--descriptor", str(descriptor)]) == 0
+    assert "mean over these tasks" in capsys.readouterr().out
+    doc = yaml.safe_load(descriptor.read_text())
+    assert all(doc["tasks"][task]["exit"] == 1 for task in ("modulation", "interference", "beam"))
 
 
 def test_cli_refuses_unknown_tasks(encoder_file, tmp_path, capsys):

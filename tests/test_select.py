@@ -11,6 +11,7 @@ from xapp.train.select import (
     ExitScore,
     SelectionError,
     best_under_budget,
+    best_under_mean_budget,
     set_task_values,
     shallowest_within,
     write_choices,
@@ -54,6 +55,25 @@ def test_budget_mode_picks_the_most_accurate_exit_that_fits():
     assert best_under_budget(p, 0.4).exit == 4
     assert best_under_budget(p, 10).exit == 4
     assert best_under_budget(profile([0.5, 0.8, 0.8], [0.1, 0.2, 0.3]), 1).exit == 2  # tie: cheaper one
+
+
+def test_mean_budget_spends_depth_where_it_buys_most():
+    flat = profile([0.40, 0.41, 0.42], [0.1, 0.2, 0.3])  # gains little from depth
+    steep = profile([0.50, 0.80, 0.90], [0.1, 0.2, 0.3])  # gains a lot
+    picks = best_under_mean_budget({"flat": flat, "steep": steep}, 0.2)
+    assert (picks["flat"].exit, picks["steep"].exit) == (1, 3)  # a per-task budget of 0.2 would give (2, 2)
+    picks = best_under_mean_budget({"flat": flat, "steep": steep}, 0.3)
+    assert (picks["flat"].exit, picks["steep"].exit) == (3, 3)
+    tie = profile([0.5, 0.8, 0.8], [0.1, 0.2, 0.3])
+    assert best_under_mean_budget({"t": tie}, 1)["t"].exit == 2  # equal mean accuracy: the cheaper combination
+
+
+def test_mean_budget_below_the_cheapest_combination_or_too_many_tasks_is_a_clear_error():
+    p = profile([0.5, 0.6], [0.1, 0.2])
+    with pytest.raises(SelectionError, match=r"no exits fit a mean budget of 0.05 .* costs 0.1"):
+        best_under_mean_budget({"a": p, "b": p}, 0.05)
+    with pytest.raises(SelectionError, match="--tasks"):
+        best_under_mean_budget({"a": p, "b": p, "c": p}, 1, max_combinations=4)
 
 
 def test_budget_below_every_exit_is_a_clear_error():

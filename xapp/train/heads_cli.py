@@ -34,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rule.add_argument("--tolerance", type=float, default=0.5,
                       help="shallowest exit within this many accuracy points of the best (default 0.5)")
     rule.add_argument("--budget-gflops", type=float, help="instead: the most accurate exit within this GFLOPs/frame")
-    p.add_argument("--tasks", help="comma-separated (default: every task in the manifest)")
+    rule.add_argument("--mean-budget-gflops", type=float,
+                      help="instead: the exits with the best mean accuracy whose mean GFLOPs/frame over the tasks "
+                           "fits (tasks sending equally many frames)")
+    p.add_argument("--tasks", help="comma-separated (default: every task in the manifest; with --mean-budget-gflops, "
+                                   "those the descriptor lists)")
     p.add_argument("--dry-run", action="store_true", help="print the choice, leave the descriptor alone")
     p.set_defaults(handler=select_command)
 
@@ -92,23 +96,37 @@ def select_command(args: argparse.Namespace) -> int:
     from xapp.cli import CliError
     from xapp.train.heads import ManifestError, read_manifest, task_heads
     from xapp.train.report import profile
-    from xapp.train.select import Choice, SelectionError, best_under_budget, shallowest_within, write_choices
+    from xapp.train.select import (Choice, SelectionError, best_under_budget, best_under_mean_budget,
+                                   descriptor_tasks, shallowest_within, write_choices)
 
     try:
         manifest = read_manifest(args.manifest)
-        tasks = _tasks(args.tasks, manifest["tasks"]) if args.tasks else list(manifest["tasks"])
+        if args.tasks:
+            tasks = _tasks(args.tasks, manifest["tasks"])
+        elif args.mean_budget_gflops is not None:
+            tasks = [t for t in manifest["tasks"] if t in descriptor_tasks(args.descriptor)]
+        else:
+            tasks = list(manifest["tasks"])
+        entries = {task: task_heads(manifest, task, args.manifest) for task in tasks}
+        profiles = {task: profile(entries[task]) for task in tasks}
+        if args.mean_budget_gflops is not None:
+            picks = best_under_mean_budget(profiles, args.mean_budget_gflops)
+        elif args.budget_gflops is not None:
+            picks = {task: best_under_budget(profiles[task], args.budget_gflops) for task in tasks}
+        else:
+            picks = {task: shallowest_within(profiles[task], args.tolerance) for task in tasks}
         choices = {}
         print(f"{'task':<13}{'exit':>5}{'val acc':>9}{'best (exit)':>14}{'GFLOPs':>9}{'saved':>8}")
         for task in tasks:
-            entries = task_heads(manifest, task, args.manifest)
-            scores = profile(entries)
-            pick = (best_under_budget(scores, args.budget_gflops) if args.budget_gflops is not None
-                    else shallowest_within(scores, args.tolerance))
+            scores, pick = profiles[task], picks[task]
             best = max(scores, key=lambda s: s.val_accuracy)
-            entry = next(h for h in entries if h["exit"] == pick.exit)
+            entry = next(h for h in entries[task] if h["exit"] == pick.exit)
             choices[task] = Choice(pick.exit, entry["path"], entry["sha256"])
             print(f"{task:<13}{pick.exit:>5}{100 * pick.val_accuracy:>8.1f}%{100 * best.val_accuracy:>8.1f}% ({best.exit})"
                   f"{pick.gflops:>9.4f}{100 * (1 - pick.gflops / scores[-1].gflops):>7.1f}%")
+        mean_gflops = sum(p.gflops for p in picks.values()) / len(picks)
+        print(f"mean over these tasks: {100 * sum(p.val_accuracy for p in picks.values()) / len(picks):.1f}% val, "
+              f"{mean_gflops:.4f} GFLOPs/frame")
         if args.dry_run:
             return 0
         skipped = write_choices(args.descriptor, choices)

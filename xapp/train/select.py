@@ -1,7 +1,9 @@
 """Exit selection from per-exit validation accuracy, and its write-back into an xApp descriptor.
 
-Two rules: the shallowest exit whose validation accuracy is within `tolerance` points of the best
-exit's; or, under a FLOP budget, the most accurate exit that fits (ties go to the shallower one).
+Three rules: the shallowest exit whose validation accuracy is within `tolerance` points of the best
+exit's; under a per-frame FLOP budget, the most accurate exit that fits (ties go to the shallower
+one); or, under a budget for the mean over tasks (the xApp's cost when every task sends as many
+frames), the exits that together give the best mean validation accuracy.
 
 The descriptor is edited as text so that its comments and layout survive: only the values of
 tasks.<task>.exit / head / sha256 change, and the edit is checked by parsing before and after.
@@ -9,6 +11,8 @@ tasks.<task>.exit / head / sha256 change, and the edit is checked by parsing bef
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -54,6 +58,32 @@ def best_under_budget(profile: Sequence[ExitScore], budget_gflops: float) -> Exi
     return next(s for s in fits if s.val_accuracy >= best - EPS)
 
 
+def best_under_mean_budget(profiles: Mapping[str, Sequence[ExitScore]], budget_gflops: float,
+                           max_combinations: int = 1_000_000) -> dict[str, ExitScore]:
+    """One exit per task, together the best mean validation accuracy with mean GFLOPs/frame over the
+    tasks at most `budget_gflops`; the cheaper combination on a tie. Exhaustive: a few tasks of 8-16
+    exits each are well within `max_combinations`."""
+    tasks = list(profiles)
+    ordered = [_ordered(profiles[t]) for t in tasks]
+    combinations = math.prod(len(o) for o in ordered)
+    if combinations > max_combinations:
+        raise SelectionError(f"{len(tasks)} tasks give {combinations:,} exit combinations, over {max_combinations:,}; "
+                             f"pick fewer tasks with --tasks")
+    cheapest = sum(o[0].gflops for o in ordered) / len(tasks)
+    if cheapest > budget_gflops + EPS:
+        raise SelectionError(f"no exits fit a mean budget of {budget_gflops:.4g} GFLOPs/frame: the cheapest "
+                             f"(every task at its first exit) costs {cheapest:.4g}")
+    best: tuple[float, float] | None = None
+    for combo in itertools.product(*ordered):
+        cost = sum(s.gflops for s in combo) / len(combo)
+        if cost > budget_gflops + EPS:
+            continue
+        key = (sum(s.val_accuracy for s in combo) / len(combo), -cost)
+        if best is None or key[0] > best[0] + EPS or (abs(key[0] - best[0]) <= EPS and key[1] > best[1]):
+            best, pick = key, combo
+    return dict(zip(tasks, pick))
+
+
 def _ordered(profile: Sequence[ExitScore]) -> list[ExitScore]:
     if not profile:
         raise SelectionError("empty exit profile: no heads to choose from")
@@ -72,6 +102,15 @@ class Choice:
     exit: int
     head: Path  # absolute, or relative to the current directory
     sha256: str
+
+
+def descriptor_tasks(descriptor: str | os.PathLike[str]) -> list[str]:
+    """The task names a descriptor lists (read as plain YAML: selection edits before validation)."""
+    try:
+        doc = yaml.safe_load(Path(descriptor).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SelectionError(f"{descriptor}: cannot read its tasks ({exc})") from exc
+    return list((doc or {}).get("tasks") or {}) if isinstance(doc, dict) else []
 
 
 def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choice]) -> list[str]:
