@@ -23,7 +23,7 @@ import torch
 
 from xapp.app import build_table
 from xapp.config import load_descriptor
-from xapp.engine.bench import bench_frames, offline
+from xapp.engine.bench import _early_exit, bench_frames, offline
 from xapp.engine.runner import EarlyExitEngine
 from xapp.model import load_encoder
 from xapp.model.config import EncoderConfig
@@ -50,19 +50,11 @@ def exit_states_match(cpu_encoder, cuda_encoder) -> dict:
     return out
 
 
-def decisions(encoder, table, frames, max_batch) -> list:
-    engine = EarlyExitEngine(encoder, Metrics())
-    released: list = []
-    for i in range(0, len(frames), max_batch):
-        engine.run(frames[i:i + max_batch], table, released.extend)
-    return released
-
-
 def bf16_agreement(descriptor, cpu_encoder, cuda_encoder) -> dict:
     cpu_table, cuda_table = build_table(descriptor, cpu_encoder), build_table(descriptor, cuda_encoder)
     frames = bench_frames(list(cpu_table), 256, seed=99)
-    on_cpu = decisions(cpu_encoder, cpu_table, frames, 32)
-    on_cuda = decisions(cuda_encoder, cuda_table, frames, 32)
+    _, on_cpu = _early_exit(EarlyExitEngine(cpu_encoder, Metrics()), cpu_table, frames, 32)
+    _, on_cuda = _early_exit(EarlyExitEngine(cuda_encoder, Metrics()), cuda_table, frames, 32)
     key = lambda d: (d.task, d.seq)  # noqa: E731
     cpu_by, cuda_by = {key(d): d for d in on_cpu}, {key(d): d for d in on_cuda}
     result = {}
@@ -86,7 +78,7 @@ def throughput(descriptor, cuda_encoder, batches: list[int]) -> list[dict]:
         frames = bench_frames(list(table), max(4 * max_batch, 512), seed=7)
         r = offline(cuda_encoder, table, frames, max_batch)
         rows.append({k: r[k] for k in ("max_batch", "frames", "naive_frames_per_s", "early_exit_frames_per_s",
-                                        "speedup_measured", "flop_ratio", "accuracy") if k in r})
+                                        "speedup_measured", "flop_ratio", "early_exit_accuracy")})
     return rows
 
 

@@ -58,13 +58,13 @@ def test_export_writes_weights_manifest_and_card(tmp_path):
         verify_manifest(out)
 
 
-
 def test_card_names_the_frame_views_only_when_they_were_trained():
     manifest = read_manifest(DEFAULT_ENCODER)
     on = {**manifest, "pretraining": {**manifest["pretraining"], "frame_weight": 4, "frame_pass": "full"}}
     off = {**manifest, "pretraining": {**manifest["pretraining"], "frame_weight": 0}}
     assert "angular spectrum" in render_card(on) and "all tokens" in render_card(on)
     assert "angular spectrum" not in render_card(off)
+
 
 def test_unknown_setting_in_config_file_is_named(tmp_path):
     path = tmp_path / "cfg.yaml"

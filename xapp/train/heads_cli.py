@@ -104,7 +104,8 @@ def select_command(args: argparse.Namespace) -> int:
         if args.tasks:
             tasks = _tasks(args.tasks, manifest["tasks"])
         elif args.mean_budget_gflops is not None:
-            tasks = [t for t in manifest["tasks"] if t in descriptor_tasks(args.descriptor)]
+            listed = descriptor_tasks(args.descriptor)
+            tasks = [t for t in manifest["tasks"] if t in listed]
         else:
             tasks = list(manifest["tasks"])
         entries = {task: task_heads(manifest, task, args.manifest) for task in tasks}

@@ -129,40 +129,40 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
         state = {"step": 0, "losses": [], "wall_s": 0.0, "device": device}
     model.to(device).train()
     end = cfg.steps if stop_after is None else min(cfg.steps, state["step"] + stop_after)
+    precision = device_autocast(torch.device(device))
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
     started = time.monotonic()
     wall_before = state["wall_s"]
     # The next step's frames are generated on a thread while this step trains (numpy releases the GIL).
-    prefetch = ThreadPoolExecutor(max_workers=1)
-    upcoming = prefetch.submit(batch_for_step, cfg, state["step"], device)
-    while state["step"] < end:
-        step = state["step"]
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
-        batch = upcoming.result()
-        if step + 1 < end:
-            upcoming = prefetch.submit(batch_for_step, cfg, step + 1, device)
-        with device_autocast(torch.device(device)):
-            losses = model(batch, generator)
-        loss = losses["loss"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        state["step"] = step + 1
-        state["losses"].append(round(loss.item(), 6))
-        for name, value in losses.items():
-            if name != "loss":
-                state.setdefault("view_losses", {}).setdefault(name, []).append(round(value.item(), 4))
-        state["wall_s"] = wall_before + time.monotonic() - started
-        bar.update(1)
-        bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
-        if state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
-            save_checkpoint(run, model, optimizer, state)
-            plot_loss(state["losses"], run / "loss.png")
+    with ThreadPoolExecutor(max_workers=1) as prefetch:
+        upcoming = prefetch.submit(batch_for_step, cfg, state["step"], device)
+        while state["step"] < end:
+            step = state["step"]
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
+            batch = upcoming.result()
+            if step + 1 < end:
+                upcoming = prefetch.submit(batch_for_step, cfg, step + 1, device)
+            with precision:
+                losses = model(batch, generator)
+            loss = losses["loss"]
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            state["step"] = step + 1
+            state["losses"].append(round(loss.item(), 6))
+            for name, value in losses.items():
+                if name != "loss":
+                    state.setdefault("view_losses", {}).setdefault(name, []).append(round(value.item(), 4))
+            state["wall_s"] = wall_before + time.monotonic() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
+            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
+                save_checkpoint(run, model, optimizer, state)
+                plot_loss(state["losses"], run / "loss.png")
     bar.close()
-    prefetch.shutdown()
     return model.encoder.eval(), state
 
 

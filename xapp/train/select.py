@@ -110,7 +110,11 @@ def descriptor_tasks(descriptor: str | os.PathLike[str]) -> list[str]:
         doc = yaml.safe_load(Path(descriptor).read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise SelectionError(f"{descriptor}: cannot read its tasks ({exc})") from exc
-    return list((doc or {}).get("tasks") or {}) if isinstance(doc, dict) else []
+    return list(_listed_tasks(doc))
+
+
+def _listed_tasks(doc: object) -> Mapping:
+    return doc.get("tasks") or {} if isinstance(doc, dict) else {}
 
 
 def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choice]) -> list[str]:
@@ -122,7 +126,7 @@ def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choi
     path = Path(descriptor)
     text = path.read_text()
     doc = yaml.safe_load(text)
-    listed = doc.get("tasks") or {} if isinstance(doc, dict) else {}
+    listed = _listed_tasks(doc)
     root = descriptor_root(path)
     skipped, new = [], text
     for task, choice in choices.items():
