@@ -21,6 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--samples", type=int, help="samples per frame (default: the task's frame length)")
     gen.add_argument("--snr-db", type=float, nargs="+", metavar="DB", help="one SNR or a LOW HIGH range")
     gen.add_argument("--no-impairments", action="store_true", help="AWGN only: no fading, offsets or phase noise")
+    gen.add_argument("--source", choices=("ours", "crosscheck"), default="ours",
+                     help="ours (xapp.data) or the independent cross-check (xapp.crosscheck: modulation, "
+                          "interference, beam; never trained on)")
     gen.set_defaults(handler=generate_command)
 
     show = commands.add_parser("show", help="render a dataset (.npz or .sigmf-meta) to a PNG")
@@ -66,7 +69,11 @@ def generate_command(args: argparse.Namespace) -> int:
             raise CliError(f"--snr-db takes one value or LOW HIGH, got {len(args.snr_db)} values")
         options["snr_db"] = args.snr_db[0] if len(args.snr_db) == 1 else tuple(args.snr_db)
     if args.no_impairments:
+        if args.source == "crosscheck":
+            raise CliError("--no-impairments applies to --source ours only")
         options["impairments"] = False
+    if args.source == "crosscheck":
+        from xapp.crosscheck import generate
     with user_errors(args.out):
         data = generate(args.task, args.n, args.seed, **options)
         save_npz(args.out, data)
