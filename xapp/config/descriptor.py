@@ -319,6 +319,7 @@ class _Checks:
 
     def run(self) -> list[str]:
         self._encoder()
+        self._service_model()
         self._nodes()
         self._reconnect()
         self._batching()
@@ -339,6 +340,16 @@ class _Checks:
             self.depth = read_encoder_depth(checkpoint)
         except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
             self._add(("encoder", "checkpoint"), f"{checkpoint} is not a readable safetensors encoder ({exc})")
+
+    def _service_model(self) -> None:
+        from xapp.e2.e2sm_iq import ServiceModelMismatch, check_service_model
+
+        name, version = _dig(self.doc, "e2", "service_model", "name"), _dig(self.doc, "e2", "service_model", "version")
+        if isinstance(name, str) and isinstance(version, str):
+            try:
+                check_service_model(name, version)
+            except ServiceModelMismatch as exc:
+                self._add(("e2", "service_model"), str(exc))
 
     def _nodes(self) -> None:
         nodes = _dig(self.doc, "e2", "nodes")

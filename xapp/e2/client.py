@@ -15,8 +15,8 @@ import time
 from typing import Callable
 
 import grpc
-from google.protobuf.message import DecodeError
-
+from xapp.e2 import messages
+from xapp.e2.e2sm_iq import E2smDecodeError, decode
 from xapp.e2.frames import FrameRejected, decode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
@@ -146,7 +146,7 @@ class E2Subscriber:
         self._wake.set()
         if self._up and self._channel is not None:
             stub = e2t_pb2_grpc.SubscriptionServiceStub(self._channel)
-            request = e2t_pb2.UnsubscribeRequest(headers=self._headers(), transaction_id=self._transaction_id)
+            request = messages.unsubscribe_request(self.app, self.node.id, self._transaction_id)
             try:
                 await stub.Unsubscribe(request, timeout=1.0)
             except grpc.aio.AioRpcError as exc:
@@ -160,16 +160,12 @@ class E2Subscriber:
         """Send one E2 Control to the node and return its outcome; raises E2ControlError when the node
         cannot be reached or answers garbage. Works whether or not the subscription is up."""
         kind = message.WhichOneof("kind") or "empty"
-        request = e2t_pb2.ControlRequest(
-            headers=self._headers(),
-            header=iq_pb2.ControlHeader(cell_id=cell_id, task=task).SerializeToString(),
-            message=message.SerializeToString(),
-        )
+        request = messages.control_request(self.app, self.node.id, message, cell_id, task)
         stub = e2t_pb2_grpc.ControlServiceStub(self._ensure_channel())
         try:
             response = await stub.Control(request, timeout=timeout)
-            outcome = iq_pb2.ControlOutcome.FromString(response.outcome)
-        except (grpc.aio.AioRpcError, DecodeError) as exc:
+            outcome = decode(iq_pb2.ControlOutcome, response.outcome.payload)
+        except (grpc.aio.AioRpcError, E2smDecodeError) as exc:
             self._metrics.controls_sent.labels(self.node.id, kind, "error").inc()
             detail = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
             raise E2ControlError(self.node.id, detail) from None
@@ -178,17 +174,7 @@ class E2Subscriber:
 
     async def _stream(self) -> None:
         self._acked_this_attempt = False
-        limits = self.limits
-        spec = e2t_pb2.SubscriptionSpec(
-            event_trigger=e2t_pb2.EventTrigger(reporting_period_ms=limits.reporting_period_ms),
-            actions=[
-                e2t_pb2.Action(id=i, type=e2t_pb2.ACTION_TYPE_REPORT, task=task)
-                for i, task in enumerate(sorted(limits.tasks))
-            ],
-        )
-        request = e2t_pb2.SubscribeRequest(
-            headers=self._headers(), transaction_id=self._transaction_id, subscription=spec
-        )
+        request = messages.subscribe_request(self.app, self.node.id, self._transaction_id, self.limits)
         call = e2t_pb2_grpc.SubscriptionServiceStub(self._ensure_channel()).Subscribe(request)
         self._call = call
         try:
@@ -238,15 +224,6 @@ class E2Subscriber:
         if self._up:
             self._up = False
             self._metrics.subscriptions_up.dec()
-
-    def _headers(self) -> e2t_pb2.RequestHeaders:
-        return e2t_pb2.RequestHeaders(
-            app_id=self.app.app_id,
-            app_instance_id=self.app.app_instance_id,
-            e2_node_id=self.node.id,
-            service_model=e2t_pb2.ServiceModel(name=self.app.service_model, version=self.app.service_model_version),
-            encoding=e2t_pb2.PROTO,
-        )
 
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._channel is None:

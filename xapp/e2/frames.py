@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
+from xapp.e2 import messages
+from xapp.e2.e2sm_iq import E2smDecodeError, decode
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2
 from xapp.e2.types import FrameLimits, Request
@@ -36,9 +37,8 @@ class FrameRejected(Exception):
 
 
 def encode_indication(header: iq_pb2.IndicationHeader, payload: bytes) -> e2t_pb2.SubscribeResponse:
-    """Wrap an IndicationHeader and an already serialized IndicationPayload into a stream message."""
-    indication = e2t_pb2.Indication(header=header.SerializeToString(), payload=payload)
-    return e2t_pb2.SubscribeResponse(indication=indication)
+    """Wrap an IndicationHeader and an already serialized IndicationMessage into a stream message."""
+    return messages.indication(header.SerializeToString(), payload)
 
 
 def decode_indication(
@@ -49,8 +49,8 @@ def decode_indication(
     if size > limits.max_frame_bytes:
         raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes}")
     try:
-        header = iq_pb2.IndicationHeader.FromString(indication.header)
-    except DecodeError as exc:
+        header = decode(iq_pb2.IndicationHeader, indication.header)
+    except E2smDecodeError as exc:
         raise FrameRejected("bad_header", f"header does not parse: {exc}") from None
     seq = header.sequence_number
     if not header.node_id or not header.task or header.antennas == 0 or header.samples == 0:
@@ -67,8 +67,8 @@ def decode_indication(
             "shape", f"{header.antennas}x{header.samples}, task {header.task} needs {shape[0]}x{shape[1]}", seq
         )
     try:
-        payload = iq_pb2.IndicationPayload.FromString(indication.payload)
-    except DecodeError as exc:
+        payload = decode(iq_pb2.IndicationMessage, indication.payload)
+    except E2smDecodeError as exc:
         raise FrameRejected("bad_payload", f"payload does not parse: {exc}", seq) from None
     expected = header.antennas * header.samples * IQ_DTYPE.itemsize
     if len(payload.iq) != expected:

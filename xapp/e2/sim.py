@@ -20,12 +20,13 @@ from typing import AsyncIterator, Mapping, Sequence
 
 import grpc
 import numpy as np
-from google.protobuf.message import DecodeError
 
+from xapp.e2 import e2sm_iq, messages
+from xapp.e2.e2sm_iq import E2smDecodeError, ServiceModelMismatch
 from xapp.e2.frames import IQ_DTYPE, encode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
-from xapp.e2.types import SERVICE_MODEL_NAME, SERVICE_MODEL_VERSION, NodeEndpoint
+from xapp.e2.types import NodeEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +76,7 @@ class FramePool:
         if frames.ndim != 3 or len(frames) == 0 or len(frames) != len(labels) or len(frames) != len(snr_db):
             raise SimError(f"{task}: need frames [N, A, S] with N labels and N SNRs, got {x.shape}")
         payloads = tuple(
-            iq_pb2.IndicationPayload(iq=frame.astype(IQ_DTYPE).tobytes(), label=label, snr_db=float(snr))
-            .SerializeToString()
+            e2sm_iq.indication_message(frame.astype(IQ_DTYPE).tobytes(), label, float(snr))
             for frame, label, snr in zip(frames, labels, snr_db)
         )
         return cls(task, frames, tuple(labels), payloads)
@@ -213,18 +213,15 @@ class SimulatedNode:
         self, request: e2t_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[e2t_pb2.SubscribeResponse]:
         await self._check_headers(request.headers, context)
-        wanted = [a.task for a in request.subscription.actions]
-        tasks = tuple(t for t in self.pools if not wanted or t in wanted)
-        if not tasks:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"{self.node_id} serves none of {wanted}; it serves {list(self.pools)}"
-            )
-        period_ms = request.subscription.event_trigger.reporting_period_ms
+        try:
+            period_ms, tasks = self._admit(request.subscription)
+        except (E2smDecodeError, SimError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.node_id}: {exc}")
         stream = _Stream(request.transaction_id, period_ms / 1000.0 if period_ms else None)
         self._streams.add(stream)
         try:
             channel = f"{self.node_id}/{request.transaction_id}/{id(stream):x}"
-            yield e2t_pb2.SubscribeResponse(ack=e2t_pb2.Acknowledgement(channel_id=channel))
+            yield messages.ack(channel)
             loop = asyncio.get_running_loop()
             next_t = loop.time()
             while stream.end is None:
@@ -249,6 +246,27 @@ class SimulatedNode:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"{self.node_id}: stream dropped (fault injection)")
         finally:
             self._streams.discard(stream)
+
+    def _admit(self, spec: e2t_pb2.SubscriptionSpec) -> tuple[int, tuple[str, ...]]:
+        """The reporting period and the tasks to stream for a SubscriptionSpec: the served tasks its
+        REPORT actions name (no actions: all of them). An action whose frame shape differs from the
+        node's frames is refused, as is a subscription that leaves nothing to stream."""
+        period_ms = e2sm_iq.decode(iq_pb2.EventTriggerDefinition, spec.event_trigger.payload).reporting_period_ms
+        wanted = []
+        for action in spec.actions:
+            if action.type != e2t_pb2.ACTION_TYPE_REPORT:
+                raise SimError(f"action {action.id}: only REPORT actions are supported")
+            definition = e2sm_iq.decode(iq_pb2.ActionDefinition, action.payload)
+            pool = self.pools.get(definition.task)
+            shape = (definition.antennas, definition.samples)
+            if pool is not None and shape != (0, 0) and shape != pool.shape:
+                raise SimError(f"action {action.id} asks for {definition.task} frames of {shape[0]}x{shape[1]}; "
+                               f"this node's are {pool.shape[0]}x{pool.shape[1]}")
+            wanted.append(definition.task)
+        tasks = tuple(t for t in self.pools if not wanted or t in wanted)
+        if not tasks:
+            raise SimError(f"serves none of {wanted}; it serves {list(self.pools)}")
+        return period_ms, tasks
 
     def _unsubscribe(self, request: e2t_pb2.UnsubscribeRequest) -> int:
         ended = [s for s in self._streams if s.transaction_id == request.transaction_id]
@@ -292,11 +310,9 @@ class SimulatedNode:
             header.samples *= 64
             iq = np.tile(frame, (1, 64)).astype(IQ_DTYPE).tobytes()
         elif kind == "garbage_header":
-            return e2t_pb2.SubscribeResponse(indication=e2t_pb2.Indication(header=b"\xff" * 16, payload=b""))
+            return messages.indication(b"\xff" * 16, b"")
         elif kind == "garbage_payload":
-            return e2t_pb2.SubscribeResponse(
-                indication=e2t_pb2.Indication(header=header.SerializeToString(), payload=b"\xff" * 16)
-            )
+            return messages.indication(header.SerializeToString(), b"\xff" * 16)
         elif kind == "dtype":
             header.sample_format = iq_pb2.SAMPLE_FORMAT_CI16_LE
             scaled = np.stack([frame.real, frame.imag], axis=-1) * 8192
@@ -305,7 +321,7 @@ class SimulatedNode:
             header.antennas, header.samples = header.antennas * 2, header.samples // 2
         elif kind == "wrong_node":
             header.node_id = f"{self.node_id}-impostor"
-        return encode_indication(header, iq_pb2.IndicationPayload(iq=iq).SerializeToString())
+        return encode_indication(header, e2sm_iq.indication_message(iq))
 
     def _control(self, header: iq_pb2.ControlHeader, message: iq_pb2.ControlMessage) -> iq_pb2.ControlOutcome:
         kind = message.WhichOneof("kind")
@@ -331,15 +347,12 @@ class SimulatedNode:
     async def _check_headers(self, headers: e2t_pb2.RequestHeaders, context: grpc.aio.ServicerContext) -> None:
         if headers.e2_node_id != self.node_id:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"this is E2 node {self.node_id}, not {headers.e2_node_id!r}")
-        sm = headers.service_model
-        if (sm.name, sm.version) != (SERVICE_MODEL_NAME, SERVICE_MODEL_VERSION):
-            await context.abort(
-                grpc.StatusCode.UNIMPLEMENTED,
-                f"service model {sm.name!r} {sm.version!r} not supported; "
-                f"{self.node_id} speaks {SERVICE_MODEL_NAME} {SERVICE_MODEL_VERSION}",
-            )
-        if headers.encoding != e2t_pb2.PROTO:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "only PROTO encoding is supported")
+        try:
+            messages.check_request_headers(headers)
+        except ServiceModelMismatch as exc:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{self.node_id}: {exc}")
+        except messages.EncodingMismatch as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{self.node_id}: {exc}")
 
 
 class _SubscriptionServicer(e2t_pb2_grpc.SubscriptionServiceServicer):
@@ -354,7 +367,7 @@ class _SubscriptionServicer(e2t_pb2_grpc.SubscriptionServiceServicer):
     async def Unsubscribe(self, request, context):  # noqa: N802
         await self.node._check_headers(request.headers, context)
         self.node._unsubscribe(request)
-        return e2t_pb2.UnsubscribeResponse()
+        return e2t_pb2.UnsubscribeResponse(headers=messages.RESPONSE_HEADERS)
 
 
 class _ControlServicer(e2t_pb2_grpc.ControlServiceServicer):
@@ -365,14 +378,14 @@ class _ControlServicer(e2t_pb2_grpc.ControlServiceServicer):
         node = self.node
         await node._check_headers(request.headers, context)
         try:
-            header = iq_pb2.ControlHeader.FromString(request.header)
-            message = iq_pb2.ControlMessage.FromString(request.message)
-        except DecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"control does not parse: {exc}")
+            header = e2sm_iq.decode(iq_pb2.ControlHeader, request.message.header)
+            message = e2sm_iq.decode(iq_pb2.ControlMessage, request.message.payload)
+        except E2smDecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{node.node_id}: {exc}")
         outcome = node._control(header, message)
         node.controls.append(ControlRecord(time.time_ns(), header.cell_id, header.task, message, outcome))
         log.info("e2 node %s control %s: %s", node.node_id, message.WhichOneof("kind"), outcome.detail)
-        return e2t_pb2.ControlResponse(outcome=outcome.SerializeToString())
+        return messages.control_response(outcome)
 
 
 class SimulatedNodes:

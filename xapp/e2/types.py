@@ -9,13 +9,13 @@ from typing import Mapping
 import numpy as np
 
 from xapp.config.descriptor import NodeEndpoint  # (id, address "host:port"), as in the descriptor
+from xapp.e2.e2sm_iq import NAME as SERVICE_MODEL_NAME
+from xapp.e2.e2sm_iq import VERSION as SERVICE_MODEL_VERSION
 
 __all__ = [
     "SERVICE_MODEL_NAME", "SERVICE_MODEL_VERSION", "AppIdentity", "Backoff", "FrameLimits", "NodeEndpoint", "Request",
 ]
 
-SERVICE_MODEL_NAME = "oran-e2sm-iq"
-SERVICE_MODEL_VERSION = "v1"
 
 
 @dataclass(frozen=True, slots=True)

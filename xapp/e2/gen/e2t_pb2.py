@@ -22,47 +22,60 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\te2t.proto\x12\x0fxapp.e2.v1beta1\"-\n\x0cServiceModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xb0\x01\n\x0eRequestHeaders\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pp_instance_id\x18\x02 \x01(\t\x12\x12\n\ne2_node_id\x18\x03 \x01(\t\x12\x34\n\rservice_model\x18\x04 \x01(\x0b\x32\x1d.xapp.e2.v1beta1.ServiceModel\x12+\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x19.xapp.e2.v1beta1.Encoding\"M\n\x06\x41\x63tion\x12\n\n\x02id\x18\x01 \x01(\x05\x12)\n\x04type\x18\x02 \x01(\x0e\x32\x1b.xapp.e2.v1beta1.ActionType\x12\x0c\n\x04task\x18\x03 \x01(\t\"+\n\x0c\x45ventTrigger\x12\x1b\n\x13reporting_period_ms\x18\x01 \x01(\r\"r\n\x10SubscriptionSpec\x12\x34\n\revent_trigger\x18\x01 \x01(\x0b\x32\x1d.xapp.e2.v1beta1.EventTrigger\x12(\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x17.xapp.e2.v1beta1.Action\"\x95\x01\n\x10SubscribeRequest\x12\x30\n\x07headers\x18\x01 \x01(\x0b\x32\x1f.xapp.e2.v1beta1.RequestHeaders\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12\x37\n\x0csubscription\x18\x03 \x01(\x0b\x32!.xapp.e2.v1beta1.SubscriptionSpec\"%\n\x0f\x41\x63knowledgement\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"-\n\nIndication\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x82\x01\n\x11SubscribeResponse\x12/\n\x03\x61\x63k\x18\x01 \x01(\x0b\x32 .xapp.e2.v1beta1.AcknowledgementH\x00\x12\x31\n\nindication\x18\x02 \x01(\x0b\x32\x1b.xapp.e2.v1beta1.IndicationH\x00\x42\t\n\x07message\"^\n\x12UnsubscribeRequest\x12\x30\n\x07headers\x18\x01 \x01(\x0b\x32\x1f.xapp.e2.v1beta1.RequestHeaders\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\"\x15\n\x13UnsubscribeResponse\"c\n\x0e\x43ontrolRequest\x12\x30\n\x07headers\x18\x01 \x01(\x0b\x32\x1f.xapp.e2.v1beta1.RequestHeaders\x12\x0e\n\x06header\x18\x02 \x01(\x0c\x12\x0f\n\x07message\x18\x03 \x01(\x0c\"\"\n\x0f\x43ontrolResponse\x12\x0f\n\x07outcome\x18\x01 \x01(\x0c*1\n\x08\x45ncoding\x12\t\n\x05PROTO\x10\x00\x12\x0c\n\x08\x41SN1_PER\x10\x01\x12\x0c\n\x08\x41SN1_XER\x10\x02*T\n\nActionType\x12\x16\n\x12\x41\x43TION_TYPE_REPORT\x10\x00\x12\x16\n\x12\x41\x43TION_TYPE_INSERT\x10\x01\x12\x16\n\x12\x41\x43TION_TYPE_POLICY\x10\x02\x32\xc5\x01\n\x13SubscriptionService\x12T\n\tSubscribe\x12!.xapp.e2.v1beta1.SubscribeRequest\x1a\".xapp.e2.v1beta1.SubscribeResponse0\x01\x12X\n\x0bUnsubscribe\x12#.xapp.e2.v1beta1.UnsubscribeRequest\x1a$.xapp.e2.v1beta1.UnsubscribeResponse2^\n\x0e\x43ontrolService\x12L\n\x07\x43ontrol\x12\x1f.xapp.e2.v1beta1.ControlRequest\x1a .xapp.e2.v1beta1.ControlResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\te2t.proto\x12\x13onos.e2t.e2.v1beta1\x1a\x1egoogle/protobuf/duration.proto\"\xb8\x01\n\x0eRequestHeaders\x12\x0e\n\x06\x61pp_id\x18\x01 \x01(\t\x12\x17\n\x0f\x61pp_instance_id\x18\x02 \x01(\t\x12\x12\n\ne2_node_id\x18\x03 \x01(\t\x12\x38\n\rservice_model\x18\x04 \x01(\x0b\x32!.onos.e2t.e2.v1beta1.ServiceModel\x12/\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x1d.onos.e2t.e2.v1beta1.Encoding\"B\n\x0fResponseHeaders\x12/\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1d.onos.e2t.e2.v1beta1.Encoding\"-\n\x0cServiceModel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xd5\x01\n\x10SubscribeRequest\x12\x34\n\x07headers\x18\x01 \x01(\x0b\x32#.onos.e2t.e2.v1beta1.RequestHeaders\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\x12;\n\x0csubscription\x18\x03 \x01(\x0b\x32%.onos.e2t.e2.v1beta1.SubscriptionSpec\x12\x36\n\x13transaction_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc1\x01\n\x11SubscribeResponse\x12\x35\n\x07headers\x18\x01 \x01(\x0b\x32$.onos.e2t.e2.v1beta1.ResponseHeaders\x12\x33\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32$.onos.e2t.e2.v1beta1.AcknowledgementH\x00\x12\x35\n\nindication\x18\x03 \x01(\x0b\x32\x1f.onos.e2t.e2.v1beta1.IndicationH\x00\x42\t\n\x07message\"b\n\x12UnsubscribeRequest\x12\x34\n\x07headers\x18\x01 \x01(\x0b\x32#.onos.e2t.e2.v1beta1.RequestHeaders\x12\x16\n\x0etransaction_id\x18\x02 \x01(\t\"L\n\x13UnsubscribeResponse\x12\x35\n\x07headers\x18\x01 \x01(\x0b\x32$.onos.e2t.e2.v1beta1.ResponseHeaders\"z\n\x10SubscriptionSpec\x12\x38\n\revent_trigger\x18\x01 \x01(\x0b\x32!.onos.e2t.e2.v1beta1.EventTrigger\x12,\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x1b.onos.e2t.e2.v1beta1.Action\"\x1f\n\x0c\x45ventTrigger\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\"\x96\x01\n\x06\x41\x63tion\x12\n\n\x02id\x18\x01 \x01(\x05\x12-\n\x04type\x18\x02 \x01(\x0e\x32\x1f.onos.e2t.e2.v1beta1.ActionType\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12@\n\x11subsequent_action\x18\x04 \x01(\x0b\x32%.onos.e2t.e2.v1beta1.SubsequentAction\"\x82\x01\n\x10SubsequentAction\x12\x37\n\x04type\x18\x01 \x01(\x0e\x32).onos.e2t.e2.v1beta1.SubsequentActionType\x12\x35\n\x0ctime_to_wait\x18\x02 \x01(\x0e\x32\x1f.onos.e2t.e2.v1beta1.TimeToWait\"%\n\x0f\x41\x63knowledgement\x12\x12\n\nchannel_id\x18\x01 \x01(\t\"F\n\nIndication\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x61ll_process_id\x18\x03 \x01(\x0c\"\x95\x01\n\x0e\x43ontrolRequest\x12\x34\n\x07headers\x18\x01 \x01(\x0b\x32#.onos.e2t.e2.v1beta1.RequestHeaders\x12\x34\n\x07message\x18\x02 \x01(\x0b\x32#.onos.e2t.e2.v1beta1.ControlMessage\x12\x17\n\x0f\x63\x61ll_process_id\x18\x03 \x01(\x0c\"1\n\x0e\x43ontrolMessage\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"~\n\x0f\x43ontrolResponse\x12\x35\n\x07headers\x18\x01 \x01(\x0b\x32$.onos.e2t.e2.v1beta1.ResponseHeaders\x12\x34\n\x07outcome\x18\x02 \x01(\x0b\x32#.onos.e2t.e2.v1beta1.ControlOutcome\"!\n\x0e\x43ontrolOutcome\x12\x0f\n\x07payload\x18\x01 \x01(\x0c*1\n\x08\x45ncoding\x12\t\n\x05PROTO\x10\x00\x12\x0c\n\x08\x41SN1_PER\x10\x01\x12\x0c\n\x08\x41SN1_XER\x10\x02*T\n\nActionType\x12\x16\n\x12\x41\x43TION_TYPE_REPORT\x10\x00\x12\x16\n\x12\x41\x43TION_TYPE_INSERT\x10\x01\x12\x16\n\x12\x41\x43TION_TYPE_POLICY\x10\x02*\\\n\x14SubsequentActionType\x12#\n\x1fSUBSEQUENT_ACTION_TYPE_CONTINUE\x10\x00\x12\x1f\n\x1bSUBSEQUENT_ACTION_TYPE_WAIT\x10\x01*\xb2\x03\n\nTimeToWait\x12\x15\n\x11TIME_TO_WAIT_ZERO\x10\x00\x12\x15\n\x11TIME_TO_WAIT_W1MS\x10\x01\x12\x15\n\x11TIME_TO_WAIT_W2MS\x10\x02\x12\x15\n\x11TIME_TO_WAIT_W5MS\x10\x03\x12\x16\n\x12TIME_TO_WAIT_W10MS\x10\x04\x12\x16\n\x12TIME_TO_WAIT_W20MS\x10\x05\x12\x16\n\x12TIME_TO_WAIT_W30MS\x10\x06\x12\x16\n\x12TIME_TO_WAIT_W40MS\x10\x07\x12\x16\n\x12TIME_TO_WAIT_W50MS\x10\x08\x12\x17\n\x13TIME_TO_WAIT_W100MS\x10\t\x12\x17\n\x13TIME_TO_WAIT_W200MS\x10\n\x12\x17\n\x13TIME_TO_WAIT_W500MS\x10\x0b\x12\x14\n\x10TIME_TO_WAIT_W1S\x10\x0c\x12\x14\n\x10TIME_TO_WAIT_W2S\x10\r\x12\x14\n\x10TIME_TO_WAIT_W5S\x10\x0e\x12\x15\n\x11TIME_TO_WAIT_W10S\x10\x0f\x12\x15\n\x11TIME_TO_WAIT_W20S\x10\x10\x12\x15\n\x11TIME_TO_WAIT_W60S\x10\x11\x32\xd5\x01\n\x13SubscriptionService\x12\\\n\tSubscribe\x12%.onos.e2t.e2.v1beta1.SubscribeRequest\x1a&.onos.e2t.e2.v1beta1.SubscribeResponse0\x01\x12`\n\x0bUnsubscribe\x12\'.onos.e2t.e2.v1beta1.UnsubscribeRequest\x1a(.onos.e2t.e2.v1beta1.UnsubscribeResponse2f\n\x0e\x43ontrolService\x12T\n\x07\x43ontrol\x12#.onos.e2t.e2.v1beta1.ControlRequest\x1a$.onos.e2t.e2.v1beta1.ControlResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'e2t_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODING']._serialized_start=1123
-  _globals['_ENCODING']._serialized_end=1172
-  _globals['_ACTIONTYPE']._serialized_start=1174
-  _globals['_ACTIONTYPE']._serialized_end=1258
-  _globals['_SERVICEMODEL']._serialized_start=30
-  _globals['_SERVICEMODEL']._serialized_end=75
-  _globals['_REQUESTHEADERS']._serialized_start=78
-  _globals['_REQUESTHEADERS']._serialized_end=254
-  _globals['_ACTION']._serialized_start=256
-  _globals['_ACTION']._serialized_end=333
-  _globals['_EVENTTRIGGER']._serialized_start=335
-  _globals['_EVENTTRIGGER']._serialized_end=378
-  _globals['_SUBSCRIPTIONSPEC']._serialized_start=380
-  _globals['_SUBSCRIPTIONSPEC']._serialized_end=494
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=497
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=646
-  _globals['_ACKNOWLEDGEMENT']._serialized_start=648
-  _globals['_ACKNOWLEDGEMENT']._serialized_end=685
-  _globals['_INDICATION']._serialized_start=687
-  _globals['_INDICATION']._serialized_end=732
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=735
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=865
-  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=867
-  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=961
-  _globals['_UNSUBSCRIBERESPONSE']._serialized_start=963
-  _globals['_UNSUBSCRIBERESPONSE']._serialized_end=984
-  _globals['_CONTROLREQUEST']._serialized_start=986
-  _globals['_CONTROLREQUEST']._serialized_end=1085
-  _globals['_CONTROLRESPONSE']._serialized_start=1087
-  _globals['_CONTROLRESPONSE']._serialized_end=1121
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=1261
-  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=1458
-  _globals['_CONTROLSERVICE']._serialized_start=1460
-  _globals['_CONTROLSERVICE']._serialized_end=1554
+  _globals['_ENCODING']._serialized_start=1878
+  _globals['_ENCODING']._serialized_end=1927
+  _globals['_ACTIONTYPE']._serialized_start=1929
+  _globals['_ACTIONTYPE']._serialized_end=2013
+  _globals['_SUBSEQUENTACTIONTYPE']._serialized_start=2015
+  _globals['_SUBSEQUENTACTIONTYPE']._serialized_end=2107
+  _globals['_TIMETOWAIT']._serialized_start=2110
+  _globals['_TIMETOWAIT']._serialized_end=2544
+  _globals['_REQUESTHEADERS']._serialized_start=67
+  _globals['_REQUESTHEADERS']._serialized_end=251
+  _globals['_RESPONSEHEADERS']._serialized_start=253
+  _globals['_RESPONSEHEADERS']._serialized_end=319
+  _globals['_SERVICEMODEL']._serialized_start=321
+  _globals['_SERVICEMODEL']._serialized_end=366
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=369
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=582
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=585
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=778
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_start=780
+  _globals['_UNSUBSCRIBEREQUEST']._serialized_end=878
+  _globals['_UNSUBSCRIBERESPONSE']._serialized_start=880
+  _globals['_UNSUBSCRIBERESPONSE']._serialized_end=956
+  _globals['_SUBSCRIPTIONSPEC']._serialized_start=958
+  _globals['_SUBSCRIPTIONSPEC']._serialized_end=1080
+  _globals['_EVENTTRIGGER']._serialized_start=1082
+  _globals['_EVENTTRIGGER']._serialized_end=1113
+  _globals['_ACTION']._serialized_start=1116
+  _globals['_ACTION']._serialized_end=1266
+  _globals['_SUBSEQUENTACTION']._serialized_start=1269
+  _globals['_SUBSEQUENTACTION']._serialized_end=1399
+  _globals['_ACKNOWLEDGEMENT']._serialized_start=1401
+  _globals['_ACKNOWLEDGEMENT']._serialized_end=1438
+  _globals['_INDICATION']._serialized_start=1440
+  _globals['_INDICATION']._serialized_end=1510
+  _globals['_CONTROLREQUEST']._serialized_start=1513
+  _globals['_CONTROLREQUEST']._serialized_end=1662
+  _globals['_CONTROLMESSAGE']._serialized_start=1664
+  _globals['_CONTROLMESSAGE']._serialized_end=1713
+  _globals['_CONTROLRESPONSE']._serialized_start=1715
+  _globals['_CONTROLRESPONSE']._serialized_end=1841
+  _globals['_CONTROLOUTCOME']._serialized_start=1843
+  _globals['_CONTROLOUTCOME']._serialized_end=1876
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_start=2547
+  _globals['_SUBSCRIPTIONSERVICE']._serialized_end=2760
+  _globals['_CONTROLSERVICE']._serialized_start=2762
+  _globals['_CONTROLSERVICE']._serialized_end=2864
 # @@protoc_insertion_point(module_scope)

@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class SubscriptionServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """--- subscription.proto -----------------------------------------------------------------------
+
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -35,19 +37,21 @@ class SubscriptionServiceStub:
             channel: A grpc.Channel.
         """
         self.Subscribe = channel.unary_stream(
-                '/xapp.e2.v1beta1.SubscriptionService/Subscribe',
+                '/onos.e2t.e2.v1beta1.SubscriptionService/Subscribe',
                 request_serializer=e2t__pb2.SubscribeRequest.SerializeToString,
                 response_deserializer=e2t__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
         self.Unsubscribe = channel.unary_unary(
-                '/xapp.e2.v1beta1.SubscriptionService/Unsubscribe',
+                '/onos.e2t.e2.v1beta1.SubscriptionService/Unsubscribe',
                 request_serializer=e2t__pb2.UnsubscribeRequest.SerializeToString,
                 response_deserializer=e2t__pb2.UnsubscribeResponse.FromString,
                 _registered_method=True)
 
 
 class SubscriptionServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """--- subscription.proto -----------------------------------------------------------------------
+
+    """
 
     def Subscribe(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -76,14 +80,16 @@ def add_SubscriptionServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'xapp.e2.v1beta1.SubscriptionService', rpc_method_handlers)
+            'onos.e2t.e2.v1beta1.SubscriptionService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('xapp.e2.v1beta1.SubscriptionService', rpc_method_handlers)
+    server.add_registered_method_handlers('onos.e2t.e2.v1beta1.SubscriptionService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
 class SubscriptionService:
-    """Missing associated documentation comment in .proto file."""
+    """--- subscription.proto -----------------------------------------------------------------------
+
+    """
 
     @staticmethod
     def Subscribe(request,
@@ -99,7 +105,7 @@ class SubscriptionService:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/xapp.e2.v1beta1.SubscriptionService/Subscribe',
+            '/onos.e2t.e2.v1beta1.SubscriptionService/Subscribe',
             e2t__pb2.SubscribeRequest.SerializeToString,
             e2t__pb2.SubscribeResponse.FromString,
             options,
@@ -126,7 +132,7 @@ class SubscriptionService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/xapp.e2.v1beta1.SubscriptionService/Unsubscribe',
+            '/onos.e2t.e2.v1beta1.SubscriptionService/Unsubscribe',
             e2t__pb2.UnsubscribeRequest.SerializeToString,
             e2t__pb2.UnsubscribeResponse.FromString,
             options,
@@ -141,7 +147,9 @@ class SubscriptionService:
 
 
 class ControlServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """--- control.proto ----------------------------------------------------------------------------
+
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -150,14 +158,16 @@ class ControlServiceStub:
             channel: A grpc.Channel.
         """
         self.Control = channel.unary_unary(
-                '/xapp.e2.v1beta1.ControlService/Control',
+                '/onos.e2t.e2.v1beta1.ControlService/Control',
                 request_serializer=e2t__pb2.ControlRequest.SerializeToString,
                 response_deserializer=e2t__pb2.ControlResponse.FromString,
                 _registered_method=True)
 
 
 class ControlServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """--- control.proto ----------------------------------------------------------------------------
+
+    """
 
     def Control(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -175,14 +185,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'xapp.e2.v1beta1.ControlService', rpc_method_handlers)
+            'onos.e2t.e2.v1beta1.ControlService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('xapp.e2.v1beta1.ControlService', rpc_method_handlers)
+    server.add_registered_method_handlers('onos.e2t.e2.v1beta1.ControlService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
 class ControlService:
-    """Missing associated documentation comment in .proto file."""
+    """--- control.proto ----------------------------------------------------------------------------
+
+    """
 
     @staticmethod
     def Control(request,
@@ -198,7 +210,7 @@ class ControlService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/xapp.e2.v1beta1.ControlService/Control',
+            '/onos.e2t.e2.v1beta1.ControlService/Control',
             e2t__pb2.ControlRequest.SerializeToString,
             e2t__pb2.ControlResponse.FromString,
             options,
