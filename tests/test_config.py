@@ -7,10 +7,8 @@ import hashlib
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from safetensors.numpy import save_file
 
 from xapp.config import Descriptor, DescriptorError, descriptor_path_from_env, load_descriptor
 
@@ -18,9 +16,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_head(path: Path, seed: int = 0) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"w": np.random.default_rng(seed).standard_normal((4, 3)).astype(np.float32)}, str(path))
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """A head for the task and exit its path names (heads/<task>/exit<k>.safetensors), as wide as
+    write_encoder's encoder: what `xapp heads train` writes."""
+    import torch
+
+    from xapp.data import TASKS
+    from xapp.model import Head, save_head
+
+    task, exit_ = path.parent.name, int(path.stem.removeprefix("exit"))
+    classes = list(TASKS[task].classes)
+    torch.manual_seed(seed)
+    return save_head(path, Head(16, len(classes)), {"task": task, "exit": exit_, "classes": classes})
 
 
 def write_encoder(path: Path, depth: int) -> None:
@@ -61,7 +67,7 @@ def base_doc() -> dict:
 def make_root(path: Path) -> Path:
     """A repo-like root for base_doc(): descriptors/ next to heads/ and assets/."""
     write_encoder(path / "assets" / "encoder.safetensors", depth=6)
-    for rel in ("modulation/exit3", "beam/exit4", "beam/exit2"):
+    for rel in ("modulation/exit3", "beam/exit4", "beam/exit2", "beam/exit1"):
         write_head(path / "heads" / f"{rel}.safetensors")
     (path / "descriptors").mkdir()
     return path
@@ -140,9 +146,10 @@ def test_every_problem_is_listed_with_its_path(root: Path) -> None:
     expected = [
         "xapp.colour: unknown key",
         "tasks.weather: unknown task (known: modulation, interference, beam, fingerprint, los)",
-        "tasks.modulation.head: heads/modulation/exit9.safetensors does not exist",
+        f"tasks.modulation.head: {root}/heads/modulation/exit9.safetensors: no such weights file",
         "tasks.beam.policy.threshold: 1.5 is outside (0, 1] for the confidence policy",
         "tasks.beam.policy.exits[0].exit: 5 is not before the task's exit (4)",
+        f"tasks.beam.policy.exits[0].head: {root}/heads/beam/exit2.safetensors was trained at exit 2, configured at exit 5",
         "e2.nodes[1].id: 'n0' already used by e2.nodes[0]",
         "e2.nodes[0].address: 'no-port' is malformed",
         "batching.queue_limit: 8 is below max_batch (16)",
@@ -160,7 +167,7 @@ def test_sha256_pinning(root: Path) -> None:
     assert load_descriptor(write_doc(root, doc)).tasks["modulation"].sha256 == good
     write_head(root / "heads/modulation/exit3.safetensors", seed=1)  # retrained behind the descriptor's back
     (problem,) = problems_of(write_doc(root, doc))
-    assert problem.startswith("tasks.modulation.sha256: ") and f"pins {good}" in problem
+    assert problem.startswith("tasks.modulation.head: ") and f"does not match the pinned {good}" in problem
     doc["tasks"]["modulation"]["sha256"] = "ABC"
     (problem,) = problems_of(write_doc(root, doc))
     assert problem.startswith("tasks.modulation.sha256: 'ABC' is malformed")
@@ -173,7 +180,7 @@ def test_sha256_pinning(root: Path) -> None:
         ({"kind": "entropy", "exits": [{"exit": 2, "head": "heads/beam/exit2.safetensors"}]},
          ["tasks.beam.policy.threshold: required by the entropy policy"]),
         ({"kind": "entropy", "threshold": 0.3}, ["tasks.beam.policy.exits: the entropy policy needs at least one earlier exit"]),
-        ({"kind": "patience", "patience": 3, "exits": [{"exit": 1, "head": "heads/beam/exit2.safetensors"},
+        ({"kind": "patience", "patience": 3, "exits": [{"exit": 1, "head": "heads/beam/exit1.safetensors"},
                                                          {"exit": 2, "head": "heads/beam/exit2.safetensors"}]},
          ["tasks.beam.policy.patience: 3 can never be reached with 2 earlier exit(s)"]),
         ({"kind": "patience", "patience": 2, "exits": [{"exit": 2, "head": "heads/beam/exit2.safetensors"},

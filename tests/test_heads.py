@@ -1,4 +1,3 @@
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +6,7 @@ import torch
 import yaml
 
 from xapp.cli import main
+from xapp.config import load_descriptor
 from xapp.data import TASKS, generate
 from xapp.model import Encoder, EncoderConfig, Head, WeightsFileError, exit_flops, head_flops, load_encoder, load_head, save_encoder
 from xapp.model.heads import normalised_mean
@@ -130,7 +130,8 @@ def test_head_load_refuses_a_sha256_mismatch_and_a_corrupt_file(trained, tmp_pat
 def test_cli_trains_heads_then_selects_exits_into_a_descriptor(encoder_file, tmp_path, capsys):
     (tmp_path / "descriptors").mkdir()
     descriptor = tmp_path / "descriptors" / "default.yaml"
-    shutil.copy(REPO / "descriptors" / "default.yaml", descriptor)
+    descriptor.write_text((REPO / "descriptors" / "default.yaml").read_text()
+                          .replace("checkpoint: null", f"checkpoint: {encoder_file}", 1))
     out = tmp_path / "heads"
     rc = main(["heads", "train", "--checkpoint", str(encoder_file), "--tasks", "modulation,interference,beam",
                "--out", str(out), "--train", "32", "--val", "16", "--test", "16", "--epochs", "1", "--quiet"])
@@ -140,10 +141,11 @@ def test_cli_trains_heads_then_selects_exits_into_a_descriptor(encoder_file, tmp
     rc = main(["heads", "select", "--manifest", str(out / "manifest.yaml"), "--descriptor", str(descriptor)])
     assert rc == 0
     doc = yaml.safe_load(descriptor.read_text())
-    for task in ("modulation", "interference", "beam"):
-        k = doc["tasks"][task]["exit"]
-        assert doc["tasks"][task]["head"] == f"heads/{task}/exit{k}.safetensors"
-        assert doc["tasks"][task]["sha256"] == sha256_file(out / task / f"exit{k}.safetensors")
+    assert doc["heads"]["sha256"] == sha256_file(out / "manifest.yaml")  # the new manifest, pinned
+    for task, spec in load_descriptor(descriptor).tasks.items():
+        assert "head" not in doc["tasks"][task]  # heads come from the manifest, by exit
+        assert (spec.head, spec.sha256) == (out / task / f"exit{spec.exit}.safetensors",
+                                            sha256_file(out / task / f"exit{spec.exit}.safetensors"))
     capsys.readouterr()
     assert main(["heads", "select", "--manifest", str(out / "manifest.yaml"), "--budget-gflops", "0.0001",
                  "--descriptor", str(descriptor)]) == 2

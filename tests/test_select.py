@@ -1,3 +1,4 @@
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from xapp.train.select import (
     SelectionError,
     best_under_budget,
     best_under_mean_budget,
+    set_block_values,
     set_task_values,
     shallowest_within,
     write_choices,
@@ -81,16 +83,18 @@ def test_budget_below_every_exit_is_a_clear_error():
         best_under_budget(profile([0.5, 0.8], [0.1, 0.2]), 0.05)
 
 
-def test_text_edit_changes_only_the_three_values_and_keeps_comments():
+def test_text_edit_changes_only_the_values_and_keeps_comments():
     text = DEFAULT.read_text()
     sha = "ab" * 32
-    new = set_task_values(text, "beam", {"exit": 3, "head": "heads/beam/exit3.safetensors", "sha256": sha})
+    new = set_task_values(text, "beam", {"exit": 3})
     old_lines, new_lines = text.splitlines(), new.splitlines()
     assert len(old_lines) == len(new_lines)
     changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
-    assert [b.strip() for _, b in changed] == ["exit: 3", "head: heads/beam/exit3.safetensors", f"sha256: {sha}"]
+    assert [b.strip() for _, b in changed] == ["exit: 3"]
+    new = set_block_values(new, ("heads",), {"sha256": sha})
+    assert [b.strip() for a, b in zip(old_lines, new.splitlines()) if a != b] == [f"sha256: {sha}", "exit: 3"]
     doc = yaml.safe_load(new)
-    assert doc["tasks"]["beam"]["exit"] == 3 and doc["tasks"]["beam"]["sha256"] == sha
+    assert doc["tasks"]["beam"]["exit"] == 3 and doc["heads"]["sha256"] == sha
     assert doc["tasks"]["modulation"] == yaml.safe_load(text)["tasks"]["modulation"]
     assert [line for line in new_lines if "#" in line] == [line for line in old_lines if "#" in line]
 
@@ -115,18 +119,25 @@ def test_text_edit_refuses_what_it_cannot_edit_safely():
 
 @pytest.fixture
 def repo_copy(tmp_path):
-    """A descriptor in its own tree (descriptors/default.yaml) with head files for every task it lists."""
+    """The default descriptor in its own tree (descriptors/default.yaml) with a heads manifest and
+    head files at exits 1, 2 and 8 for every task it lists."""
+    from xapp.data import TASKS
+    from xapp.train.heads import write_manifest
+
     (tmp_path / "descriptors").mkdir()
     shutil.copy(DEFAULT, tmp_path / "descriptors" / "default.yaml")
-    shas = {}
-    for task, classes in (("modulation", 11), ("interference", 6), ("beam", 16), ("los", 2)):
-        for k in (2, 8):
+    shas, entries = {}, []
+    for task in ("modulation", "interference", "beam", "los"):
+        classes = list(TASKS[task].classes)
+        for k in (1, 2, 8):
             path = tmp_path / "heads" / task / f"exit{k}.safetensors"
-            shas[task, k] = save_head(path, Head(256, classes), {"task": task, "exit": k, "classes": [str(i) for i in range(classes)]})
+            shas[task, k] = save_head(path, Head(256, len(classes)), {"task": task, "exit": k, "classes": classes})
+            entries.append({"task": task, "exit": k, "file": f"{task}/exit{k}.safetensors", "sha256": shas[task, k]})
+    write_manifest(tmp_path / "heads" / "manifest.yaml", {"tasks": {}, "heads": entries})
     return tmp_path, shas
 
 
-def test_write_choices_updates_the_descriptor_in_place(repo_copy):
+def test_write_choices_sets_exits_and_pins_the_manifest(repo_copy):
     root, shas = repo_copy
     path = root / "descriptors" / "default.yaml"
     before = path.read_text()
@@ -141,21 +152,32 @@ def test_write_choices_updates_the_descriptor_in_place(repo_copy):
     after = path.read_text()
     changed = [new for old, new in zip(before.splitlines(), after.splitlines()) if old != new]
     assert len(before.splitlines()) == len(after.splitlines())
-    assert {line.strip().partition(":")[0] for line in changed} <= {"exit", "head", "sha256"}
+    assert {line.strip().partition(":")[0] for line in changed} <= {"exit", "sha256"}
     expected = yaml.safe_load(before)
-    for task in ("modulation", "interference", "beam"):  # head paths are written relative to the repo root
-        expected["tasks"][task].update(exit=2, head=f"heads/{task}/exit2.safetensors", sha256=shas[task, 2])
+    for task in ("modulation", "interference", "beam"):
+        expected["tasks"][task]["exit"] = 2
+    expected["heads"]["sha256"] = hashlib.sha256((root / "heads" / "manifest.yaml").read_bytes()).hexdigest()
     assert yaml.safe_load(after) == expected
+
+
+def test_write_choices_keeps_a_custom_head_custom(repo_copy):
+    root, shas = repo_copy
+    path = root / "descriptors" / "default.yaml"
+    path.write_text(set_task_values(path.read_text(), "beam", {"head": "heads/beam/exit8.safetensors", "exit": 8}))
+    write_choices(path, {"beam": Choice(2, root / "heads" / "beam" / "exit2.safetensors", shas["beam", 2])})
+    beam = yaml.safe_load(path.read_text())["tasks"]["beam"]
+    assert (beam["exit"], beam["head"], beam["sha256"]) == (2, "heads/beam/exit2.safetensors", shas["beam", 2])
 
 
 def test_write_choices_refuses_a_result_that_would_not_validate(repo_copy):
     root, shas = repo_copy
     path = root / "descriptors" / "default.yaml"
+    write_choices(path, {})  # pins the copy's manifest
     before = path.read_text()
-    wrong_sha = {"beam": Choice(2, root / "heads" / "beam" / "exit2.safetensors", "0" * 64)}
-    with pytest.raises(SelectionError, match="tasks.beam.sha256"):
-        write_choices(path, wrong_sha)
     missing = {"beam": Choice(3, root / "heads" / "beam" / "exit3.safetensors", "0" * 64)}
-    with pytest.raises(SelectionError, match="does not exist"):
+    with pytest.raises(SelectionError, match="has no beam head at exit 3"):
         write_choices(path, missing)
-    assert path.read_text() == before
+    path.write_text(set_task_values(before, "beam", {"head": "heads/beam/exit2.safetensors"}))
+    wrong_sha = {"beam": Choice(2, root / "heads" / "beam" / "exit2.safetensors", "0" * 64)}
+    with pytest.raises(SelectionError, match="does not match the pinned 0000"):
+        write_choices(path, wrong_sha)

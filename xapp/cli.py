@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "xapp.e2.cli",
     "xapp.config.cli",
     "xapp.engine.cli",
+    "xapp.engine.exits_cli",
 ]
 
 

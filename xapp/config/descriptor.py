@@ -1,7 +1,11 @@
 """The xApp descriptor: a YAML file validated by `descriptor.schema.json` plus checks the schema
-cannot express (exit within the encoder's depth, head files present and matching their sha256,
-policy thresholds, unique node ids). Every problem is collected, each with its dotted path, so an
-operator fixes a descriptor in one round.
+cannot express (exit within the encoder's depth, policy thresholds, unique node ids) and, on every
+head, the very check the xApp runs when it loads it (sha256, task, exit, encoder width, classes).
+Every problem is collected, each with its dotted path, so an operator fixes a descriptor in one round.
+
+Heads: `heads.manifest` (pinned by `heads.sha256`) names the manifest once; each task then sets only
+its `exit` (and policy) and gets the manifest's head at that exit. A task's own `head` (and
+`sha256`) overrides it for custom heads.
 
 Path rule: a relative path in a descriptor resolves against the parent of the descriptor's
 directory, taken without resolving symlinks (descriptors/default.yaml -> the repo root;
@@ -20,10 +24,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 import yaml
+
+from xapp.config.manifest import ManifestError, head_at, read_manifest
+
+if TYPE_CHECKING:
+    from xapp.model.config import EncoderConfig
 
 SCHEMA_PATH = Path(__file__).with_name("descriptor.schema.json")
 PACKAGED_ENCODER = Path(__file__).resolve().parent.parent / "assets" / "encoder.safetensors"
@@ -32,6 +41,7 @@ CONFIG_FILE_ENV = "CONFIG_FILE"  # O-RAN SC convention: the platform points the 
 DYNAMIC_POLICIES = ("entropy", "confidence", "patience")
 CONTROL_TASKS = {"beam_switch": "beam", "interference_mitigation": "interference"}
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -91,7 +101,7 @@ class E2Spec:
 @dataclass(frozen=True, slots=True)
 class ExitHead:
     exit: int
-    head: Path
+    head: Path | None
     sha256: str | None
 
 
@@ -114,7 +124,7 @@ class TaskSpec:
     name: str
     enabled: bool
     exit: int
-    head: Path
+    head: Path | None  # its own file, else the heads manifest's at this exit; None: a disabled task with neither
     sha256: str | None
     policy: PolicySpec
     control: ControlSpec
@@ -154,6 +164,7 @@ class Descriptor:
     batching: Batching
     publish: Publish
     ops: Ops
+    heads_manifest: Path | None = None  # heads.manifest, resolved
 
     @property
     def enabled_tasks(self) -> dict[str, TaskSpec]:
@@ -219,7 +230,7 @@ def _parse_document(doc: Any, path: Path, raw: bytes) -> Descriptor:
     problems += checks.run()
     if problems:
         raise DescriptorError(path, problems)
-    return _build(doc, path, root, hashlib.sha256(raw).hexdigest(), checks.depth)
+    return _build(doc, path, root, hashlib.sha256(raw).hexdigest(), checks)
 
 
 def _dotted(parts: tuple[Any, ...] | list[Any]) -> str:
@@ -300,11 +311,11 @@ def encoder_checkpoint(root: Path, value: str | None) -> Path:
     return PACKAGED_ENCODER if value is None else resolve_path(root, value)
 
 
-def read_encoder_depth(checkpoint: Path) -> int:
-    """Depth recorded in the checkpoint's header (the weights are not read)."""
+def read_encoder_config(checkpoint: Path) -> EncoderConfig:
+    """The config recorded in the checkpoint's header (the weights are not read)."""
     from xapp.model.checkpoint import read_config
 
-    return read_config(checkpoint).depth
+    return read_config(checkpoint)
 
 
 class _Checks:
@@ -315,10 +326,14 @@ class _Checks:
         self.doc = doc
         self.root = root
         self.depth = DEFAULT_DEPTH
+        self.dim: int | None = None  # from the checkpoint; None when there is none to read
+        self.manifest: tuple[dict[str, Any], Path] | None = None  # heads.manifest, once read and pinned
+        self.foreign_manifest: str | None = None  # why its heads do not fit this encoder
         self.problems: list[str] = []
 
     def run(self) -> list[str]:
         self._encoder()
+        self._manifest()
         self._service_model()
         self._nodes()
         self._reconnect()
@@ -337,9 +352,43 @@ class _Checks:
         if not checkpoint.is_file():
             return  # not yet trained: depth falls back to the default
         try:
-            self.depth = read_encoder_depth(checkpoint)
+            config = read_encoder_config(checkpoint)
         except Exception as exc:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
             self._add(("encoder", "checkpoint"), f"{checkpoint} is not a readable safetensors encoder ({exc})")
+            return
+        self.depth, self.dim = config.depth, config.dim
+
+    def _manifest(self) -> None:
+        value, pin = _dig(self.doc, "heads", "manifest"), _dig(self.doc, "heads", "sha256")
+        if not isinstance(value, str):
+            return
+        path = resolve_path(self.root, value)
+        try:
+            manifest = read_manifest(path)
+        except ManifestError as exc:
+            self._add(("heads", "manifest"), str(exc))
+            return
+        if isinstance(pin, str) and re.fullmatch(r"[0-9a-f]{64}", pin) and (actual := file_sha256(path)) != pin:
+            self._add(("heads", "sha256"), f"{path} has sha256 {actual}, the descriptor pins {pin}")
+            return
+        trained_on = _dig(manifest, "encoder", "sha256")
+        checkpoint = encoder_checkpoint(self.root, _dig(self.doc, "encoder", "checkpoint"))
+        if self.dim is not None and isinstance(trained_on, str) and (actual := file_sha256(checkpoint)) != trained_on:
+            # a problem only once a task takes a head from it (_head reports it then)
+            self.foreign_manifest = (f"{path}: its heads were trained on the encoder with sha256 {trained_on}, "
+                                     f"not on {checkpoint} (sha256 {actual})")
+        self.manifest = (manifest, path)
+
+    def locate(self, task: str, exit_: int, head: Any, sha256: Any) -> tuple[Path, str | None]:
+        """The file (and pinned sha256) of the head serving `task` at `exit_`: its own, else the
+        manifest's. Raises ManifestError when neither names one."""
+        if isinstance(head, str):
+            return resolve_path(self.root, head), sha256 if isinstance(sha256, str) and _SHA256.fullmatch(sha256) else None
+        if self.manifest is None:
+            raise ManifestError("no head file: name one here, or a heads manifest under heads.manifest")
+        manifest, path = self.manifest
+        entry = head_at(manifest, task, exit_, path)
+        return entry["path"], entry.get("sha256")
 
     def _service_model(self) -> None:
         from xapp.e2.e2sm_iq import ServiceModelMismatch, check_service_model
@@ -399,7 +448,7 @@ class _Checks:
             self._exit((*where, "exit"), exit_)
             enabled = task.get("enabled", True) is not False
             if enabled:
-                self._head_file(where, task.get("head"), task.get("sha256"))
+                self._head(where, name, exit_, task.get("head"), task.get("sha256"))
             for key, owner in CONTROL_TASKS.items():
                 if _dig(task, "control", key) and name != owner:
                     self._add((*where, "control", key), f"only the {owner} task can send this control")
@@ -411,16 +460,27 @@ class _Checks:
         if _is_int(exit_) and exit_ > self.depth:
             self._add(where, f"{exit_} is deeper than the encoder ({self.depth})")
 
-    def _head_file(self, where: tuple[Any, ...], head: Any, sha256: Any) -> None:
-        if not isinstance(head, str):
+    def _head(self, where: tuple[Any, ...], task: str, exit_: Any, head: Any, sha256: Any) -> None:
+        """Run on the head serving `task` at `exit_` the very check the xApp runs when it loads it."""
+        from xapp.data import TASKS
+        from xapp.model import WeightsFileError
+        from xapp.model.heads import load_task_head
+
+        if not _is_int(exit_) or exit_ > self.depth or (head is None and _dig(self.doc, "heads", "manifest") and not self.manifest):
+            return  # reported already (the exit, or heads.manifest)
+        if head is None and self.foreign_manifest:
+            if not any(p.startswith("heads.manifest: ") for p in self.problems):
+                self._add(("heads", "manifest"), self.foreign_manifest)
             return
-        path = resolve_path(self.root, head)
-        if not path.is_file():
-            self._add((*where, "head"), f"{head} does not exist (looked for {path})")
-        elif isinstance(sha256, str) and re.fullmatch(r"[0-9a-f]{64}", sha256):
-            actual = file_sha256(path)
-            if actual != sha256:
-                self._add((*where, "sha256"), f"{path} has sha256 {actual}, the descriptor pins {sha256}")
+        try:
+            path, pin = self.locate(task, exit_, head, sha256)
+        except ManifestError as exc:
+            self._add((*where, "exit" if head is None and self.manifest else "head"), str(exc))
+            return
+        try:
+            load_task_head(path, pin, task, exit_, self.dim, TASKS[task].classes)
+        except WeightsFileError as exc:
+            self._add((*where, "head" if isinstance(head, str) else "exit"), str(exc))
 
     def _policy(self, where: tuple[Any, ...], policy: dict[str, Any], task_exit: int | None, enabled: bool) -> None:
         kind = policy.get("kind")
@@ -461,12 +521,19 @@ class _Checks:
                 self._add((*where, "exits", i, "exit"), f"{exit_} does not come after the previous exit ({previous})")
             previous = max(previous, exit_)
             if enabled:
-                self._head_file((*where, "exits", i), _dig(item, "head"), _dig(item, "sha256"))
+                self._head((*where, "exits", i), where[1], exit_, _dig(item, "head"), _dig(item, "sha256"))
 
 
-def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, depth: int) -> Descriptor:
+def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: _Checks) -> Descriptor:
     x, enc, e2, pub = doc["xapp"], doc["encoder"], doc["e2"], doc["publish"]
     reconnect = e2.get("reconnect", {})
+
+    def located(task: str, item: dict[str, Any]) -> tuple[Path | None, str | None]:
+        try:
+            return checks.locate(task, item["exit"], item.get("head"), item.get("sha256"))
+        except ManifestError:  # only a disabled task gets here: enabled ones were checked
+            return None, None
+
     tasks = {}
     for name, t in doc["tasks"].items():
         p = t.get("policy", {"kind": "fixed"})
@@ -474,13 +541,13 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, depth: int)
             name=name,
             enabled=t.get("enabled", True),
             exit=t["exit"],
-            head=resolve_path(root, t["head"]),
-            sha256=t.get("sha256"),
+            head=(own := located(name, t))[0],
+            sha256=own[1],
             policy=PolicySpec(
                 kind=p["kind"],
                 threshold=float(p["threshold"]) if "threshold" in p else None,
                 patience=p.get("patience"),
-                exits=tuple(ExitHead(e["exit"], resolve_path(root, e["head"]), e.get("sha256")) for e in p.get("exits", ())),
+                exits=tuple(ExitHead(e["exit"], *located(name, e)) for e in p.get("exits", ())),
             ),
             control=ControlSpec(**t.get("control", {})),
         )
@@ -488,8 +555,9 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, depth: int)
         path=path,
         root=root,
         source_sha256=digest,
+        heads_manifest=checks.manifest[1] if checks.manifest else None,
         xapp=XappIdentity(x["name"], x["version"], x.get("app_id", x["name"]), x.get("instance_id", f"{x['name']}-0")),
-        encoder=EncoderSpec(encoder_checkpoint(root, enc["checkpoint"]), enc.get("device", "cpu"), depth),
+        encoder=EncoderSpec(encoder_checkpoint(root, enc["checkpoint"]), enc.get("device", "cpu"), checks.depth),
         e2=E2Spec(
             service_model=ServiceModel(e2["service_model"]["name"], e2["service_model"]["version"]),
             nodes=tuple(NodeEndpoint(n["id"], n["address"]) for n in e2["nodes"]),

@@ -45,10 +45,12 @@ def adapt_descriptor(
     root = descriptor_root(src)
     if doc["encoder"].get("checkpoint"):
         doc["encoder"]["checkpoint"] = str(resolve_path(root, doc["encoder"]["checkpoint"]))
+    if doc.get("heads"):
+        doc["heads"]["manifest"] = str(resolve_path(root, doc["heads"]["manifest"]))
     for task in doc["tasks"].values():
-        task["head"] = str(resolve_path(root, task["head"]))
-        for e in task.get("policy", {}).get("exits", []):
-            e["head"] = str(resolve_path(root, e["head"]))
+        for item in (task, *task.get("policy", {}).get("exits", [])):
+            if "head" in item:
+                item["head"] = str(resolve_path(root, item["head"]))
     doc["e2"]["nodes"] = [{"id": n.id, "address": n.address} for n in nodes]
     doc["publish"]["zmq"]["endpoint"] = zmq_endpoint
     doc["publish"]["redis"]["url"] = redis_url

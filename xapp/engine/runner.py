@@ -24,7 +24,8 @@ import torch
 from xapp.engine.decision import Decision
 from xapp.model.precision import device_autocast
 from xapp.model.policies import Policy, confident, patience_update
-from xapp.model import Encoder, Head, WeightsFileError, exit_flops, load_head
+from xapp.model import Encoder, Head, WeightsFileError, exit_flops
+from xapp.model.heads import load_task_head
 from xapp.ops.metrics import Metrics
 
 
@@ -83,20 +84,10 @@ def load_plan(
         if not 1 <= k <= encoder.cfg.depth:
             raise PlanError(f"task {task}: exit {k} outside the encoder's 1..{encoder.cfg.depth}")
         try:
-            head, meta = load_head(path, sha)
+            head, head_classes = load_task_head(path, sha, task, k, encoder.cfg.dim, names)
         except WeightsFileError as exc:
             raise PlanError(f"task {task}: {exc}") from exc
-        if meta.get("task") != task:
-            raise PlanError(f"task {task}: {path} is a head for task {meta.get('task')!r}")
-        if meta.get("exit") != k:
-            raise PlanError(f"task {task}: {path} was trained at exit {meta.get('exit')}, configured at exit {k}")
-        if head.dim != encoder.cfg.dim:
-            raise PlanError(f"task {task}: {path} reads dim {head.dim}, the encoder has dim {encoder.cfg.dim}")
-        head_classes = tuple(meta.get("classes") or ())
-        if names is None:
-            names = head_classes
-        elif head_classes != names:
-            raise PlanError(f"task {task}: {path} has classes {head_classes}, expected {names}")
+        names = names or head_classes
         loaded[k] = head.to(next(encoder.parameters()).device)
     return TaskPlan(task, names or (), dict(sorted(loaded.items())), policy)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -85,3 +86,26 @@ def load_head(path: str | Path, sha256: str | None = None) -> tuple[Head, dict]:
         raise WeightsFileError(f"{path}: weights do not match the head spec {meta['spec']} ({exc})") from exc
     head.requires_grad_(False)
     return head.eval(), meta
+
+
+class HeadMismatchError(WeightsFileError):
+    """A readable head that was trained for another task, exit, encoder width or class list."""
+
+
+def load_task_head(path: str | Path, sha256: str | None, task: str, exit_: int, dim: int | None,
+                   classes: Sequence[str] | None) -> tuple[Head, tuple[str, ...]]:
+    """Load the head that serves `task` at `exit_` and check it was trained for exactly that (task,
+    exit, encoder width `dim`, `classes`; None skips a check). The one check that both
+    `xapp descriptor validate` and the running xApp apply, so they refuse the same files with the
+    same message. Returns the head and its class names."""
+    head, meta = load_head(path, sha256)
+    if meta.get("task") != task:
+        raise HeadMismatchError(f"{path} is a head for task {meta.get('task')!r}")
+    if meta.get("exit") != exit_:
+        raise HeadMismatchError(f"{path} was trained at exit {meta.get('exit')}, configured at exit {exit_}")
+    if dim is not None and head.dim != dim:
+        raise HeadMismatchError(f"{path} reads dim {head.dim}, the encoder has dim {dim}")
+    head_classes = tuple(meta.get("classes") or ())
+    if classes is not None and head_classes != tuple(classes):
+        raise HeadMismatchError(f"{path} has classes {head_classes}, expected {tuple(classes)}")
+    return head, head_classes

@@ -22,6 +22,7 @@ import yaml
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from xapp.config.manifest import ManifestError, read_manifest, task_heads  # noqa: F401 - re-exported
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import normalised_mean
@@ -196,27 +197,3 @@ def write_manifest(path: Path, manifest: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None, width=120))
     return path
-
-
-class ManifestError(Exception):
-    """heads/manifest.yaml is missing, unreadable, or does not describe the heads asked for."""
-
-
-def read_manifest(path: str | Path) -> dict:
-    path = Path(path)
-    try:
-        manifest = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ManifestError(f"{path}: cannot read the heads manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("heads"), list) or "tasks" not in manifest:
-        raise ManifestError(f"{path}: not a heads manifest (no `tasks` and `heads` lists); run `xapp heads train`")
-    return manifest
-
-
-def task_heads(manifest: dict, task: str, manifest_path: str | Path) -> list[dict]:
-    """The manifest's head entries for one task, by exit, each with `path` resolved next to the manifest."""
-    entries = sorted((h for h in manifest["heads"] if h["task"] == task), key=lambda h: h["exit"])
-    if not entries:
-        raise ManifestError(f"{manifest_path}: no heads for task {task!r}; it has {sorted(manifest['tasks'])}")
-    base = Path(manifest_path).parent
-    return [{**h, "path": base / h["file"]} for h in entries]

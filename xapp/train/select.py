@@ -6,7 +6,8 @@ one); or, under a budget for the mean over tasks (the xApp's cost when every tas
 frames), the exits that together give the best mean validation accuracy.
 
 The descriptor is edited as text so that its comments and layout survive: only the values of
-tasks.<task>.exit / head / sha256 change, and the edit is checked by parsing before and after.
+tasks.<task>.exit change (and head / sha256 for a task that names its own head file; heads.sha256
+when the descriptor takes its heads from a manifest), and the edit is checked by parsing before and after.
 """
 
 from __future__ import annotations
@@ -117,24 +118,30 @@ def _listed_tasks(doc: object) -> Mapping:
     return doc.get("tasks") or {} if isinstance(doc, dict) else {}
 
 
-def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choice]) -> list[str]:
-    """Set tasks.<task>.exit/head/sha256 for each chosen task present in the descriptor; returns the
-    tasks it does not list (left alone). The file is replaced atomically, and only if the result
-    validates as well as the original did."""
-    from xapp.config.descriptor import DescriptorError, descriptor_root, parse_descriptor
+def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choice], strict: bool = False) -> list[str]:
+    """Set each chosen task's exit in the descriptor (and its head/sha256 where the task names its
+    own head file; heads.sha256 to the named manifest's current digest); returns the tasks it does
+    not list (left alone). The file is replaced atomically, and only if the result validates as well
+    as the original did (`strict`: only if it validates)."""
+    from xapp.config.descriptor import DescriptorError, descriptor_root, file_sha256, parse_descriptor, resolve_path
 
     path = Path(descriptor)
     text = path.read_text()
     doc = yaml.safe_load(text)
     listed = _listed_tasks(doc)
     root = descriptor_root(path)
+    manifest = doc.get("heads", {}).get("manifest") if isinstance(doc.get("heads"), dict) else None
     skipped, new = [], text
     for task, choice in choices.items():
         if task not in listed:
             skipped.append(task)
             continue
-        head = os.path.relpath(os.path.abspath(choice.head), root)
-        new = set_task_values(new, task, {"exit": choice.exit, "head": head, "sha256": choice.sha256})
+        values: dict[str, object] = {"exit": choice.exit}
+        if manifest is None or "head" in (listed[task] or {}):
+            values |= {"head": os.path.relpath(os.path.abspath(choice.head), root), "sha256": choice.sha256}
+        new = set_task_values(new, task, values)
+    if isinstance(manifest, str) and resolve_path(root, manifest).is_file():
+        new = set_block_values(new, ("heads",), {"sha256": file_sha256(resolve_path(root, manifest))})
 
     def problems(raw: str) -> set[str]:
         try:
@@ -143,7 +150,7 @@ def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choi
             return set(exc.problems)
         return set()
 
-    added = problems(new) - problems(text)
+    added = problems(new) - (set() if strict else problems(text))
     if added:
         raise SelectionError(f"{path}: the chosen exits would make the descriptor invalid: " + "; ".join(sorted(added)))
     tmp = path.with_name(f".{path.name}.tmp")
@@ -158,8 +165,13 @@ _KEY_LINE = re.compile(r"^(?P<lead>[ \t]*(?P<key>[A-Za-z0-9_-]+):)(?P<value>[^#\
 def set_task_values(text: str, task: str, values: Mapping[str, object]) -> str:
     """Replace the values of keys under tasks.<task> (block style) in YAML `text`, keeping everything
     else byte for byte; a missing key is added after the task's last key line."""
+    return set_block_values(text, ("tasks", task), values)
+
+
+def set_block_values(text: str, keys: tuple[str, ...], values: Mapping[str, object]) -> str:
+    """set_task_values for the block at `keys`: ("tasks", task), or a top-level section such as ("heads",)."""
     lines = text.splitlines(keepends=True)
-    start, end, indent = _task_block(lines, task, text)
+    start, end, indent = _task_block(lines, keys[1], text) if keys[0] == "tasks" else _section_block(lines, keys[0])
     found: dict[str, int] = {}
     for i in range(start + 1, end):
         m = _KEY_LINE.match(lines[i])
@@ -175,8 +187,24 @@ def set_task_values(text: str, task: str, values: Mapping[str, object]) -> str:
         lines[last_key_line] += newline
     lines[last_key_line + 1:last_key_line + 1] = inserted
     new = "".join(lines)
-    _check_edit(text, new, task, values)
+    _check_edit(text, new, keys, values)
     return new
+
+
+def _section_block(lines: list[str], section: str) -> tuple[int, int, int]:
+    """(line of top-level `section:`, first line after its block, indent of its keys)."""
+    start = next((i for i, line in enumerate(lines) if re.match(rf"^{re.escape(section)}:[ \t]*(#.*)?$", line.rstrip("\r\n"))), None)
+    if start is None:
+        raise SelectionError(f"descriptor has no block-style top-level `{section}:` mapping")
+    end = start + 1
+    while end < len(lines) and (not _is_content(lines[end]) or _indent(lines[end]) > 0):
+        end += 1
+    while end > start + 1 and not _is_content(lines[end - 1]):
+        end -= 1
+    children = [_indent(lines[i]) for i in range(start + 1, end) if _is_content(lines[i])]
+    if not children:
+        raise SelectionError(f"{section} has no block-style keys to edit")
+    return start, end, min(children)
 
 
 def _task_block(lines: list[str], task: str, text: str) -> tuple[int, int, int]:
@@ -230,11 +258,15 @@ def _replace_value(m: re.Match, value: object) -> str:
     return new + (m["eol"] or "")
 
 
-def _check_edit(old: str, new: str, task: str, values: Mapping[str, object]) -> None:
+def _check_edit(old: str, new: str, keys: tuple[str, ...], values: Mapping[str, object]) -> None:
+    where = ".".join(keys)
     try:
         before, after = yaml.safe_load(old), yaml.safe_load(new)
     except yaml.YAMLError as exc:
-        raise SelectionError(f"editing tasks.{task} produced invalid YAML ({exc})") from exc
-    before["tasks"][task].update(values)
+        raise SelectionError(f"editing {where} produced invalid YAML ({exc})") from exc
+    block = before
+    for key in keys:
+        block = block[key]
+    block.update(values)
     if before != after:
-        raise SelectionError(f"could not edit tasks.{task} without changing other parts of the descriptor")
+        raise SelectionError(f"could not edit {where} without changing other parts of the descriptor")
