@@ -49,9 +49,11 @@ def test_same_seed_same_bytes(task):
 @pytest.mark.parametrize("task", ["modulation", "fingerprint", "beam", "los"])
 def test_measured_snr_matches_label(task):
     d = generate(task, 800, seed=2, clean=True)
-    clean = d.meta["clean"]
-    measured = 10 * np.log10(frame_power(clean) / frame_power(d.x - clean))
-    error = measured - d.snr_db
+    linear = d.meta.get("adc_bits", np.zeros(800)) == 0  # quantised frames add quantisation noise
+    assert linear.sum() > 400
+    clean, x = d.meta["clean"][linear], d.x[linear]
+    measured = 10 * np.log10(frame_power(clean) / frame_power(x - clean))
+    error = measured - d.snr_db[linear]
     assert abs(error.mean()) < 0.05
     # 1024 noise samples per frame: the estimate itself has ~0.14 dB spread
     assert np.quantile(np.abs(error), 0.99) < 0.5
@@ -59,6 +61,9 @@ def test_measured_snr_matches_label(task):
 
 def test_interference_snr_and_inr_match_labels():
     d = generate("interference", 800, seed=3, clean=True)
+    linear = d.meta["adc_bits"] == 0
+    d.x, d.snr_db, d.y = d.x[linear], d.snr_db[linear], d.y[linear]
+    d.meta = {k: v[linear] for k, v in d.meta.items()}
     noise = d.x - d.meta["clean"]
     desired = d.meta["clean"] - d.meta["interferer"]
     snr = 10 * np.log10(frame_power(desired) / frame_power(noise))
@@ -81,8 +86,13 @@ def test_snr_blind_estimate_on_constant_envelope():
     assert np.median(np.abs(estimate - d.snr_db)) < 0.5
 
 
-def clean_class(name: str, n: int = 60) -> np.ndarray:
-    return generate("modulation", n, seed=5, classes=[name], impairments=False, snr_db=40).x[:, 0]
+def clean_class(name: str, n: int = 60, **where: bool) -> np.ndarray:
+    """Noiseless frames of one class; `where` keeps frames whose boolean waveform parameter matches."""
+    d = generate("modulation", n, seed=5, classes=[name], impairments=False, snr_db=40)
+    keep = np.ones(n, bool)
+    for key, value in where.items():
+        keep &= d.meta[key].astype(bool) == value
+    return d.x[keep, 0]
 
 
 def envelope_spread(x: np.ndarray) -> float:
@@ -101,21 +111,25 @@ def spectrum(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.fft.fftfreq(x.shape[1]), np.mean(np.abs(np.fft.fft(x, axis=1)) ** 2, axis=0)
 
 
-def test_am_dsb_carries_a_carrier_and_symmetric_sidebands():
-    f, p = spectrum(clean_class("AM-DSB"))
-    assert p[0] / p.sum() > 0.5  # the carrier (at DC before any offset) holds most of the power
-    upper, lower = p[(f > 0.002) & (f < 0.1)].sum(), p[(f < -0.002) & (f > -0.1)].sum()
+def test_am_dsb_with_and_without_carrier_has_symmetric_sidebands():
+    f, p = spectrum(clean_class("AM-DSB", 200, am_carrier=True))
+    assert p[0] / p.sum() > 0.3  # the carrier (at DC before any offset) holds much of the power
+    upper, lower = p[(f > 0.001) & (f < 0.1)].sum(), p[(f < -0.001) & (f > -0.1)].sum()
     assert 0.7 < upper / lower < 1.4
-    for name in ("AM-SSB", "BPSK", "QPSK"):
+    f, p = spectrum(clean_class("AM-DSB", 200, am_carrier=False))
+    assert p[0] / p.sum() < 0.05
+    for name in ("BPSK", "QPSK"):
         f, p = spectrum(clean_class(name))
         assert p[0] / p.sum() < 0.05, name
 
 
-def test_am_ssb_is_one_sided():
-    f, p = spectrum(clean_class("AM-SSB"))
-    assert p[f < -0.002].sum() / p.sum() < 0.02
+def test_am_ssb_is_one_sided_either_side():
+    f, p = spectrum(clean_class("AM-SSB", 200, ssb_lower=False))
+    assert p[f < -0.001].sum() / p.sum() < 0.02
+    f, p = spectrum(clean_class("AM-SSB", 200, ssb_lower=True))
+    assert p[f > 0.001].sum() / p.sum() < 0.02
     f, p = spectrum(clean_class("AM-DSB"))
-    assert p[f < -0.002].sum() / p[f > 0.002].sum() > 0.7
+    assert p[f < -0.001].sum() / p[f > 0.001].sum() > 0.7
 
 
 def test_pam4_is_real_valued_and_bpsk_too():
@@ -137,7 +151,10 @@ def instantaneous_frequency(x: np.ndarray) -> np.ndarray:
 
 
 def test_tone_and_chirp_instantaneous_frequency():
-    d = generate("interference", 120, seed=6, classes=["tone", "chirp"], impairments=False, snr_db=20, inr_db=45)
+    d = generate("interference", 300, seed=6, classes=["tone", "chirp"], impairments=False, snr_db=20, inr_db=45)
+    always_on = d.meta["int_duty"] == 1  # bursts leave part of the frame to the desired signal
+    assert always_on.sum() > 60
+    d.x, d.y, d.meta = d.x[always_on], d.y[always_on], {k: v[always_on] for k, v in d.meta.items()}
     inst = instantaneous_frequency(d.x[:, 0])
     tone = d.y == d.classes.index("tone")
     np.testing.assert_allclose(np.median(inst[tone], axis=1), d.meta["int_freq"][tone], atol=0.005)
@@ -182,7 +199,7 @@ def test_beam_label_is_the_best_dft_beam():
 
 
 def test_strong_line_of_sight_points_the_beam_at_its_direction():
-    d = generate("beam", 1000, seed=11)
+    d = generate("beam", 4000, seed=11)
     strong = d.meta["rician_k_db"] > 10
     nearest = np.round(d.meta["u_los"][strong] * 8).astype(int) % 16  # u = (b - 8) / 8, wrapping at u = 1
     expected = (nearest + 8) % 16
@@ -286,3 +303,56 @@ def test_bad_arguments_are_rejected_clearly(call, message):
     with pytest.raises(DataError) as err:
         call()
     assert message in str(err.value)
+
+
+# Domain randomisation: estimated from the frames themselves, the parameters span their stated ranges.
+
+def test_symbol_rate_estimated_from_frames_spans_2_to_16_samples_per_symbol():
+    from xapp.data.modulation import SPS
+
+    d = generate("modulation", 400, seed=21, classes=["QPSK"], impairments=False, snr_db=40)
+    x = d.x[:, 0].astype(np.complex128)
+    envelope = np.abs(x) ** 2
+    n = x.shape[1]
+    lines = np.abs(np.fft.rfft(envelope - envelope.mean(1, keepdims=True), 8 * n, axis=1))
+    f = np.fft.rfftfreq(8 * n)
+    band = (f > 1 / 17) & (f < 0.5)
+    estimate = 1 / f[band][np.argmax(lines[:, band], axis=1)]  # the symbol-rate line of |x|^2
+    clear = (d.meta["pulse"] == 0) & (d.meta["rolloff"] >= 0.25)  # RRC with a visible line
+    assert clear.sum() > 50
+    assert np.mean(np.abs(estimate[clear] / d.meta["sps"][clear] - 1) < 0.02) > 0.9
+    assert estimate[clear].min() < SPS[0] * 1.25 and estimate[clear].max() > SPS[1] * 0.8
+
+
+def occupied_bandwidth(x: np.ndarray, share: float = 0.99) -> np.ndarray:
+    p = np.abs(np.fft.fftshift(np.fft.fft(x, axis=1), axes=1)) ** 2
+    c = np.cumsum(p, 1) / p.sum(1, keepdims=True)
+    f = np.fft.fftshift(np.fft.fftfreq(x.shape[1]))
+    tail = (1 - share) / 2
+    return f[np.argmax(c > 1 - tail, axis=1)] - f[np.argmax(c > tail, axis=1)]
+
+
+def test_occupied_bandwidth_spans_narrow_to_most_of_the_band():
+    d = generate("modulation", 400, seed=22, classes=["QAM16", "8PSK"], impairments=False, snr_db=40)
+    nyquist = d.meta["pulse"] <= 1  # RRC/RC: 99 % bandwidth close to (1 + roll-off) / sps
+    measured = occupied_bandwidth(d.x[nyquist, 0])
+    assert np.corrcoef(measured, d.meta["bandwidth"][nyquist])[0, 1] > 0.95
+    assert measured.min() < 0.1 and measured.max() > 0.5
+
+
+def test_carrier_offset_reaches_a_sizeable_fraction_of_the_band():
+    d = generate("modulation", 400, seed=23, classes=["QPSK", "GFSK"], snr_db=30)
+    p = np.abs(np.fft.fft(d.x[:, 0], axis=1)) ** 2
+    centroid = (p * np.fft.fftfreq(d.x.shape[2])).sum(1) / p.sum(1)  # DC offsets pull it a little
+    assert np.corrcoef(centroid, d.meta["cfo"])[0, 1] > 0.95
+    assert np.abs(centroid).max() > 0.15 and np.mean(np.abs(d.meta["cfo"]) < 0.01) > 0.3
+
+
+def test_receiver_impairments_are_visible_in_the_frames():
+    d = generate("modulation", 600, seed=24, classes=["QPSK"], snr_db=30)
+    quantised = d.meta["adc_bits"] > 0
+    levels = np.array([len(np.unique(x.real)) for x in d.x[:, 0]])
+    assert np.all(levels[quantised] <= 2.0 ** d.meta["adc_bits"][quantised])
+    assert np.all(levels[~quantised] > 512)
+    dc = np.abs(d.x[:, 0].mean(1))  # a random QPSK frame's own mean is ~0.05 at these rates
+    assert np.median(dc[d.meta["dc_level"] > 0.1]) > 2 * np.median(dc[d.meta["dc_level"] == 0])

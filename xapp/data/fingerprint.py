@@ -15,6 +15,9 @@ import numpy as np
 
 from . import dsp, modulation
 
+SPS = 8  # every emitter sends the same waveform: QPSK, RRC roll-off 0.35, 8 samples per symbol
+_RRC = dsp.rrc_taps(SPS)
+
 EMITTERS = 8
 CLASSES = tuple(f"emitter{i}" for i in range(EMITTERS))
 SNR_DB = (5.0, 30.0)
@@ -83,7 +86,9 @@ def frames(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """hardware=False sends every frame through an ideal transmitter: the labels become unidentifiable."""
     m = len(y)
-    s = dsp.unit_power(modulation.linear("QPSK")(rng, m, length + dsp.PAD))
+    points = modulation.CONSTELLATIONS["QPSK"].astype(np.complex64)
+    symbols = points[rng.integers(0, 4, (m, dsp.symbols_for(length + dsp.PAD, SPS, _RRC)))]
+    s = dsp.unit_power(dsp.shape(symbols, _RRC, SPS, length + dsp.PAD))
     if hardware:
         s = transmit(s, y, HARDWARE, rng)
     x, meta = dsp.single_antenna_channel(rng, s, length, impairments, k_db=CHANNEL_K_DB, rayleigh_share=0.0)
