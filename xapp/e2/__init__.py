@@ -1,5 +1,6 @@
-"""E2 over gRPC: protos' generated code (gen/), E2SM-IQ frame encoding and validation (frames),
-the subscriber client (client), simulated E2 nodes (sim) and `xapp e2sim` (cli)."""
+"""E2 over gRPC, speaking the ONOS E2T API: protos' generated code (gen/), the E2T messages
+(messages) with the E2SM-IQ service model in their bytes (e2sm_iq), frame validation (frames), the
+subscriber client (client), simulated E2 nodes (sim) and `xapp e2sim` (cli)."""
 
 import os
 
