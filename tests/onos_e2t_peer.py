@@ -122,7 +122,8 @@ def native_messages(sm: dict) -> list[betterproto.Message]:
 
 def codec(cfg: dict) -> None:
     decoded = [fields(MESSAGES[m["type"]]().parse(bytes.fromhex(m["hex"]))) for m in cfg["decode"]]
-    native = [{"type": type(m).__name__, "hex": bytes(m).hex(), "fields": fields(m)} for m in native_messages(cfg["sm"])]
+    native = [{"type": type(m).__name__, "hex": bytes(m).hex(), "fields": fields(m)}
+              for m in native_messages(cfg["sm"])]
     emit(decoded=decoded, native=native)
 
 

@@ -96,8 +96,9 @@ def plain(value):
 
 def sm_bytes() -> dict[str, str]:
     """One of each E2SM-IQ payload, hex."""
-    header = iq_pb2.IndicationHeader(node_id="e2:1/5153", cell_id="cell-3", sequence_number=42, timestamp_ns=1_700_000_000,
-                                     sample_rate_hz=1e6, center_frequency_hz=3.5e9, antennas=16, samples=64, task="beam")
+    header = iq_pb2.IndicationHeader(node_id="e2:1/5153", cell_id="cell-3", sequence_number=42,
+                                     timestamp_ns=1_700_000_000, sample_rate_hz=1e6, center_frequency_hz=3.5e9,
+                                     antennas=16, samples=64, task="beam")
     payloads = {
         "event_trigger": e2sm_iq.event_trigger(20),
         "indication_header": header.SerializeToString(),
@@ -151,7 +152,8 @@ def test_our_bytes_decode_with_onos_api_and_onos_api_bytes_decode_with_ours(onos
     assert request.headers.service_model.name == e2sm_iq.NAME and request.transaction_timeout.ToMilliseconds() == 2250
     definitions = [e2sm_iq.decode(iq_pb2.ActionDefinition, a.payload) for a in request.subscription.actions]
     assert [(d.task, d.antennas, d.samples) for d in definitions] == [("beam", 16, 64), ("modulation", 0, 0)]
-    assert e2sm_iq.decode(iq_pb2.EventTriggerDefinition, request.subscription.event_trigger.payload).reporting_period_ms == 20
+    trigger = e2sm_iq.decode(iq_pb2.EventTriggerDefinition, request.subscription.event_trigger.payload)
+    assert trigger.reporting_period_ms == 20
     assert ack.WhichOneof("message") == "ack" and ack.headers.encoding == e2t_pb2.ASN1_PER
     assert e2sm_iq.decode(iq_pb2.IndicationHeader, indication.indication.header).sequence_number == 42
     assert e2sm_iq.decode(iq_pb2.IndicationMessage, indication.indication.payload).label == "beam05"
@@ -175,9 +177,11 @@ def test_onos_api_client_subscribes_to_e2sim_and_controls_it(onos_python, tmp_pa
             "host": "127.0.0.1", "port": port, "node_id": "e2node-0", "transaction_id": "onos-tx",
             "app_id": "onos-xapp", "app_instance_id": "onos-xapp-0", "service_model": [e2sm_iq.NAME, e2sm_iq.VERSION],
             "wrong_service_model": [e2sm_iq.NAME, "v0"], "count": 6,
-            "event_trigger": e2sm_iq.event_trigger(20).hex(), "actions": [e2sm_iq.action_definition("beam", (16, 64)).hex()],
+            "event_trigger": e2sm_iq.event_trigger(20).hex(),
+            "actions": [e2sm_iq.action_definition("beam", (16, 64)).hex()],
             "control_header": e2sm_iq.control_header("e2node-0-cell0", "beam").hex(),
-            "control_message": iq_pb2.ControlMessage(beam_switch=iq_pb2.BeamSwitch(beam_index=5)).SerializeToString().hex(),
+            "control_message": iq_pb2.ControlMessage(beam_switch=iq_pb2.BeamSwitch(beam_index=5))
+            .SerializeToString().hex(),
         }, tmp_path)
     finally:
         sim.send_signal(signal.SIGINT)
@@ -198,7 +202,8 @@ def test_onos_api_client_subscribes_to_e2sim_and_controls_it(onos_python, tmp_pa
     assert len(seqs) == 6 and seqs == sorted(set(seqs))
     assert result["unsubscribe"] == {"headers": {"encoding": e2t_pb2.PROTO}}
     assert result["refused"]["status"] == "UNIMPLEMENTED"
-    assert "'v0'" in result["refused"]["message"] and f"{e2sm_iq.NAME} {e2sm_iq.VERSION}" in result["refused"]["message"]
+    refusal = result["refused"]["message"]
+    assert "'v0'" in refusal and f"{e2sm_iq.NAME} {e2sm_iq.VERSION}" in refusal
     outcome = e2sm_iq.decode(iq_pb2.ControlOutcome, bytes.fromhex(result["control"]["outcome"]["payload"]))
     assert outcome.success and outcome.detail == "serving beam 0 -> 5"
     assert "1 controls applied, serving beam 5" in out
@@ -214,7 +219,8 @@ async def read_event(stream: asyncio.StreamReader, key: str, timeout: float) -> 
             return event[key]
 
 
-def test_xapp_run_subscribes_to_an_onos_api_server_and_controls_through_it(onos_python, tiny_model, redis_url, tmp_path):
+def test_xapp_run_subscribes_to_an_onos_api_server_and_controls_through_it(
+        onos_python, tiny_model, redis_url, tmp_path):
     model_dir, pools = tiny_model
     beam = pools["beam"]
     label = beam.labels[1]
@@ -233,8 +239,9 @@ def test_xapp_run_subscribes_to_an_onos_api_server_and_controls_through_it(onos_
         run = None
         try:
             await read_event(peer.stdout, "listening", 30)
-            run = await asyncio.create_subprocess_exec(*XAPP, "run", "--descriptor", str(descriptor), "--threads", "1",
-                                                       stderr=subprocess.PIPE, env={**os.environ, "XAPP_SHARD_COUNT": "1"})
+            run = await asyncio.create_subprocess_exec(
+                *XAPP, "run", "--descriptor", str(descriptor), "--threads", "1",
+                stderr=subprocess.PIPE, env={**os.environ, "XAPP_SHARD_COUNT": "1"})
             subscribed = await read_event(peer.stdout, "subscribe", 120)
             control = asyncio.create_task(read_event(peer.stdout, "control", 60))
             seq = 0
@@ -266,7 +273,8 @@ def test_xapp_run_subscribes_to_an_onos_api_server_and_controls_through_it(onos_
                "service_model": {"name": e2sm_iq.NAME, "version": e2sm_iq.VERSION}, "encoding": e2t_pb2.PROTO}
     assert subscribed["headers"] == headers
     spec = subscribed["subscription"]
-    assert e2sm_iq.decode(iq_pb2.EventTriggerDefinition, bytes.fromhex(spec["event_trigger"]["payload"])).reporting_period_ms == 0
+    trigger = e2sm_iq.decode(iq_pb2.EventTriggerDefinition, bytes.fromhex(spec["event_trigger"]["payload"]))
+    assert trigger.reporting_period_ms == 0
     definitions = [e2sm_iq.decode(iq_pb2.ActionDefinition, bytes.fromhex(a["payload"])) for a in spec["actions"]]
     assert sorted((d.task, d.antennas, d.samples) for d in definitions) == [("beam", 16, 64), ("modulation", 1, 1024)]
     assert all(a["type"] == e2t_pb2.ACTION_TYPE_REPORT for a in spec["actions"])

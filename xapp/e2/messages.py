@@ -38,7 +38,9 @@ def check_request_headers(headers: e2t_pb2.RequestHeaders) -> None:
         raise EncodingMismatch(headers.encoding)
 
 
-def subscribe_request(app: AppIdentity, node_id: str, transaction_id: str, limits: FrameLimits) -> e2t_pb2.SubscribeRequest:
+def subscribe_request(
+    app: AppIdentity, node_id: str, transaction_id: str, limits: FrameLimits
+) -> e2t_pb2.SubscribeRequest:
     """One REPORT action per task the xApp serves (sorted, ids 0..), each with its frame shape."""
     spec = e2t_pb2.SubscriptionSpec(
         event_trigger=e2t_pb2.EventTrigger(payload=e2sm_iq.event_trigger(limits.reporting_period_ms)),

@@ -6,14 +6,15 @@ import argparse
 import asyncio
 import signal
 from contextlib import contextmanager
+from pathlib import Path
 
-DEFAULT_DESCRIPTOR = "descriptors/default.yaml"
+SHIPPED_DESCRIPTOR = "the shipped descriptors/default.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run the xApp on a descriptor",
                               description="Subscribe to the descriptor's E2 nodes and serve decisions until Ctrl-C/SIGTERM.")
-    p.add_argument("--descriptor", help=f"xApp descriptor (default: $CONFIG_FILE, else {DEFAULT_DESCRIPTOR})")
+    p.add_argument("--descriptor", help=f"xApp descriptor (default: $CONFIG_FILE, else {SHIPPED_DESCRIPTOR})")
     p.add_argument("--shard-index", type=int, help="this replica's shard (default: $XAPP_SHARD_INDEX or pod ordinal)")
     p.add_argument("--shard-count", type=int, help="number of replicas splitting the E2 nodes (default: $XAPP_SHARD_COUNT or 1)")
     p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores but one)")
@@ -28,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("demo", help="embedded Redis + 4 simulated E2 nodes + the xApp + a listener",
                               description="Run the whole loop on this machine and print a summary.")
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run (default: %(default)s)")
-    p.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, help="descriptor to adapt (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=20.0, help="how long to run; 0: until Ctrl-C (default: %(default)s)")
+    p.add_argument("--descriptor", help=f"descriptor to serve and watch for edits (default: $CONFIG_FILE, else {SHIPPED_DESCRIPTOR})")
     p.add_argument("--rate", type=float, default=10.0, help="Indications per second per node (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores but one)")
     p.add_argument("--json", dest="json_path", help="also write the summary as JSON here")
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("bench", help="offline and online engine benchmark",
                               description="Naive full-depth serving vs shared-trunk early exit on the same frames, "
                                           "then simulated nodes at 25/50/100/150 %% of measured capacity.")
-    p.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, help="descriptor whose tasks/exits/batching to use")
+    p.add_argument("--descriptor", help=f"descriptor whose tasks/exits/batching to use (default: $CONFIG_FILE, else {SHIPPED_DESCRIPTOR})")
     p.add_argument("--frames", type=int, default=96, help="frames per task in the offline set (default: %(default)s)")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds per online load level (default: %(default)s)")
     p.add_argument("--loads", default="25,50,100,150", help="online loads in %% of capacity (default: %(default)s)")
@@ -50,11 +51,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_xapp(args: argparse.Namespace) -> int:
     from xapp.app import AppError, Overrides, XApp
     from xapp.cli import CliError
-    from xapp.config import DescriptorError, Shard, ShardError, descriptor_path_from_env, load_descriptor, shard_from_env
+    from xapp.config import DescriptorError, Shard, ShardError, load_descriptor, shard_from_env
     from xapp.ops.logging import configure
     from xapp.ops.metrics import Metrics
 
-    path = args.descriptor or descriptor_path_from_env(DEFAULT_DESCRIPTOR)
+    path = descriptor_argument(args.descriptor)
     try:
         descriptor = load_descriptor(path)
         if args.shard_count is not None or args.shard_index is not None:
@@ -105,15 +106,25 @@ def run_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def descriptor_argument(value: str | None) -> Path:
+    """--descriptor as given, else $CONFIG_FILE, else the shipped default (found from any directory)."""
+    from xapp.config import descriptor_path_from_env
+    from xapp.config.shipped import default_descriptor
+
+    return Path(value) if value else descriptor_path_from_env(default_descriptor())
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from xapp.engine.demo import demo
 
+    args.descriptor = descriptor_argument(args.descriptor)
     return asyncio.run(_until_signal(lambda stop: demo(args, stop)))
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from xapp.engine.bench import bench
 
+    args.descriptor = descriptor_argument(args.descriptor)
     return bench(args)
 
 

@@ -1,12 +1,17 @@
 """`xapp demo`: the whole loop on one machine. An embedded real Redis and the xApp on the given
-descriptor (ports moved to free ones) in this process; 4 simulated E2 nodes and a ZMQ listener in a
-child process (xapp.engine.loadgen), as they would be elsewhere in a RIC; then a summary."""
+descriptor (ports moved to free ones, which it prints) in this process; 4 simulated E2 nodes and a
+ZMQ listener in a child process (xapp.engine.loadgen), as they would be elsewhere in a RIC; then a
+summary. Edits to the operator's descriptor reach the running xApp: each is validated as the xApp
+will, then re-adapted into the copy the xApp watches."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import hashlib
 import json
+import os
 import tempfile
 import time
 from collections import defaultdict
@@ -58,7 +63,9 @@ def adapt_descriptor(
     if edit is not None:
         edit(doc)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, dst)  # the xApp's watcher never sees half a file
     return dst
 
 
@@ -170,6 +177,8 @@ class Embedded:
     redis_url: str
     zmq_endpoint: str
     tasks: list[str]
+    http_url: str
+    readapt: Callable[[], Path]  # copy the operator's descriptor again into the one the xApp watches
 
 
 def descriptor_tasks(descriptor: str | Path) -> list[str]:
@@ -214,13 +223,14 @@ async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], zm
         app_task = None
         try:
             await asyncio.to_thread(redis.start)
-            path = adapt_descriptor(descriptor, Path(tmp) / "descriptors" / "xapp.yaml", nodes=nodes,
-                                    zmq_endpoint=zmq_endpoint, redis_url=redis.url, http_port=free_port())
+            http_port = free_port()
+            readapt = functools.partial(adapt_descriptor, descriptor, Path(tmp) / "descriptors" / "xapp.yaml", nodes=nodes,
+                                        zmq_endpoint=zmq_endpoint, redis_url=redis.url, http_port=http_port)
             metrics = Metrics()
-            app = XApp(load_descriptor(path), metrics, Overrides(threads=threads, ops_host="127.0.0.1"))
+            app = XApp(load_descriptor(readapt()), metrics, Overrides(threads=threads, ops_host="127.0.0.1"))
             app_task = asyncio.create_task(app.run(app_stop))
             await _wait_ready(app, app_task, stop or asyncio.Event())
-            yield Embedded(app, metrics, redis.url, zmq_endpoint, tasks)
+            yield Embedded(app, metrics, redis.url, zmq_endpoint, tasks, f"http://127.0.0.1:{http_port}", readapt)
         except (AppError, RedisServerError) as exc:
             raise CliError(str(exc)) from None
         finally:
@@ -236,19 +246,24 @@ async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
     from xapp.ops.logging import configure
 
     configure("WARNING")  # JSON logs on stderr only for trouble; the summary goes to stdout
-    if args.seconds <= 0 or args.rate <= 0:
-        raise CliError("--seconds and --rate must be positive")
+    if args.seconds < 0 or args.rate <= 0:
+        raise CliError("--seconds must be >= 0 (0: until Ctrl-C) and --rate positive")
     print(f"starting redis, {NODES} simulated E2 nodes with a listener (child process) and the xApp ...", flush=True)
     async with embedded(args.descriptor, args.threads, stop) as (env, load):
         await asyncio.to_thread(load.record)
         await asyncio.to_thread(load.set_rate, args.rate)
-        print(f"xApp ready ({', '.join(env.tasks)}); serving for {args.seconds:.0f} s (Ctrl-C to stop early) ...",
+        print(format_endpoints(env, args.descriptor), flush=True)
+        print(f"xApp ready ({exits_of(env.app)}); serving "
+              + ("until Ctrl-C" if args.seconds == 0 else f"for {args.seconds:.0f} s (Ctrl-C to stop early)") + " ...",
               flush=True)
         t0 = time.monotonic()
+        follower = asyncio.create_task(follow_edits(Path(args.descriptor), env))
         try:
-            await asyncio.wait_for(stop.wait(), args.seconds)
+            await asyncio.wait_for(stop.wait(), args.seconds or None)
         except asyncio.TimeoutError:
             pass
+        finally:
+            follower.cancel()
         tally = Tally()
         for r in await asyncio.to_thread(load.collect):
             tally.add(r)
@@ -263,6 +278,57 @@ async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_path).write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def exits_of(app: XApp) -> str:
+    return ", ".join(f"{task}@{plan.exit}" for task, plan in app.table.items())
+
+
+def format_endpoints(env: Embedded, descriptor: str | Path) -> str:
+    """Where an operator attaches from another terminal."""
+    return "\n".join([
+        f"  descriptor  {Path(descriptor).absolute()}  (watched: edits apply live)",
+        f"  ZMQ         {env.zmq_endpoint}  (xapp listen --endpoint {env.zmq_endpoint})",
+        f"  Redis       {env.redis_url}",
+        f"  HTTP        {env.http_url}/metrics, {env.http_url}/ric/v1/health/ready  (xapp top --url {env.http_url})",
+    ])
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+async def follow_edits(descriptor: Path, env: Embedded, interval_s: float = 0.5, apply_timeout_s: float = 10.0) -> None:
+    """Until cancelled: when the operator's descriptor changes (and holds still for one poll, as the
+    xApp's own watcher requires), validate it the way the xApp will and, if valid, re-adapt it into
+    the copy the xApp watches; print what became of the edit."""
+    seen, pending = _digest(descriptor), None
+    while True:
+        await asyncio.sleep(interval_s)
+        digest = _digest(descriptor)
+        if digest is None or digest == seen or digest != pending:
+            pending = None if digest == seen else digest
+            continue
+        seen, pending = digest, None
+        try:
+            await asyncio.to_thread(load_descriptor, descriptor)
+        except DescriptorError as exc:
+            print(f"descriptor edit refused, the running one stays: {exc}", flush=True)
+            continue
+        outcomes = {o: _sum(env.metrics, "xapp_descriptor_reloads_total", outcome=o) for o in ("applied", "rejected")}
+        await asyncio.to_thread(env.readapt)
+        end = time.monotonic() + apply_timeout_s
+        while time.monotonic() < end:
+            changed = [o for o, n in outcomes.items() if _sum(env.metrics, "xapp_descriptor_reloads_total", outcome=o) > n]
+            if changed:
+                print(f"descriptor edit {changed[0]}: serving {exits_of(env.app)}", flush=True)
+                break
+            await asyncio.sleep(0.1)
+        else:
+            print("descriptor edit made no difference to what the xApp serves (endpoints are the demo's own)", flush=True)
 
 
 async def _wait_ready(app: XApp, app_task: asyncio.Task, stop: asyncio.Event, timeout: float = 60.0) -> None:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-DEFAULT_MANIFEST = "heads/manifest.yaml"
+SHIPPED_MANIFEST = "default: the shipped heads/manifest.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,8 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=train_command)
 
     p = sub.add_parser("select", help="choose each task's exit and write it into a descriptor")
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
-    p.add_argument("--descriptor", default="descriptors/default.yaml")
+    p.add_argument("--manifest", type=Path, default=None, help=SHIPPED_MANIFEST)
+    p.add_argument("--descriptor", type=Path, default=None, help="default: the shipped descriptors/default.yaml")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--tolerance", type=float, default=0.5,
                       help="shallowest exit within this many accuracy points of the best (default 0.5)")
@@ -40,25 +41,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", help="comma-separated (default: every task in the manifest; with --mean-budget-gflops, "
                                    "those the descriptor lists)")
     p.add_argument("--dry-run", action="store_true", help="print the choice, leave the descriptor alone")
-    p.set_defaults(handler=select_command)
+    p.set_defaults(handler=_shipped_defaults(select_command))
 
     p = subparsers.add_parser("report", help="write docs/results.md and plots from the shipped heads")
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--manifest", type=Path, default=None, help=SHIPPED_MANIFEST)
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
     p.add_argument("--out", default="docs")
     p.add_argument("--frames", type=int, default=500, help="test frames per task for the dynamic-exit runs")
     p.add_argument("--batch", type=int, default=64, help="engine batch size for the dynamic-exit runs")
     p.add_argument("--tolerance", type=float, default=0.5, help="exit rule tolerance, in accuracy points")
     p.add_argument("--threads", type=int, help="torch CPU threads")
-    p.set_defaults(handler=report_command)
+    p.set_defaults(handler=_shipped_defaults(report_command))
 
     p = subparsers.add_parser("eval", help="score the shipped heads at every exit on your own labelled data")
     p.add_argument("--task", required=True)
     p.add_argument("--data", required=True, help="a .npz dataset or a .sigmf-meta recording")
-    p.add_argument("--manifest", default=DEFAULT_MANIFEST)
+    p.add_argument("--manifest", type=Path, default=None, help=SHIPPED_MANIFEST)
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(handler=eval_command)
+    p.set_defaults(handler=_shipped_defaults(eval_command))
+
+
+def _shipped_defaults(handler):
+    """Fill --manifest / --descriptor left out with the shipped files, found from any directory."""
+
+    def run(args: argparse.Namespace) -> int:
+        from xapp.config.shipped import default_descriptor, default_manifest
+
+        if getattr(args, "manifest", "absent") is None:
+            args.manifest = default_manifest()
+        if getattr(args, "descriptor", "absent") is None:
+            args.descriptor = default_descriptor()
+        return handler(args)
+
+    return run
 
 
 def train_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,25 @@
+"""Build hook: a (non-editable) wheel carries the shipped heads, manifest and descriptors under
+xapp/_shipped, copied from the source tree at build time, so that an installed xApp finds them from
+any directory (xapp/config/shipped.py). Everything else is declared in setup.cfg."""
+
+import shutil
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+SHIPPED = ("heads", "descriptors")
+
+
+class BuildWithShippedFiles(build_py):
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install reads them from the source tree
+        target = Path(self.build_lib) / "xapp" / "_shipped"
+        for name in SHIPPED:
+            shutil.rmtree(target / name, ignore_errors=True)
+            shutil.copytree(Path(name), target / name, ignore=shutil.ignore_patterns(".*"))
+
+
+setup(cmdclass={"build_py": BuildWithShippedFiles})
