@@ -22,7 +22,7 @@ async def http_status(port: int, path: str) -> int:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return 0
-    writer.write(f"GET {path} HTTP/1.1\r\n\r\n".encode())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: xapp\r\n\r\n".encode())
     await writer.drain()
     status = int((await reader.readline()).split()[1])
     writer.close()

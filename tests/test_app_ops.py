@@ -3,14 +3,14 @@ import io
 import json
 import logging
 
-from xapp.ops.http import OpsServer
+from xapp.ops.http import OpsServer, Readiness
 from xapp.ops.logging import configure
 from xapp.ops.metrics import Metrics
 
 
 async def get(port: int, path: str, method: str = "GET") -> tuple[int, str]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
     await writer.drain()
     raw = await reader.read()
     writer.close()
@@ -22,7 +22,7 @@ def test_health_and_metrics_endpoints():
     async def scenario():
         metrics = Metrics()
         state = {"ready": False}
-        server = OpsServer(metrics, lambda: state["ready"], host="127.0.0.1", port=0)
+        server = OpsServer(metrics, lambda: Readiness(state["ready"]), host="127.0.0.1", port=0)
         await server.start()
         try:
             assert (await get(server.port, "/ric/v1/health/alive"))[0] == 200

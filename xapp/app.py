@@ -32,7 +32,7 @@ from xapp.engine.decision import Decision
 from xapp.model.policies import Policy
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, TaskTable, load_plan
 from xapp.model import Encoder, WeightsFileError, load_encoder
-from xapp.ops.http import OpsServer
+from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
 from xapp.publish.control import ControlLoop
 from xapp.publish.redis_pub import RedisPublisher
@@ -47,6 +47,19 @@ def engine_threads(requested: int | None = None) -> int:
     (gRPC streams, validation, publishing) needs; on 2 cores this halves the online p99 at half load
     (`xapp bench --threads 2` vs `--threads 1`)."""
     return requested or max(1, (os.cpu_count() or 1) - 1)
+
+def warn_plaintext(descriptor: Descriptor) -> None:
+    """Plaintext links are the demo's default; say so where an operator looks."""
+    p = descriptor.publish
+    links = {
+        "e2 gRPC (no e2.tls)": descriptor.e2.tls is None,
+        "redis (not rediss://)": not p.redis_url.startswith("rediss://"),
+        "zmq (no publish.zmq.curve)": p.zmq_curve is None and not p.zmq_endpoint.startswith(("ipc://", "inproc://")),
+    }
+    for link, plain in links.items():
+        if plain:
+            log.warning("insecure link: %s is plaintext; use it for the demo only", link, extra={"link": link})
+
 
 class AppError(Exception):
     """The xApp cannot start as configured (bad device, unreadable encoder, unusable head...)."""
@@ -98,7 +111,7 @@ class Overrides:
 
     shard: Shard = Shard(0, 1)
     threads: int | None = None  # torch intra-op threads for the engine; None = all cores
-    ops_host: str = "0.0.0.0"
+    ops_host: str | None = None  # None: the descriptor's ops.bind
     watch_interval_s: float = 0.5
 
 
@@ -129,29 +142,53 @@ class XApp:
             await self._shutdown()
 
     def ready(self) -> bool:
-        return self.engine is not None and any(s.up for s in self.subscribers.values())
+        return self.readiness().ready
+
+    def readiness(self) -> Readiness:
+        """Ready: model loaded, a subscription up, and no node of this shard without a live
+        subscription for longer than e2.max_down_s (named in the detail)."""
+        now = time.monotonic()
+        limit = self.descriptor.e2.max_down_s
+        down = {node_id: sub.down_for(now) for node_id, sub in self.subscribers.items()}
+        stale = sorted(node_id for node_id, seconds in down.items() if seconds > limit)
+        reasons = []
+        if self.engine is None:
+            reasons.append("model not loaded yet")
+        if not any(sub.up for sub in self.subscribers.values()):
+            reasons.append("no E2 subscription is up")
+        if stale:
+            reasons.append(f"no live subscription for more than {limit:g} s: {', '.join(stale)}")
+        nodes = {node_id: {"up": seconds == 0.0, "down_s": round(seconds, 3)} for node_id, seconds in down.items()}
+        return Readiness(not reasons, {"reasons": reasons, "nodes_down": stale, "nodes": nodes})
 
     async def _start(self) -> None:
         d = self.descriptor
         torch.set_num_threads(engine_threads(self.overrides.threads))
         device = resolve_device(d.encoder.device)
         try:
-            ops = OpsServer(self.metrics, self.ready, self.overrides.ops_host, d.ops.http_port)
+            limits = HttpLimits(d.ops.max_connections, d.ops.request_timeout_s)
+            ops = OpsServer(self.metrics, self.readiness, self.overrides.ops_host or d.ops.bind, d.ops.http_port, limits)
             await ops.start()  # alive (not ready) while the model loads
             self.ops = ops
             encoder = await asyncio.to_thread(load_encoder, d.encoder.checkpoint, str(device))
             self.table = await asyncio.to_thread(build_table, d, encoder)
-            self.zmq = ZmqPublisher(d.publish.zmq_endpoint, self.metrics)
+            self.zmq = ZmqPublisher(d.publish.zmq_endpoint, self.metrics, curve=d.publish.zmq_curve)
         except OSError as exc:
             raise AppError(f"ops http port {d.ops.http_port}: {exc}") from exc
         except (PlanError, WeightsFileError, PublishError) as exc:
             raise AppError(str(exc)) from exc
         self.engine = EarlyExitEngine(encoder, self.metrics)
+        self.metrics.serving({t: p.exit for t, p in self.table.items()}, d.batching.deadline_ms,
+                             [n.id for n in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)])
         # Everything loaded so far lives as long as the process: keep it out of the collector's full
         # passes, which otherwise walk torch's and gRPC's object graphs (tens of ms) while serving.
         gc.freeze()
         self.control.configure(controls(d))
-        self.redis = RedisPublisher(d.publish.redis_url, d.publish.stream_maxlen, self.metrics, d.publish.redis_password)
+        self.redis = RedisPublisher(
+            d.publish.redis_url, d.publish.stream_maxlen, self.metrics, d.publish.redis_password,
+            queue_limit=d.publish.redis_buffer, tls=d.publish.redis_tls,
+        )
+        warn_plaintext(d)
         self._spawn("redis", self.redis.run())
         self._spawn("serve", self._serve())
         for node in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count):
@@ -192,6 +229,10 @@ class XApp:
         task.add_done_callback(self._task_done)
         self._tasks[name] = task
 
+    def crashed_tasks(self) -> list[str]:
+        """Names of this xApp's tasks that ended with an exception (none while supervision works)."""
+        return [name for name, t in self._tasks.items() if t.done() and not t.cancelled() and t.exception() is not None]
+
     def _task_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("xapp task %s died", task.get_name(), exc_info=task.exception())
@@ -200,7 +241,9 @@ class XApp:
 
     def _limits(self) -> FrameLimits:
         d = self.descriptor
-        return FrameLimits(d.e2.max_frame_bytes, frame_shapes(d.enabled_tasks), d.batching.deadline_ms)
+        checks = d.e2.frame_checks
+        return FrameLimits(d.e2.max_frame_bytes, frame_shapes(d.enabled_tasks), d.batching.deadline_ms,
+                           max_clock_skew_s=checks.max_clock_skew_s, replay_window=checks.replay_window)
 
     def _subscribe(self, node_id: str, address: str) -> None:
         d = self.descriptor
@@ -212,6 +255,7 @@ class XApp:
             self.metrics,
             self._limits(),
             Backoff(r.initial_backoff_ms, r.max_backoff_ms, r.jitter),
+            tls=d.e2.tls,
         )
         self.subscribers[node_id] = sub
         self._spawn(f"e2:{node_id}", sub.run())
@@ -267,7 +311,9 @@ class XApp:
         self.control.observe(decisions)
         latency = self.metrics.stage_latency.labels("indication_to_decision")
         for d in decisions:
-            latency.observe(max(0.0, d.latency_s))
+            seconds = max(0.0, d.latency_s)
+            latency.observe(seconds)
+            self.metrics.decided(d.task, d.node_id, d.gflops, seconds, d.t_decision_ns / 1e9)
             if d.truth is not None:
                 self.metrics.decisions_scored.labels(d.task, "correct" if d.label == d.truth else "wrong").inc()
 
@@ -291,6 +337,7 @@ class XApp:
         for sub in self.subscribers.values():
             sub.limits = limits
         wanted = {n.id: n.address for n in select_nodes(new.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)}
+        self.metrics.serving({t: p.exit for t, p in table.items()}, new.batching.deadline_ms, wanted)
         for node_id, sub in list(self.subscribers.items()):
             if wanted.get(node_id) != sub.node.address:
                 self._detach(node_id)

@@ -91,11 +91,30 @@ class Reconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of one TLS link: the CA that signs the peer, and our own certificate and key (mTLS)."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None  # expected in the peer's certificate when not the address's host
+
+
+@dataclass(frozen=True, slots=True)
+class FrameChecks:
+    max_clock_skew_s: float = 30.0
+    replay_window: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
 class E2Spec:
     service_model: ServiceModel
     nodes: tuple[NodeEndpoint, ...]
     reconnect: Reconnect
     max_frame_bytes: int
+    max_down_s: float = 30.0
+    frame_checks: FrameChecks = FrameChecks()
+    tls: TlsFiles | None = None  # None: plaintext gRPC
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +158,29 @@ class Batching:
 
 
 @dataclass(frozen=True, slots=True)
+class ZmqCurve:
+    secret_key: Path  # zmq.auth certificate file holding the PUB socket's key pair
+    authorized_keys: Path | None = None  # directory of subscribers' public certificates; None: any
+
+
+@dataclass(frozen=True, slots=True)
 class Publish:
     zmq_endpoint: str
     redis_url: str
     stream_maxlen: int
     redis_password: str | None = field(default=None, repr=False)
+    redis_buffer: int = 10000
+    redis_tls: TlsFiles | None = None
+    zmq_curve: ZmqCurve | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Ops:
     http_port: int
     log_level: str
+    bind: str = "127.0.0.1"
+    max_connections: int = 256
+    request_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +370,7 @@ class _Checks:
         self._reconnect()
         self._batching()
         self._tasks()
+        self._secrets()
         return self.problems
 
     def _add(self, where: tuple[Any, ...], message: str) -> None:
@@ -433,6 +465,29 @@ class _Checks:
                 f"{b['deadline_ms']} is not above max_wait_ms ({b['max_wait_ms']}): every waiting frame would be shed",
             )
 
+    def _secrets(self) -> None:
+        """Certificate and key files named by the TLS and CURVE blocks exist, certs come with keys."""
+        for where in (("e2", "tls"), ("publish", "redis", "tls")):
+            tls = _dig(self.doc, *where)
+            if not isinstance(tls, dict):
+                continue
+            if ("cert" in tls) != ("key" in tls):
+                self._add((*where, "key" if "cert" in tls else "cert"), "cert and key go together (mTLS)")
+            for key in ("ca", "cert", "key"):
+                self._file((*where, key), tls.get(key))
+        curve = ("publish", "zmq", "curve")
+        self._file((*curve, "secret_key"), _dig(self.doc, *curve, "secret_key"))
+        keys = _dig(self.doc, *curve, "authorized_keys")
+        if isinstance(keys, str) and not resolve_path(self.root, keys).is_dir():
+            self._add((*curve, "authorized_keys"), f"{keys} is not a directory (looked for {resolve_path(self.root, keys)})")
+        url = _dig(self.doc, "publish", "redis", "url")
+        if _dig(self.doc, "publish", "redis", "tls") is not None and isinstance(url, str) and not url.startswith("rediss://"):
+            self._add(("publish", "redis", "tls"), f"given but the url {url!r} is not rediss://")
+
+    def _file(self, where: tuple[Any, ...], value: Any) -> None:
+        if isinstance(value, str) and not resolve_path(self.root, value).is_file():
+            self._add(where, f"{value} does not exist (looked for {resolve_path(self.root, value)})")
+
     def _tasks(self) -> None:
         tasks = _dig(self.doc, "tasks")
         if not isinstance(tasks, dict):
@@ -524,6 +579,25 @@ class _Checks:
                 self._head((*where, "exits", i), where[1], exit_, _dig(item, "head"), _dig(item, "sha256"))
 
 
+def _tls(root: Path, block: dict[str, Any] | None) -> TlsFiles | None:
+    if block is None:
+        return None
+    cert, key = block.get("cert"), block.get("key")
+    return TlsFiles(
+        resolve_path(root, block["ca"]),
+        resolve_path(root, cert) if cert else None,
+        resolve_path(root, key) if key else None,
+        block.get("server_name"),
+    )
+
+
+def _curve(root: Path, block: dict[str, Any] | None) -> ZmqCurve | None:
+    if block is None:
+        return None
+    keys = block.get("authorized_keys")
+    return ZmqCurve(resolve_path(root, block["secret_key"]), resolve_path(root, keys) if keys else None)
+
+
 def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: _Checks) -> Descriptor:
     x, enc, e2, pub = doc["xapp"], doc["encoder"], doc["e2"], doc["publish"]
     reconnect = e2.get("reconnect", {})
@@ -565,6 +639,9 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: _Ch
                 reconnect.get("initial_backoff_ms", 100), reconnect.get("max_backoff_ms", 5000), float(reconnect.get("jitter", 0.2))
             ),
             max_frame_bytes=e2.get("max_frame_bytes", 262144),
+            max_down_s=float(e2.get("max_down_s", 30.0)),
+            frame_checks=FrameChecks(**e2.get("frame_checks", {})),
+            tls=_tls(root, e2.get("tls")),
         ),
         tasks=MappingProxyType(tasks),
         batching=Batching(**doc["batching"]),
@@ -573,6 +650,15 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: _Ch
             redis_url=pub["redis"]["url"],
             stream_maxlen=pub["redis"].get("stream_maxlen", 10000),
             redis_password=pub["redis"].get("password") or None,
+            redis_buffer=pub["redis"].get("buffer", 10000),
+            redis_tls=_tls(root, pub["redis"].get("tls")),
+            zmq_curve=_curve(root, pub["zmq"].get("curve")),
         ),
-        ops=Ops(doc["ops"]["http_port"], doc["ops"].get("log_level", "INFO")),
+        ops=Ops(
+            doc["ops"]["http_port"],
+            doc["ops"].get("log_level", "INFO"),
+            bind=doc["ops"].get("bind", "127.0.0.1"),
+            max_connections=doc["ops"].get("max_connections", 256),
+            request_timeout_s=float(doc["ops"].get("request_timeout_s", 5.0)),
+        ),
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from xapp.e2.sim import SimulatedNode, SimulatedNodes
+    from xapp.e2.tls import ServerTls
 
 COMMANDS = """commands on stdin (NODE is a node id or "all"):
   drop NODE               abort the node's active streams (status UNAVAILABLE)
@@ -45,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="frame generator seed (default: %(default)s)")
     p.add_argument("--pool", type=int, default=64, help="frames pre-generated per task (default: %(default)s)")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to serve; 0 = until Ctrl-C")
+    p.add_argument("--tls-cert", help="serve gRPC over TLS with this PEM certificate chain (with --tls-key); "
+                   "default: plaintext, for the demo only")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument("--tls-client-ca", help="mTLS: refuse clients without a certificate signed by this PEM CA")
     p.set_defaults(handler=run_e2sim)
 
 
@@ -68,8 +73,24 @@ def run_e2sim(args: argparse.Namespace) -> int:
     if snr is not None and snr[0] > snr[1]:
         raise CliError(f"--snr-min {snr[0]} is above --snr-max {snr[1]}")
     nodes = SimulatedNodes(args.nodes, tasks=tasks, base_port=args.base_port, host=args.host, rate_hz=args.rate,
-                           snr_db=snr, seed=args.seed, pool_size=args.pool)
+                           snr_db=snr, seed=args.seed, pool_size=args.pool, tls=_server_tls(args))
     return asyncio.run(_serve(nodes, args.duration))
+
+
+def _server_tls(args: argparse.Namespace) -> ServerTls | None:
+    from pathlib import Path
+
+    from xapp.cli import CliError
+    from xapp.e2.tls import ServerTls
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise CliError("give both --tls-cert and --tls-key, or neither")
+    if args.tls_cert is None:
+        if args.tls_client_ca is not None:
+            raise CliError("--tls-client-ca needs --tls-cert and --tls-key")
+        print("e2sim: WARNING plaintext gRPC (no --tls-cert): for the demo only", file=sys.stderr, flush=True)
+        return None
+    return ServerTls(Path(args.tls_cert), Path(args.tls_key), Path(args.tls_client_ca) if args.tls_client_ca else None)
 
 
 async def _serve(nodes: SimulatedNodes, duration: float) -> int:

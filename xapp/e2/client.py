@@ -2,9 +2,10 @@
 
 An E2Subscriber keeps a Subscribe stream to its node open for as long as it runs: it waits for the
 Acknowledgement, validates every Indication and hands good frames to `submit`; rejected frames are
-counted and logged and never affect the frames after them. Whenever the stream fails or ends it
-resubscribes with exponential backoff and jitter. Each subscriber runs as its own task, so a dead
-node delays nobody else.
+counted and logged and never affect the frames after them. Whatever ends a stream (an RPC error, a
+clean end, a message that does not parse, a bad Acknowledgement, any exception in this task) leads to
+a counted, logged resubscribe with exponential backoff and jitter: the task itself only ends on
+stop(). Each subscriber runs as its own task, so a dead node delays nobody else.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import time
 from typing import Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 from xapp.e2 import messages
 from xapp.e2.e2sm_iq import E2smDecodeError, decode
 from xapp.e2.frames import FrameRejected, decode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
+from xapp.e2.sequence import SequenceGuard
+from xapp.e2.tls import TlsFiles, channel_credentials, channel_options
 from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint, Request
 from xapp.ops.metrics import Metrics
 
@@ -30,8 +34,36 @@ log = logging.getLogger(__name__)
 _GRPC_RECEIVE_LIMIT = 4 * 1024 * 1024
 
 
+_SUBSCRIBE = f"/{e2t_pb2.DESCRIPTOR.services_by_name['SubscriptionService'].full_name}/Subscribe"
+
+
+class Unparseable:
+    """A stream message whose bytes are not a SubscribeResponse. (gRPC's own deserializer would log
+    a traceback and hand over None; this one lets the subscriber say what happened, once.)"""
+
+    def __init__(self, size: int, error: str) -> None:
+        self.size = size
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"({self.size} bytes) does not parse as a SubscribeResponse: {self.error}"
+
+
+def _parse_response(raw: bytes) -> e2t_pb2.SubscribeResponse | Unparseable:
+    try:
+        return e2t_pb2.SubscribeResponse.FromString(raw)
+    except DecodeError as exc:
+        return Unparseable(len(raw), str(exc))
+
+
 class E2ProtocolError(Exception):
-    """The node broke the subscription protocol (e.g. no Acknowledgement first)."""
+    """The node broke the subscription protocol. `cause` is the resubscribe metric's label:
+    "bad_ack" (the first message is not a parseable Acknowledgement) or "bad_message" (a later
+    stream message does not parse)."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(detail)
+        self.cause = cause
 
 
 class E2ControlError(Exception):
@@ -54,47 +86,61 @@ class E2Subscriber:
         backoff: Backoff | None = None,
         *,
         ack_timeout: float = 5.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.node = node
         self.app = app
         self._limits = limits
         self.backoff = backoff or Backoff()
         self.ack_timeout = ack_timeout
+        self.tls = tls  # None: plaintext
         self._submit = submit
         self._metrics = metrics
         self._transaction_id = f"{app.app_instance_id}/{node.id}"
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.UnaryStreamCall | None = None
         self._up = False
+        self._down_since = time.monotonic()  # never up yet counts as down from construction
         self._ever_up = False
         self._acked_this_attempt = False
         self._renewing = False  # new limits cancelled the call to resubscribe with new tasks
         self._renewed = False  # ...and the next Ack is therefore no reconnect
         self._stopping = False
         self._wake = asyncio.Event()
+        self._sequence = SequenceGuard(limits.replay_window, metrics.seq_gaps.labels(node.id))
 
     @property
     def up(self) -> bool:
         """Acknowledged and streaming."""
         return self._up
 
+    def down_for(self, now: float) -> float:
+        """Seconds (time.monotonic() based) without a live subscription; 0 while up."""
+        return 0.0 if self._up else max(0.0, now - self._down_since)
+
     async def run(self) -> None:
         """Subscribe and keep resubscribing until stop() or cancellation."""
         attempt = 0
+        self._metrics.node_up.labels(self.node.id).set(0)
         try:
             while not self._stopping:
                 try:
                     await self._stream()
-                    why = "stream ended by node"
+                    why, cause = "stream ended by node", "stream_end"
                 except grpc.aio.AioRpcError as exc:
-                    why = f"{exc.code().name}: {exc.details()}"
-                except (E2ProtocolError, TimeoutError) as exc:
-                    why = f"{type(exc).__name__}: {exc}"
+                    why, cause = f"{exc.code().name}: {exc.details()}", "rpc_error"
+                except E2ProtocolError as exc:
+                    why, cause = str(exc), exc.cause
+                except TimeoutError:
+                    why, cause = f"no acknowledgement within {self.ack_timeout:g} s", "ack_timeout"
                 except asyncio.CancelledError:
                     # stop() and a new task set cancel the call, which surfaces here; a cancelled task must still end.
                     task = asyncio.current_task()
                     if not ((self._stopping or self._renewing) and task is not None and task.cancelling() == 0):
                         raise
+                except Exception as exc:  # noqa: BLE001 - supervision: no failure may end the node's task
+                    log.exception("e2 subscriber for %s failed", self.node.id, extra={"node": self.node.id})
+                    why, cause = f"{type(exc).__name__}: {exc}", "internal_error"
                 finally:
                     self._set_down()
                 if self._stopping:
@@ -108,10 +154,11 @@ class E2Subscriber:
                     attempt = 0
                 delay = self.backoff.delay(attempt)
                 attempt += 1
+                self._metrics.resubscribes.labels(self.node.id, cause).inc()
                 log.warning(
                     "e2 subscription to %s (%s) down: %s; resubscribing in %.0f ms",
                     self.node.id, self.node.address, why, delay * 1000,
-                    extra={"node": self.node.id, "reason": why},
+                    extra={"node": self.node.id, "reason": why, "cause": cause},
                 )
                 self._wake.clear()
                 try:
@@ -175,19 +222,25 @@ class E2Subscriber:
     async def _stream(self) -> None:
         self._acked_this_attempt = False
         request = messages.subscribe_request(self.app, self.node.id, self._transaction_id, self.limits)
-        call = e2t_pb2_grpc.SubscriptionServiceStub(self._ensure_channel()).Subscribe(request)
+        call = self._ensure_channel().unary_stream(
+            _SUBSCRIBE, request_serializer=e2t_pb2.SubscribeRequest.SerializeToString, response_deserializer=_parse_response
+        )(request)
         self._call = call
         try:
             first = await asyncio.wait_for(call.read(), self.ack_timeout)
             if first is grpc.aio.EOF:
                 return
+            if isinstance(first, Unparseable):
+                raise E2ProtocolError("bad_ack", f"first message {first}")
             if first.WhichOneof("message") != "ack":
-                raise E2ProtocolError(f"first message is {first.WhichOneof('message')}, not an ack")
+                raise E2ProtocolError("bad_ack", f"first message is {first.WhichOneof('message')}, not an ack")
             self._set_up(first.ack.channel_id)
             while True:
                 response = await call.read()
                 if response is grpc.aio.EOF:
                     return
+                if isinstance(response, Unparseable):
+                    raise E2ProtocolError("bad_message", f"stream message {response}")
                 if response.WhichOneof("message") == "indication":
                     self._handle(response.indication)
         finally:
@@ -196,7 +249,7 @@ class E2Subscriber:
 
     def _handle(self, indication: e2t_pb2.Indication) -> None:
         try:
-            request = decode_indication(indication, self.node.id, self.limits, time.monotonic())
+            request = decode_indication(indication, self.node.id, self.limits, time.monotonic(), self._sequence)
         except FrameRejected as exc:
             self._metrics.frames_rejected.labels(self.node.id, exc.reason).inc()
             log.warning(
@@ -214,29 +267,35 @@ class E2Subscriber:
         if self._ever_up and not self._renewed:
             self._metrics.reconnects.labels(self.node.id).inc()
         self._renewed = False
+        self._sequence = SequenceGuard(self.limits.replay_window, self._metrics.seq_gaps.labels(self.node.id))
         self._acked_this_attempt = True
         self._ever_up = True
         self._up = True
         self._metrics.subscriptions_up.inc()
+        self._metrics.node_up.labels(self.node.id).set(1)
         log.info("e2 subscription to %s up (channel %s)", self.node.id, channel_id, extra={"node": self.node.id})
 
     def _set_down(self) -> None:
         if self._up:
             self._up = False
+            self._down_since = time.monotonic()
             self._metrics.subscriptions_up.dec()
+            self._metrics.node_up.labels(self.node.id).set(0)
 
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
             initial = int(self.backoff.initial_ms)
-            self._channel = grpc.aio.insecure_channel(
-                self.node.address,
-                options=[
-                    ("grpc.max_receive_message_length", max(_GRPC_RECEIVE_LIMIT, 2 * self.limits.max_frame_bytes)),
-                    # Let our own backoff pace retries rather than the channel's (1 s .. 120 s).
-                    ("grpc.initial_reconnect_backoff_ms", initial),
-                    ("grpc.min_reconnect_backoff_ms", initial),
-                    ("grpc.max_reconnect_backoff_ms", int(self.backoff.max_ms)),
-                ],
-            )
+            options = [
+                ("grpc.max_receive_message_length", max(_GRPC_RECEIVE_LIMIT, 2 * self.limits.max_frame_bytes)),
+                # Let our own backoff pace retries rather than the channel's (1 s .. 120 s).
+                ("grpc.initial_reconnect_backoff_ms", initial),
+                ("grpc.min_reconnect_backoff_ms", initial),
+                ("grpc.max_reconnect_backoff_ms", int(self.backoff.max_ms)),
+                *channel_options(self.tls),
+            ]
+            if self.tls is None:
+                self._channel = grpc.aio.insecure_channel(self.node.address, options=options)
+            else:
+                self._channel = grpc.aio.secure_channel(self.node.address, channel_credentials(self.tls), options=options)
         return self._channel
 

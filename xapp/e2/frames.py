@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import time
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from xapp.e2 import messages
@@ -10,13 +14,21 @@ from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2
 from xapp.e2.types import FrameLimits, Request
 
+if TYPE_CHECKING:
+    from xapp.e2.sequence import SequenceGuard
+
 IQ_DTYPE = np.dtype("<c8")
+MAX_SAMPLE_RATE_HZ = 1e11  # beyond any ADC; a larger value is a corrupt header
+MAX_CENTER_FREQUENCY_HZ = 3e11  # 300 GHz, the top of the sub-THz bands
 
 # Reason codes, in the order the checks run. Size comes first so that nothing oversized is decoded.
 REJECT_REASONS = (
     "oversize",  # header + payload bytes above max_frame_bytes
     "bad_header",  # header bytes do not parse, or lack node, task or dimensions
     "node_mismatch",  # header names another node than the one subscribed to
+    "replay",  # sequence number already received on this subscription, or older than the replay window
+    "bad_timestamp",  # node timestamp further from the xApp's clock than max_clock_skew_s
+    "bad_metadata",  # sample rate or centre frequency not finite or out of range
     "unknown_task",  # task not served by this xApp
     "dtype",  # sample format other than complex64 little-endian
     "shape",  # antennas x samples differ from the task's frame shape
@@ -42,9 +54,16 @@ def encode_indication(header: iq_pb2.IndicationHeader, payload: bytes) -> e2t_pb
 
 
 def decode_indication(
-    indication: e2t_pb2.Indication, node_id: str, limits: FrameLimits, t_arrival: float
+    indication: e2t_pb2.Indication,
+    node_id: str,
+    limits: FrameLimits,
+    t_arrival: float,
+    sequence: SequenceGuard | None = None,
+    now_ns: int | None = None,
 ) -> Request:
-    """Validate one Indication from `node_id` and turn it into a Request; raises FrameRejected."""
+    """Validate one Indication from `node_id` and turn it into a Request; raises FrameRejected.
+    `sequence` tracks the subscription's sequence numbers (replays, gaps); `now_ns` is the wall
+    clock the node's timestamp is checked against (default: now)."""
     size = len(indication.header) + len(indication.payload)
     if size > limits.max_frame_bytes:
         raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes}")
@@ -57,6 +76,9 @@ def decode_indication(
         raise FrameRejected("bad_header", "header lacks node_id, task, antennas or samples", seq)
     if header.node_id != node_id:
         raise FrameRejected("node_mismatch", f"header node_id {header.node_id!r}", seq)
+    if sequence is not None:
+        sequence.admit(seq)
+    _check_sanity(header, limits, time.time_ns() if now_ns is None else now_ns)
     shape = limits.tasks.get(header.task)
     if shape is None:
         raise FrameRejected("unknown_task", f"task {header.task!r} not in {sorted(limits.tasks)}", seq)
@@ -87,3 +109,21 @@ def decode_indication(
         deadline=t_arrival + limits.deadline_ms / 1000.0,
         label=payload.label if payload.HasField("label") else None,
     )
+
+
+def _check_sanity(header: iq_pb2.IndicationHeader, limits: FrameLimits, now_ns: int) -> None:
+    """Well-formed but absurd headers: a timestamp far from now, impossible radio metadata."""
+    seq = header.sequence_number
+    skew_s = (header.timestamp_ns - now_ns) / 1e9
+    if abs(skew_s) > limits.max_clock_skew_s:
+        raise FrameRejected(
+            "bad_timestamp", f"timestamp_ns {header.timestamp_ns} is {skew_s:+.3g} s from now "
+            f"(max_clock_skew_s {limits.max_clock_skew_s:g})", seq,
+        )
+    rate, centre = header.sample_rate_hz, header.center_frequency_hz
+    if not (math.isfinite(rate) and 0 < rate <= MAX_SAMPLE_RATE_HZ):
+        raise FrameRejected("bad_metadata", f"sample_rate_hz {rate} outside (0, {MAX_SAMPLE_RATE_HZ:g}]", seq)
+    if not (math.isfinite(centre) and 0 <= centre <= MAX_CENTER_FREQUENCY_HZ):
+        raise FrameRejected(
+            "bad_metadata", f"center_frequency_hz {centre} outside [0, {MAX_CENTER_FREQUENCY_HZ:g}]", seq
+        )

@@ -26,6 +26,7 @@ from xapp.e2.e2sm_iq import E2smDecodeError, ServiceModelMismatch
 from xapp.e2.frames import IQ_DTYPE, encode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
+from xapp.e2.tls import ServerTls, TlsConfigError, server_credentials
 from xapp.e2.types import NodeEndpoint
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,19 @@ MALFORMED = {
     "dtype": "dtype",  # complex int16 samples
     "shape": "shape",  # the right bytes declared with the wrong antennas x samples
     "wrong_node": "node_mismatch",
+    "ancient_timestamp": "bad_timestamp",
+    "future_timestamp": "bad_timestamp",
+    "nan_sample_rate": "bad_metadata",
+    "negative_sample_rate": "bad_metadata",
+    "inf_center_frequency": "bad_metadata",
+}
+# Well-formed frames whose header carries an absurd value: kind -> (field, value).
+ABSURD_HEADERS = {
+    "ancient_timestamp": ("timestamp_ns", -(2**63)),
+    "future_timestamp": ("timestamp_ns", 2**63 - 1),
+    "nan_sample_rate": ("sample_rate_hz", float("nan")),
+    "negative_sample_rate": ("sample_rate_hz", -1e6),
+    "inf_center_frequency": ("center_frequency_hz", float("-inf")),
 }
 
 
@@ -126,6 +140,7 @@ class SimulatedNode:
         offset: int = 0,
         sample_rate_hz: float = 1e6,
         center_frequency_hz: float = 3.5e9,
+        tls: ServerTls | None = None,
     ) -> None:
         if not pools:
             raise SimError(f"{node_id}: no tasks to serve")
@@ -137,6 +152,7 @@ class SimulatedNode:
         self.rate_hz = rate_hz
         self.sample_rate_hz = sample_rate_hz
         self.center_frequency_hz = center_frequency_hz
+        self.tls = tls  # None: plaintext
         self.serving_beam = 0
         self.mitigations: dict[str, str] = {}  # interference kind -> MitigationAction name
         self.controls: list[ControlRecord] = []
@@ -170,7 +186,12 @@ class SimulatedNode:
         e2t_pb2_grpc.add_ControlServiceServicer_to_server(_ControlServicer(self), server)
         address = f"{self.host}:{self.port}"
         try:
-            port = server.add_insecure_port(address)
+            if self.tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, server_credentials(self.tls))
+        except TlsConfigError as exc:
+            raise SimError(f"{self.node_id}: {exc}") from None
         except RuntimeError as exc:
             raise SimError(f"{self.node_id}: cannot listen on {address}: {exc}") from None
         if port == 0:
@@ -321,6 +342,8 @@ class SimulatedNode:
             header.antennas, header.samples = header.antennas * 2, header.samples // 2
         elif kind == "wrong_node":
             header.node_id = f"{self.node_id}-impostor"
+        elif kind in ABSURD_HEADERS:
+            setattr(header, *ABSURD_HEADERS[kind])
         return encode_indication(header, e2sm_iq.indication_message(iq))
 
     def _control(self, header: iq_pb2.ControlHeader, message: iq_pb2.ControlMessage) -> iq_pb2.ControlOutcome:
@@ -404,6 +427,7 @@ class SimulatedNodes:
         seed: int = 0,
         pool_size: int = 64,
         id_prefix: str = "e2node-",
+        tls: ServerTls | None = None,
     ) -> None:
         if count < 1:
             raise SimError(f"need at least one node, got {count}")
@@ -416,6 +440,7 @@ class SimulatedNodes:
         self.seed = seed
         self.pool_size = pool_size
         self.id_prefix = id_prefix
+        self.tls = tls
         self.nodes: list[SimulatedNode] = []
 
     async def start(self) -> None:
@@ -424,7 +449,7 @@ class SimulatedNodes:
             self.nodes = [
                 SimulatedNode(
                     f"{self.id_prefix}{i}", pools, host=self.host, port=self.base_port + i if self.base_port else 0,
-                    rate_hz=self.rate_hz, offset=i * 7,
+                    rate_hz=self.rate_hz, offset=i * 7, tls=self.tls,
                 )
                 for i in range(self.count)
             ]

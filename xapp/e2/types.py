@@ -52,6 +52,8 @@ class FrameLimits:
     tasks: Mapping[str, tuple[int, int]]
     deadline_ms: float
     reporting_period_ms: int = 0  # asked of the node on subscribe; 0 keeps the node's rate
+    max_clock_skew_s: float = 30.0  # node timestamps further from now are rejected
+    replay_window: int = 4096  # sequence numbers remembered per subscription against replays
 
 
 @dataclass(frozen=True, slots=True)

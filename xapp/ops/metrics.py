@@ -3,6 +3,8 @@ a process in tests). Every part that counts something receives this object expli
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -20,6 +22,15 @@ class Metrics:
         self.decisions = Counter("xapp_decisions", "Decisions published", ["task", "exit"], registry=r)
         self.reconnects = Counter("xapp_e2_reconnects", "Resubscriptions after a stream ended", ["node"], registry=r)
         self.subscriptions_up = Gauge("xapp_e2_subscriptions_up", "Subscriptions acknowledged and streaming", registry=r)
+        self.node_up = Gauge("xapp_e2_node_up", "1 while the node's subscription is acknowledged and streaming", ["node"], registry=r)
+        self.resubscribes = Counter(
+            "xapp_e2_resubscribes", "Subscription attempts that ended, by what ended them", ["node", "cause"], registry=r
+        )
+        self.http_refused = Counter(
+            "xapp_ops_http_refused", "Ops HTTP requests or connections refused (bad_request, evicted, expired)",
+            ["reason"], registry=r,
+        )
+        self.seq_gaps = Counter("xapp_e2_seq_gaps", "Sequence numbers skipped by a node's stream", ["node"], registry=r)
         self.controls_sent = Counter("xapp_e2_controls", "E2 Control requests sent", ["node", "kind", "outcome"], registry=r)
         self.queue_depth = Gauge("xapp_batch_queue_depth", "Frames waiting for a batch", registry=r)
         self.batch_size = Histogram(
@@ -41,6 +52,41 @@ class Metrics:
         self.publish_dropped = Counter(
             "xapp_publish_dropped", "Decisions a sink could not take", ["sink", "reason"], registry=r
         )
+        # What an operator watches per task and node: the Grafana dashboard, the alerts, `xapp top`.
+        self.node_decisions = Counter("xapp_node_decisions", "Decisions published, per E2 node", ["task", "node"], registry=r)
+        self.decision_gflops = Counter(
+            "xapp_decision_gflops", "Encoder and head GFLOPs spent on the published decisions", ["task"], registry=r
+        )
+        self.decision_latency = Histogram(
+            "xapp_decision_latency_seconds", "Indication to decision, per task", ["task"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.task_exit = Gauge("xapp_task_exit", "Encoder block each enabled task is served at", ["task"], registry=r)
+        self.deadline = Gauge("xapp_deadline_seconds", "The descriptor's batching.deadline_ms, in seconds", registry=r)
+        self.node_last_decision = Gauge(
+            "xapp_node_last_decision_timestamp_seconds", "Unix time of the last decision on a node's frames", ["node"], registry=r
+        )
+        self._served_nodes: set[str] = set()
+
+    def serving(self, exits: Mapping[str, int], deadline_ms: float, nodes: Iterable[str]) -> None:
+        """Record the configuration now served: each enabled task's exit, the deadline, and the
+        nodes (a node no longer served stops reporting, so it cannot look silent)."""
+        self.task_exit.clear()
+        for task, exit_ in exits.items():
+            self.task_exit.labels(task).set(exit_)
+        self.deadline.set(deadline_ms / 1000)
+        nodes = set(nodes)
+        for gone in self._served_nodes - nodes:
+            try:
+                self.node_last_decision.remove(gone)
+            except KeyError:
+                pass  # no decision on it yet
+        self._served_nodes = nodes
+
+    def decided(self, task: str, node: str, gflops: float, latency_s: float, t_decision_s: float) -> None:
+        self.decision_latency.labels(task).observe(latency_s)
+        self.node_decisions.labels(task, node).inc()
+        self.decision_gflops.labels(task).inc(gflops)
+        self.node_last_decision.labels(node).set(t_decision_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

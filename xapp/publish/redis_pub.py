@@ -3,7 +3,10 @@ latest decision, stream `decisions:<task>` the history, capped with XADD MAXLEN 
 
 `publish` only appends to a bounded in-memory queue; a writer task drains it in pipelined batches,
 so a slow or absent Redis never stalls the engine. When Redis is down the writer retries with
-backoff and the queue keeps the newest decisions, counting what it has to drop."""
+backoff and the queue keeps the newest decisions, counting what it has to drop.
+
+A rediss:// URL speaks TLS, verified against `tls.ca` (and presenting `tls.cert` for mTLS); the
+password is sent with AUTH."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from xapp.config.descriptor import TlsFiles
 from xapp.engine.decision import Decision
 from xapp.ops.metrics import Metrics
 from xapp.publish.codec import fields
@@ -22,6 +26,16 @@ from xapp.publish.codec import fields
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 256
+
+
+def tls_options(tls: TlsFiles | None) -> dict[str, str]:
+    """redis-py's keyword arguments for a rediss:// connection."""
+    if tls is None:
+        return {}
+    options = {"ssl_ca_certs": str(tls.ca), "ssl_cert_reqs": "required"}
+    if tls.cert is not None:
+        options |= {"ssl_certfile": str(tls.cert), "ssl_keyfile": str(tls.key)}
+    return options
 
 
 def hash_key(node_id: str, task: str) -> str:
@@ -34,9 +48,17 @@ def stream_key(task: str) -> str:
 
 class RedisPublisher:
     def __init__(
-        self, url: str, stream_maxlen: int, metrics: Metrics, password: str | None = None, queue_limit: int = 10000
+        self,
+        url: str,
+        stream_maxlen: int,
+        metrics: Metrics,
+        password: str | None = None,
+        queue_limit: int = 10000,
+        tls: TlsFiles | None = None,
     ) -> None:
-        self._client = aioredis.Redis.from_url(url, password=password, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._client = aioredis.Redis.from_url(
+            url, password=password, socket_timeout=2.0, socket_connect_timeout=2.0, **tls_options(tls)
+        )
         self._url = url
         self._maxlen = stream_maxlen
         self._metrics = metrics

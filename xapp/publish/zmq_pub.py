@@ -1,30 +1,47 @@
 """Decisions on ZMQ PUB, topic `<task>/<node>`, payload the protobuf `Decision`.
 
 PUB never blocks the engine: a send that would block (all subscribers at their high-water mark) is
-dropped and counted, which is ZMQ's PUB semantics made visible."""
+dropped and counted, which is ZMQ's PUB semantics made visible.
+
+With a CURVE key pair the feed is encrypted; subscribers must know the server's public key, and with
+an authorized-keys directory only subscribers whose public key is in it are let in (ZAP)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
 
+from xapp.config.descriptor import ZmqCurve
 from xapp.engine.decision import Decision
 from xapp.ops.metrics import Metrics
 from xapp.publish.codec import encode, topic
 
 
 class ZmqPublisher:
-    def __init__(self, endpoint: str, metrics: Metrics, context: zmq.Context | None = None, hwm: int = 10000) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        metrics: Metrics,
+        context: zmq.Context | None = None,
+        hwm: int = 10000,
+        curve: ZmqCurve | None = None,
+    ) -> None:
         self._metrics = metrics
-        self._socket = (context or zmq.Context.instance()).socket(zmq.PUB)
+        context = context or zmq.Context.instance()
+        self._socket = context.socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, hwm)
         self._socket.setsockopt(zmq.LINGER, 0)
+        self._auth: ThreadAuthenticator | None = None
         try:
+            if curve is not None:
+                self._auth = _curve_server(self._socket, context, curve)
             self._socket.bind(endpoint)
-        except zmq.ZMQError as exc:
-            self._socket.close()
-            raise PublishError(f"zmq: cannot bind {endpoint} ({exc})") from exc
+        except (zmq.ZMQError, OSError, ValueError) as exc:
+            self.close()
+            raise PublishError(f"zmq: cannot serve on {endpoint} ({exc})") from exc
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def publish(self, decisions: Sequence[Decision]) -> None:
@@ -38,7 +55,27 @@ class ZmqPublisher:
 
     def close(self) -> None:
         self._socket.close()
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
 
 class PublishError(Exception):
     """A sink cannot be set up (bad endpoint, port in use, ...)."""
+
+
+def _curve_server(socket: zmq.Socket, context: zmq.Context, curve: ZmqCurve) -> ThreadAuthenticator | None:
+    """Make `socket` a CURVE server with the key pair in `curve.secret_key`; with authorized keys,
+    start a ZAP authenticator that admits only those clients."""
+    public, secret = zmq.auth.load_certificate(curve.secret_key)
+    if secret is None:
+        raise ValueError(f"{curve.secret_key} holds no secret key")
+    auth = None
+    if curve.authorized_keys is not None:
+        auth = ThreadAuthenticator(context)
+        auth.start()
+        auth.configure_curve(domain="*", location=str(curve.authorized_keys))
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_server = True
+    return auth
