@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "e2sim",
         help="serve simulated E2 nodes that stream I/Q frames over gRPC",
-        description="Serve N simulated E2 nodes (E2 subscription + control API, E2SM-IQ) on consecutive "
+        description="Serve N simulated E2 nodes (the ONOS E2T API onos.e2t.e2.v1beta1, E2SM-IQ) on consecutive "
         "ports, each streaming frames of the given tasks at a set rate.",
         epilog=COMMANDS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
