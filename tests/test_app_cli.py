@@ -94,7 +94,7 @@ def test_run_refuses_a_corrupt_head_naming_the_file(tiny_model, tmp_path, capsys
                             f"tcp://127.0.0.1:{free_port()}", "redis://127.0.0.1:1/0", free_port())
     assert main(["run", "--descriptor", str(path), "--threads", "1"]) == 2
     err = capsys.readouterr().err
-    assert "task beam" in err and "beam-exit2.safetensors" in err
+    assert "tasks.beam.head: " in err and "beam-exit2.safetensors: not a readable safetensors file" in err
 
 
 def test_demo_runs_the_whole_loop_and_prints_a_summary(tiny_model, tmp_path, capsys):

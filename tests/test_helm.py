@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -151,3 +152,34 @@ def test_bad_values_are_refused_by_the_schema(values: dict, where: str) -> None:
         chart.validate_schema(values)
     with pytest.raises(helm.HelmValuesError):
         chart.render(values, name="ee", namespace="ricxapp")
+
+
+OBSERVABILITY = {"grafana": {"dashboard": {"enabled": True, "annotations": {"grafana_folder": "RIC"}}},
+                 "prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}, "shedRatio": 0.05}}
+
+
+def test_dashboard_and_rules_are_optional() -> None:
+    assert not {kind for kind, _ in render()} & {"PrometheusRule"}
+    assert ("ConfigMap", "ee-early-exit-xapp-dashboard") not in render()
+    objects = render(OBSERVABILITY)
+    dashboard = objects[("ConfigMap", "ee-early-exit-xapp-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"  # the Grafana sidecar's label
+    assert dashboard["metadata"]["annotations"] == {"grafana_folder": "RIC"}
+    panels = json.loads(dashboard["data"]["early-exit-xapp.json"])["panels"]
+    assert json.loads(dashboard["data"]["early-exit-xapp.json"]) == json.loads((CHART / "dashboards" / "early-exit-xapp.json").read_text())
+    assert len(panels) >= 10 and all(p["targets"] for p in panels)
+    rule = objects[("PrometheusRule", "ee-early-exit-xapp")]
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert set(alerts) == {"XappE2NodeSilent", "XappRejectRatioHigh", "XappShedRatioHigh", "XappLatencyP99AboveDeadline",
+                           "XappDescriptorReloadRejected"}
+    assert alerts["XappE2NodeSilent"]["expr"].endswith("> 30")
+    assert alerts["XappShedRatioHigh"]["expr"].endswith("> 0.05")
+    assert "{{ $labels.node }}" in alerts["XappE2NodeSilent"]["annotations"]["summary"]  # left for Prometheus to fill
+    for r in alerts.values():
+        assert 'namespace="ricxapp", pod=~"ee-early-exit-xapp-[0-9]+"' in r["expr"]
+    for values in ({}, OBSERVABILITY):
+        report = helm.lint(str(CHART), values, strict=True)
+        assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
+    with pytest.raises(helm.HelmValuesError, match="prometheusRule"):
+        helm.Chart.load(str(CHART)).validate_schema({"prometheusRule": {"rejectRatio": 2}})
