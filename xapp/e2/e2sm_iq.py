@@ -1,10 +1,11 @@
 """E2SM-IQ, this project's service model, as bytes inside ONOS E2T messages.
 
 ONOS E2T carries a service model's messages opaquely: EventTrigger.payload, Action.payload,
-Indication.header/payload, ControlMessage.header/payload and ControlOutcome.payload. This module is
-the one place that turns E2SM-IQ values into those bytes and back; whatever does not parse raises
-E2smDecodeError naming the message. RequestHeaders.service_model selects the model: anything but
-NAME/VERSION is refused with ServiceModelMismatch.
+Indication.header/payload, ControlMessage.header/payload and ControlOutcome.payload. Here are the model's
+identity, builders for its definitions and payloads, and `decode`, through which every E2SM-IQ
+payload is parsed: bytes that do not parse raise E2smDecodeError naming the message.
+RequestHeaders.service_model selects the model: anything but NAME/VERSION is refused with
+ServiceModelMismatch.
 """
 
 from __future__ import annotations
