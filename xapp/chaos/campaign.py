@@ -288,6 +288,10 @@ class Campaign:
         r.add("flood", "good frames shed (counted)", shed)
         r.add("flood", "good frames lost silently", good - answered - shed, "flood_silent")
         r.check(good == answered + shed, f"flood: {good} good frames sent, {answered} answered + {shed} shed")
+        count = self._total("xapp_stage_latency_seconds_count", stage="indication_to_decision")
+        mean_ms = 1000 * self._total("xapp_stage_latency_seconds_sum", stage="indication_to_decision") / max(1.0, count)
+        r.add("flood", "indication-to-decision mean (ms)", round(mean_ms, 1), "flood_latency_mean_ms")
+        r.check(mean_ms < 10_000, f"flood: absurd latency reached the histogram (mean {mean_ms:.3g} ms)")
 
     async def _recover(self, node_id: str, fault: Callable[[], object], cause: str | None = None) -> float:
         """Seconds from a fault to the node's subscription being up again (after it went down)."""
