@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "xapp.config.cli",
     "xapp.engine.cli",
     "xapp.engine.exits_cli",
+    "xapp.chaos.cli",
 ]
 
 
