@@ -1,10 +1,12 @@
-"""`xapp run | listen | demo | bench`: the serving side of the command line."""
+"""`xapp run | listen | top | demo | bench`: the serving side of the command line."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import signal
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,6 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5560", help="the xApp's ZMQ PUB endpoint (default: %(default)s)")
     p.add_argument("--count", type=int, default=0, help="exit after this many decisions (default: run until Ctrl-C)")
     p.set_defaults(handler=run_listen)
+
+    p = subparsers.add_parser("top", help="live terminal view of a running xApp (per task and per node)",
+                              description="Refresh per-task decisions/s, p50/p99, exit, rejects and sheds, and each E2 "
+                                          "node's stream state, from the xApp's /metrics and readiness endpoints.")
+    p.add_argument("--url", default="http://127.0.0.1:8080", help="the xApp's ops HTTP address (default: %(default)s)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default: %(default)s)")
+    p.add_argument("--count", type=int, default=0, help="exit after this many refreshes (default: until Ctrl-C)")
+    p.set_defaults(handler=run_top)
 
     p = subparsers.add_parser("demo", help="embedded Redis + 4 simulated E2 nodes + the xApp + a listener",
                               description="Run the whole loop on this machine and print a summary.")
@@ -103,6 +113,25 @@ def run_listen(args: argparse.Namespace) -> int:
             listener.close()
 
     asyncio.run(_until_signal(listen))
+    return 0
+
+
+def run_top(args: argparse.Namespace) -> int:
+    from xapp.cli import CliError
+    from xapp.ops.top import TopError, render, scrape
+
+    if args.interval <= 0 or args.count < 0:
+        raise CliError("--interval must be positive and --count >= 0")
+    clear = sys.stdout.isatty()  # a terminal gets one screen redrawn; a pipe gets one frame after another
+    try:
+        before, shown = scrape(args.url), 0
+        while not args.count or shown < args.count:
+            time.sleep(args.interval)
+            now = scrape(args.url)
+            print(("\x1b[H\x1b[2J" if clear else "\n" if shown else "") + render(now, before, args.url), flush=True)
+            before, shown = now, shown + 1
+    except TopError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 

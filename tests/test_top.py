@@ -1,0 +1,49 @@
+"""`xapp top` against a real running xApp, and its histogram quantile against Prometheus's rule."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from test_app_e2e import running, until
+
+from xapp.cli import main
+from xapp.ops.top import quantile
+
+
+def test_quantile_interpolates_within_the_bucket_as_prometheus_does():
+    buckets = {0.01: 10.0, 0.02: 30.0, 0.05: 40.0, float("inf"): 40.0}
+    assert quantile(0.5, buckets) == pytest.approx(0.015)  # rank 20: halfway through (0.01, 0.02]
+    assert quantile(0.25, buckets) == pytest.approx(0.01)
+    assert quantile(0.99, buckets) == pytest.approx(0.02 + 0.03 * (39.6 - 30) / 10)
+    assert quantile(0.5, {0.01: 0.0, float("inf"): 0.0}) is None
+
+
+def test_top_shows_tasks_and_nodes_of_a_running_xapp(tiny_model, redis_url, tmp_path, capsys):
+    async def scenario():
+        async with running(tiny_model, redis_url, tmp_path) as s:
+            await until(lambda: {d.node_id for _, d in s.decisions} >= {n.node_id for n in s.nodes}, "decisions from every node")
+            await s.nodes[3].stop()
+            await until(lambda: not s.app.subscribers[s.nodes[3].node_id].up, "node 3 down")
+            url = f"http://127.0.0.1:{s.app.descriptor.ops.http_port}"
+            assert await asyncio.to_thread(main, ["top", "--url", url, "--interval", "0.5", "--count", "2"]) == 0
+            return s.nodes
+
+    nodes = asyncio.run(asyncio.wait_for(scenario(), 120))
+    frames = capsys.readouterr().out.split("\n\nxapp top")
+    assert len(frames) == 2
+    last = frames[-1]
+    for task, exit_ in (("modulation", 1), ("beam", 2)):
+        m = re.search(rf"^{task}\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+(\d+)\s+([0-9.]+)$", last, re.M)
+        assert m, last
+        rate, p50, p99, shown_exit, shed = float(m[1]), float(m[2]), float(m[3]), int(m[4]), float(m[5])
+        assert rate > 0 and 0 < p50 <= p99 and shown_exit == exit_ and shed == 0
+    for n in nodes[:3]:
+        assert re.search(rf"^{n.node_id}\s+up\s", last, re.M), last
+    assert re.search(rf"^{nodes[3].node_id}\s+DOWN\s", last, re.M), last
+
+
+def test_top_names_an_unreachable_xapp(capsys):
+    assert main(["top", "--url", "http://127.0.0.1:1", "--count", "1"]) == 2
+    assert "http://127.0.0.1:1/metrics" in capsys.readouterr().err
