@@ -21,6 +21,7 @@ import sys
 from datetime import timedelta
 
 import betterproto
+from betterproto.grpc.grpclib_server import ServiceBase
 from grpclib.client import Channel
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import GRPCError
@@ -162,9 +163,10 @@ async def subscribe(cfg: dict) -> None:
     emit(responses=responses, unsubscribe=fields(unsubscribed), refused=refused, control=fields(control))
 
 
-class Relay:
+class Relay(ServiceBase):
     """onos-e2t as an xApp sees it: SubscriptionService and ControlService on onos-api's messages.
-    Indications relay the E2SM-IQ bytes the test writes to stdin (JSON lines {header, payload}, hex);
+    onos-api 0.10.31 generates client stubs only, so this is what betterproto generates as a server
+    base: a ServiceBase whose __mapping__ routes the ONOS method paths to handlers. Indications relay the E2SM-IQ bytes the test writes to stdin (JSON lines {header, payload}, hex);
     every request is reported on stdout."""
 
     def __init__(self, cfg: dict) -> None:
