@@ -183,3 +183,26 @@ def test_dashboard_and_rules_are_optional() -> None:
         assert report["errors"] == [] and [m for m in report["messages"] if m["severity"] >= 2] == []
     with pytest.raises(helm.HelmValuesError, match="prometheusRule"):
         helm.Chart.load(str(CHART)).validate_schema({"prometheusRule": {"rejectRatio": 2}})
+
+
+def test_tls_secret_is_mounted_and_named_in_the_descriptor() -> None:
+    import jsonschema
+
+    from xapp.config.descriptor import load_schema
+
+    plain = rendered_descriptor(render())
+    assert plain["ops"]["bind"] == "0.0.0.0" and "tls" not in plain["e2"]
+    assert all(v["name"] != "tls" for v in container(render())["volumeMounts"])
+
+    objects = render({"tls": {"secretName": "xapp-tls", "redis": True, "zmqCurve": True}})
+    d = rendered_descriptor(objects)
+    jsonschema.validate({**d, "publish": {**d["publish"], "redis": {**d["publish"]["redis"], "url": "rediss://db:6379/0"}}},
+                        load_schema())  # the URL is ${REDIS_URL} until the pod expands it
+    assert d["e2"]["tls"] == {"ca": "/opt/ric/tls/ca.crt", "cert": "/opt/ric/tls/tls.crt", "key": "/opt/ric/tls/tls.key"}
+    assert d["publish"]["redis"]["tls"] == {"ca": "/opt/ric/tls/ca.crt"}
+    assert d["publish"]["zmq"]["curve"] == {"secret_key": "/opt/ric/tls/zmq-server.key_secret"}
+    mounts = {m["name"]: m for m in container(objects)["volumeMounts"]}
+    assert mounts["tls"] == {"name": "tls", "mountPath": "/opt/ric/tls", "readOnly": True}
+    (pod,) = [o["spec"]["template"]["spec"] for (kind, _), o in objects.items() if kind == "StatefulSet"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "xapp-tls"

@@ -33,6 +33,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $d = mergeOverwrite $d (deepCopy .Values.descriptor) }}
 {{- $_ := set $d.ops "http_port" (int .Values.ports.http) }}
 {{- $_ = set $d.publish.zmq "endpoint" (printf "tcp://*:%d" (int .Values.ports.zmq)) }}
+{{- $_ = set $d.ops "bind" "0.0.0.0" }}{{/* the kubelet probes the pod IP */}}
+{{- with .Values.tls }}{{ if .secretName }}
+{{- if .e2 }}{{ $_ = set $d.e2 "tls" (dict "ca" "/opt/ric/tls/ca.crt" "cert" "/opt/ric/tls/tls.crt" "key" "/opt/ric/tls/tls.key") }}{{ end }}
+{{- if .redis }}{{ $_ = set $d.publish.redis "tls" (dict "ca" "/opt/ric/tls/ca.crt") }}{{ end }}
+{{- if .zmqCurve }}{{ $_ = set $d.publish.zmq "curve" (dict "secret_key" "/opt/ric/tls/zmq-server.key_secret") }}{{ end }}
+{{- end }}{{ end }}
 {{- if .Values.gpu.enabled }}
 {{- $_ = set $d.encoder "device" "cuda" }}
 {{- end }}
