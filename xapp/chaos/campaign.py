@@ -8,6 +8,7 @@ publishing to a real Redis and a ZMQ listener, taken through six phases:
           must name it (503) and recover (200)
   redis   Redis down for longer than the publish buffer lasts: every decision written or counted dropped
   reload  bad descriptor edits: each refused, serving goes on
+  ops     1 MB request line and header, slowloris, 1,000 idle connections: /alive timed meanwhile
   soak    steady load with RSS sampled
 
 Between phases the nodes pause and the xApp drains, so each phase's books close exactly. A broken
@@ -31,6 +32,7 @@ import psutil
 import yaml
 
 from xapp.app import Overrides, XApp
+from xapp.chaos.http_attacks import idle_connections, oversized, probe_alive, slowloris
 from xapp.chaos.proxy import FaultProxy
 from xapp.config import load_descriptor
 from xapp.e2.sim import MALFORMED, SimulatedNodes
@@ -174,7 +176,8 @@ class Campaign:
                 if app_task.done():
                     app_task.result()
                 self._progress("xapp ready; campaign starting")
-                for phase in (self._flood, self._wire, self._churn, self._redis_outage, self._reload, self._soak):
+                for phase in (self._flood, self._wire, self._churn, self._redis_outage, self._reload, self._ops,
+                              self._soak):
                     await phase()
                     self._progress(f"{phase.__name__.strip('_')} done")
                 crashed = self.app.crashed_tasks() + (["app"] if app_task.done() else [])
@@ -465,6 +468,30 @@ class Campaign:
         r.add("reload", "refused", refused, "reload_refused")
         r.check(applied == 0, f"reload: {applied:g} bad edit(s) applied")
         r.add("reload", "serving went on", "yes")
+
+    async def _ops(self) -> None:
+        r, port = self.report, self.app.ops.port
+        self._set_rate(self.plan.rate_hz)
+        statuses = {where: await oversized(port, where) for where in ("line", "header")}
+        loris = asyncio.create_task(slowloris(port, seconds=30.0))
+        probes = []
+        async with idle_connections(port, 1000) as opened:
+            for _ in range(20):
+                probes.append(await probe_alive(port))
+                await asyncio.sleep(0.05)
+        held = await loris
+        await self._pause_and_drain()
+        ms = sorted(1000 * seconds for _, seconds in probes)
+        answered = sum(status == 200 for status, _ in probes)
+        r.add("ops", "1 MB request line / header answered", f"{statuses['line']} / {statuses['header']}")
+        r.add("ops", "slowloris held the connection (s)", round(held, 2), "ops_slowloris_held_s")
+        r.add("ops", "idle connections opened", opened)
+        r.add("ops", "/alive answered meanwhile", f"{answered} of {len(probes)}")
+        r.add("ops", "/alive median / max (ms)", f"{statistics.median(ms):.1f} / {ms[-1]:.1f}")
+        r.figures["ops_alive_max_ms"] = ms[-1]
+        r.check(statuses == {"line": 400, "header": 400}, f"ops: oversized requests answered {statuses}")
+        r.check(held < self.app.descriptor.ops.request_timeout_s + 2, f"ops: slowloris held a connection {held:.1f} s")
+        r.check(answered == len(probes), f"ops: /alive answered {answered} of {len(probes)} probes")
 
     async def _soak(self) -> None:
         p, r = self.plan, self.report
