@@ -145,3 +145,12 @@ def test_exits_shows_cost_and_accuracy_per_exit_and_marks_the_descriptors(tree, 
     assert gflops == sorted(gflops) and all(r["latency_ms"] > 0 for r in rows)
     assert plot.stat().st_size > 10_000
     torch.set_num_threads(threads)  # the command set this process's torch threads
+
+
+def test_xapp_home_points_the_command_line_at_an_operators_tree(tree, monkeypatch, tmp_path):
+    monkeypatch.setenv("XAPP_HOME", str(tree))
+    monkeypatch.delenv("CONFIG_FILE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["exits", "set", "beam", "5"]) == 0  # no --descriptor: $XAPP_HOME/descriptors/default.yaml
+    assert yaml.safe_load((tree / "descriptors" / "default.yaml").read_text())["tasks"]["beam"]["exit"] == 5
+    assert load_descriptor(tree / "descriptors" / "default.yaml").tasks["beam"].head == tree / "heads" / "beam" / "exit5.safetensors"
