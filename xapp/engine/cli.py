@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task", action="append", default=[], help="task to follow (repeatable; default: all)")
     p.add_argument("--endpoint", default="tcp://127.0.0.1:5560", help="the xApp's ZMQ PUB endpoint (default: %(default)s)")
     p.add_argument("--count", type=int, default=0, help="exit after this many decisions (default: run until Ctrl-C)")
+    p.add_argument("--curve-server-key", help="CURVE: the xApp's public certificate file (zmq.auth format)")
+    p.add_argument("--curve-client-key", help="CURVE: this subscriber's secret certificate file (zmq.auth format)")
     p.set_defaults(handler=run_listen)
 
     p = subparsers.add_parser("top", help="live terminal view of a running xApp (per task and per node)",
@@ -84,10 +86,20 @@ def run_xapp(args: argparse.Namespace) -> int:
 
 
 def run_listen(args: argparse.Namespace) -> int:
-    from xapp.publish.listen import DecisionListener
+    from xapp.cli import CliError
+    from xapp.publish.listen import CurveClient, DecisionListener
+
+    curve = None
+    if (args.curve_server_key is None) != (args.curve_client_key is None):
+        raise CliError("give both --curve-server-key and --curve-client-key, or neither")
+    if args.curve_server_key is not None:
+        try:
+            curve = CurveClient.from_files(args.curve_server_key, args.curve_client_key)
+        except (OSError, ValueError) as exc:
+            raise CliError(f"CURVE keys: {exc}") from None
 
     async def listen(stop: asyncio.Event) -> None:
-        listener = DecisionListener(args.endpoint, args.task)
+        listener = DecisionListener(args.endpoint, args.task, curve=curve)
         stopped = asyncio.ensure_future(stop.wait())
         beams: dict[str, str] = {}
         seen = 0
