@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 
 import pytest
+from test_e2 import until
 
 from xapp.chaos.proxy import WIRE_FAULTS, FaultProxy
 from xapp.e2.client import E2Subscriber
@@ -48,15 +49,6 @@ class FailingOnce(Mapping):
 
     def __len__(self) -> int:
         return len(self._shapes)
-
-
-async def until(condition, what: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    while not condition():
-        if loop.time() > give_up:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
 
 
 class Rig:

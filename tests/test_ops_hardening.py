@@ -15,10 +15,11 @@ from xapp.ops.metrics import Metrics
 pytestmark = pytest.mark.timeout(60)
 
 
-def serve(scenario, limits: HttpLimits = HttpLimits(max_connections=64, request_timeout_s=1.0)):
+def serve(scenario, limits: HttpLimits = HttpLimits(max_connections=64, request_timeout_s=1.0),
+          readiness: Readiness = Readiness(True)):
     async def main():
         metrics = Metrics()
-        server = OpsServer(metrics, lambda: Readiness(True), host="127.0.0.1", port=0, limits=limits)
+        server = OpsServer(metrics, lambda: readiness, host="127.0.0.1", port=0, limits=limits)
         await server.start()
         try:
             await scenario(server, metrics)
@@ -85,12 +86,4 @@ def test_ready_body_names_what_is_not_ready():
         writer.close()
         assert raw.startswith(b"HTTP/1.1 503") and b'"nodes_down": ["e2node-3"]' in raw
 
-    async def main():
-        server = OpsServer(Metrics(), lambda: Readiness(False, {"nodes_down": ["e2node-3"]}), host="127.0.0.1", port=0)
-        await server.start()
-        try:
-            await scenario(server, None)
-        finally:
-            await server.aclose()
-
-    asyncio.run(main())
+    serve(scenario, readiness=Readiness(False, {"nodes_down": ["e2node-3"]}))
