@@ -1,5 +1,6 @@
-"""E2SM-IQ as service-model bytes: its codec, and what a node and the descriptor check refuse (a
-wrong service model or encoding, definitions that do not parse, an action for frames of another shape)."""
+"""E2SM-IQ as service-model bytes: its codec, and what a node, the subscriber and the descriptor
+check refuse (a wrong service model or encoding, definitions that do not parse, an action for frames
+of another shape)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import pytest
 
 from xapp.config import DescriptorError, load_descriptor
 from xapp.e2 import e2sm_iq, messages
+from xapp.e2.client import E2Subscriber
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
 from xapp.e2.sim import SimulatedNode, build_pools
-from xapp.e2.types import AppIdentity, FrameLimits, NodeEndpoint
+from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint
 from xapp.engine.demo import adapt_descriptor
+from xapp.ops.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -86,3 +89,38 @@ def test_node_refuses_what_it_cannot_serve_with_a_clear_status():
     assert trigger[0] == grpc.StatusCode.INVALID_ARGUMENT and "EventTriggerDefinition" in trigger[1]
     assert shape == (grpc.StatusCode.INVALID_ARGUMENT,
                      "e2node-0: action 0 asks for beam frames of 8x128; this node's are 16x64")
+
+
+class _AsnAcker(e2t_pb2_grpc.SubscriptionServiceServicer):
+    """A server that acknowledges with ASN.1 PER payloads, which E2SM-IQ never is."""
+
+    async def Subscribe(self, request, context):  # noqa: N802 (gRPC method name)
+        yield e2t_pb2.SubscribeResponse(headers=e2t_pb2.ResponseHeaders(encoding=e2t_pb2.ASN1_PER),
+                                        ack=e2t_pb2.Acknowledgement(channel_id="asn1"))
+        await asyncio.sleep(30)
+
+
+def test_subscriber_refuses_an_ack_for_another_encoding():
+    async def scenario() -> tuple[float, bool]:
+        server = grpc.aio.server()
+        e2t_pb2_grpc.add_SubscriptionServiceServicer_to_server(_AsnAcker(), server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        metrics = Metrics()
+        sub = E2Subscriber(NodeEndpoint("e2node-0", f"127.0.0.1:{port}"), APP, lambda r: None, metrics, BEAM_ONLY,
+                           Backoff(initial_ms=20, max_ms=50, jitter=0.0))
+        task = asyncio.create_task(sub.run())
+        labels = {"node": "e2node-0", "cause": "bad_ack"}
+        try:
+            for _ in range(500):
+                if (metrics.registry.get_sample_value("xapp_e2_resubscribes_total", labels) or 0) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            return metrics.registry.get_sample_value("xapp_e2_resubscribes_total", labels) or 0, sub.up
+        finally:
+            await sub.stop()
+            await task
+            await server.stop(None)
+
+    refused, up = asyncio.run(scenario())
+    assert refused >= 2 and not up

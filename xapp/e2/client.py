@@ -58,8 +58,8 @@ def _parse_response(raw: bytes) -> e2t_pb2.SubscribeResponse | Unparseable:
 
 class E2ProtocolError(Exception):
     """The node broke the subscription protocol. `cause` is the resubscribe metric's label:
-    "bad_ack" (the first message is not a parseable Acknowledgement) or "bad_message" (a later
-    stream message does not parse)."""
+    "bad_ack" (the first message is not a parseable Acknowledgement, or one for payloads not
+    PROTO-encoded) or "bad_message" (a later stream message does not parse)."""
 
     def __init__(self, cause: str, detail: str) -> None:
         super().__init__(detail)
@@ -234,6 +234,9 @@ class E2Subscriber:
                 raise E2ProtocolError("bad_ack", f"first message {first}")
             if first.WhichOneof("message") != "ack":
                 raise E2ProtocolError("bad_ack", f"first message is {first.WhichOneof('message')}, not an ack")
+            if first.headers.encoding != e2t_pb2.PROTO:
+                detail = messages.EncodingMismatch(first.headers.encoding)
+                raise E2ProtocolError("bad_ack", f"the Acknowledgement's {detail}")
             self._set_up(first.ack.channel_id)
             while True:
                 response = await call.read()
