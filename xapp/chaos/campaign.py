@@ -41,8 +41,6 @@ from xapp.ops.metrics import Metrics
 from xapp.ops.redis_server import RedisServer, free_port
 from xapp.publish.listen import DecisionListener
 
-log = logging.getLogger(__name__)
-
 WIRE_KINDS = ("not_protobuf", "bad_ack", "no_ack")
 CHURN_KINDS = ("abort", "end", "node_restart", "proxy_restart")
 

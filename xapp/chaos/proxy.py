@@ -9,7 +9,6 @@ never on the message classes: what it sends is exactly what a broken or hostile 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections import deque
 from typing import AsyncIterator
 
@@ -17,8 +16,6 @@ import grpc
 
 from xapp.e2.gen import e2t_pb2
 from xapp.e2.types import NodeEndpoint
-
-log = logging.getLogger(__name__)
 
 SUBSCRIPTION_SERVICE = e2t_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name
 CONTROL_SERVICE = e2t_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name
