@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "xapp.model.cli",
     "xapp.train.cli",
     "xapp.train.heads_cli",
+    "xapp.train.baselines.cli",
     "xapp.e2.cli",
     "xapp.config.cli",
     "xapp.engine.cli",

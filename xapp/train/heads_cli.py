@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=64, help="engine batch size for the dynamic-exit runs")
     p.add_argument("--tolerance", type=float, default=0.5, help="exit rule tolerance, in accuracy points")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--baselines", default="docs/baselines.json",
+                   help="baselines cached by `xapp baselines`, shown beside the heads on our test set and the cross-check")
     p.set_defaults(handler=_shipped_defaults(report_command))
 
     p = subparsers.add_parser("eval", help="score the shipped heads at every exit on your own labelled data")
@@ -169,7 +171,8 @@ def report_command(args: argparse.Namespace) -> int:
         manifest = read_manifest(args.manifest)
         encoder = _encoder_for(manifest, args.checkpoint)
         results = build_results(manifest, args.manifest, encoder, args.frames, args.batch, args.tolerance,
-                                progress=lambda total: tqdm(total=total, desc="engine runs", unit="run"))
+                                progress=lambda total: tqdm(total=total, desc="engine runs", unit="run"),
+                                baselines=args.baselines)
     except (ManifestError, WeightsFileError) as exc:
         raise CliError(str(exc)) from exc
     print(f"wrote {write_report(results, args.out)}")

@@ -15,6 +15,8 @@ import numpy as np
 
 from xapp.data import generate
 from xapp.model import Encoder, load_head
+from xapp.train.baselines import compare
+from xapp.train.baselines.frames import CROSSCHECK_SEED
 from xapp.train.dynamic import accuracy_at, sweep_size, sweep_task
 from xapp.train.heads import SNR_BIN_DB, task_heads
 from xapp.train.select import ExitScore, shallowest_within
@@ -22,6 +24,8 @@ from xapp.train.select import ExitScore, shallowest_within
 UNSEEN = ("fingerprint", "los")
 POLICIES = ("entropy", "confidence", "patience")
 PAPER_SAVING = 93.0
+COMPARED = ("modulation", "interference", "beam", "los")  # tasks with a cross-check set or baselines
+KEPT_SECTION = "Heads retrained on the broad data, previous encoder"  # written by hand; survives regeneration
 
 
 def profile(entries: list[dict]) -> list[ExitScore]:
@@ -29,8 +33,10 @@ def profile(entries: list[dict]) -> list[ExitScore]:
 
 
 def build_results(manifest: dict, manifest_path: str | Path, encoder: Encoder, frames: int, batch: int,
-                  tolerance: float, progress: Callable[[int], object] | None = None) -> dict:
-    """Every number the report shows. `progress(total)` returns a tqdm-like bar for the engine runs."""
+                  tolerance: float, progress: Callable[[int], object] | None = None,
+                  baselines: str | Path | None = None) -> dict:
+    """Every number the report shows. `progress(total)` returns a tqdm-like bar for the engine runs;
+    `baselines` is the JSON cached by `xapp baselines` (None: no comparison section)."""
     tasks = list(manifest["tasks"])
     results = {"manifest": str(manifest_path), "command": manifest["command"], "encoder": manifest["encoder"],
                "settings": manifest["settings"], "tolerance_points": tolerance, "dynamic_frames": frames,
@@ -56,6 +62,12 @@ def build_results(manifest: dict, manifest_path: str | Path, encoder: Encoder, f
     if bar is not None:
         bar.close()
     results["claims"] = claims(results, depth)
+    if baselines is not None:
+        results |= {"baselines_file": str(baselines), "baselines": compare.read_baselines(baselines),
+                    "crosscheck_seed": CROSSCHECK_SEED, "comparison": {}}
+        for task in (t for t in COMPARED if t in tasks):
+            heads = {h["exit"]: load_head(h["path"], h["sha256"])[0] for h in task_heads(manifest, task, manifest_path)}
+            results["comparison"][task] = compare.heads_on_both_sets(encoder, heads, manifest, task)
     return results
 
 
@@ -182,6 +194,8 @@ def render_markdown(results: dict, plots: list[str]) -> str:
             + ("the claim holds here." if beaten == points else
                "the claim holds for most but not all points." if beaten >= points / 2 else
                "the claim does NOT hold here: dynamic exiting wins at most operating points."), ""]
+    if "comparison" in results:
+        out += compare.render(results)
     out += ["## Accuracy per exit", ""] + [f"![{p}]({p})" for p in plots if p.startswith("exits")] + [""]
     for task, r in results["tasks"].items():
         out += [f"### {task}", "", "| exit | GFLOPs/frame | val acc | test acc |", "|---|---|---|---|"]
@@ -273,7 +287,8 @@ def write_report(results: dict, out: str | Path) -> Path:
     plots = plot_all(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
     path = out / "results.md"
-    path.write_text(render_markdown(results, plots))
+    kept = compare.keep_section(path.read_text(), KEPT_SECTION) if path.is_file() else ""
+    path.write_text(render_markdown(results, plots) + ("\n" + kept if kept else ""))
     return path
 
 

@@ -1,0 +1,116 @@
+"""Baselines: the classical detectors on signals whose answer is known, FLOP counts, the supervised
+networks learning, the cached JSON from the CLI, and the report section that survives regeneration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from xapp.cli import main
+from xapp.crosscheck import generate as crosscheck
+from xapp.crosscheck.array import best_beam, steering
+from xapp.train.baselines.classical import FeatureMLP, Threshold, dft_beam, principal_share
+from xapp.train.baselines.compare import keep_section
+from xapp.train.baselines.features import NAMES, cumulants, features
+from xapp.train.baselines.networks import ConvLSTM, SmallCNN, SpectrogramCNN, network_flops, predict, train_network
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny models here run faster on one thread, and far faster on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_dft_beam_reads_the_contract_convention():
+    t = np.arange(64)
+    waves = np.stack([steering(np.array((b - 8) / 8))[:, None] * np.exp(2j * np.pi * 0.05 * t) for b in range(16)])
+    assert dft_beam(waves).tolist() == list(range(16))
+    d = crosscheck("beam", 40, seed=0, snr_db=40)
+    assert np.array_equal(dft_beam(d.x), [best_beam(f) for f in d.x])
+
+
+def test_covariance_test_separates_one_direction_from_many():
+    rng = np.random.default_rng(0)
+    one = steering(rng.uniform(-1, 1, 50))[..., None] * np.exp(2j * np.pi * rng.random((50, 1, 64)))
+    many = (rng.standard_normal((50, 16, 64)) + 1j * rng.standard_normal((50, 16, 64)))
+    share = principal_share(np.concatenate([one, many]))
+    assert share[:50].min() > 0.99 and share[50:].max() < 0.3
+    y = np.r_[np.zeros(50, int), np.ones(50, int)]
+    assert np.mean(Threshold.fit(share, y).predict(share) == y) == 1.0
+
+
+def test_fourth_order_cumulant_of_bpsk_and_qpsk():
+    rng = np.random.default_rng(1)
+    bpsk = (2 * rng.integers(2, size=(1, 20000)) - 1).astype(complex)
+    qpsk = np.exp(1j * np.pi / 4 * (2 * rng.integers(4, size=(1, 20000)) + 1))
+    assert cumulants(bpsk)[0, 1] == pytest.approx(2.0, abs=0.05)  # |C40| = 2 for BPSK, 1 for QPSK
+    assert cumulants(qpsk)[0, 1] == pytest.approx(1.0, abs=0.05)
+
+
+def toy_frames(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: white noise; class 1: a tone at a random frequency in noise (SNR 0 dB)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(2, size=n)
+    noise = (rng.standard_normal((n, 1, 256)) + 1j * rng.standard_normal((n, 1, 256))) / np.sqrt(2)
+    tone = np.exp(2j * np.pi * rng.uniform(-0.5, 0.5, (n, 1, 1)) * np.arange(256))
+    return (noise + y[:, None, None] * tone).astype(np.complex64), y
+
+
+def test_feature_classifier_learns_tone_against_noise():
+    x, y = toy_frames(300, 0)
+    f = features(x)
+    assert f.shape == (300, len(NAMES)) and np.isfinite(f).all()
+    model = FeatureMLP(2, epochs=60).fit(x, y)
+    xt, yt = toy_frames(200, 1)
+    assert np.mean(model.predict(xt) == yt) > 0.95
+    assert model.flops(256) > 2 * (len(NAMES) * 128 + 128 * 128 + 128 * 2)
+
+
+def test_network_flops_count_convolutions_and_the_lstm():
+    cnn = SmallCNN(32, 16, width=8)
+    expected = 2 * 64 * 3 * (32 * 8 + 8 * 8 + 8 * 8) + 2 * 16 * 8 * 2
+    assert abs(network_flops(cnn, 16, 64) - expected) / expected < 0.05  # plus the batch-norm/ReLU/pool
+    lstm = ConvLSTM(11)
+    assert network_flops(lstm, 1, 1024) > lstm.extra_flops(1024) > 0
+
+
+def test_supervised_network_learns_tone_against_noise():
+    x, y = toy_frames(400, 2)
+    net = train_network(SpectrogramCNN(2, width=16), x, y, epochs=10, seed=0)
+    xt, yt = toy_frames(200, 3)
+    assert np.mean(predict(net, xt) == yt) > 0.9
+    assert isinstance(net, nn.Module) and not net.training
+
+
+def test_cli_writes_cached_baselines(tmp_path):
+    manifest = tmp_path / "manifest.yaml"
+    split = {"train": {"n": 160, "seed": 1}, "val": {"n": 16, "seed": 2}, "test": {"n": 48, "seed": 3}}
+    manifest.write_text(json.dumps({"command": "test", "encoder": {}, "settings": {}, "heads": [],
+                                    "tasks": {t: {"classes": [], "frame_shape": [16, 64], "splits": split}
+                                              for t in ("beam", "los")}}))
+    out = tmp_path / "baselines.json"
+    torch.manual_seed(0)
+    assert main(["baselines", "--manifest", str(manifest), "--tasks", "beam,los", "--epochs", "1", "--out", str(out)]) == 0
+    cached = json.loads(out.read_text())
+    beam = cached["tasks"]["beam"]
+    assert beam["classical"]["ours"]["accuracy"] > 0.5 and beam["classical"]["crosscheck"]["n"] == 48
+    assert cached["tasks"]["los"]["classical"]["crosscheck"] is None
+    for task in ("beam", "los"):
+        for kind in ("classical", "supervised"):
+            assert 0 < cached["tasks"][task][kind]["gflops"] < 0.1
+    assert main(["baselines", "--manifest", str(manifest), "--tasks", "fingerprint", "--out", str(out)]) == 2
+
+
+def test_kept_section_survives_with_its_subsections():
+    previous = "# Results\n\n## Claims\n\nold\n\n## Heads retrained on the broad data, previous encoder\n\n" \
+               "| a |\n\n### modulation\n\nrow\n\n## Accuracy per exit\n\nx\n"
+    kept = keep_section(previous, "Heads retrained on the broad data, previous encoder")
+    assert kept.startswith("## Heads retrained") and "### modulation\n\nrow" in kept and "Accuracy per exit" not in kept
+    assert keep_section("# Results\n\n## Claims\n", "Heads retrained on the broad data") == ""

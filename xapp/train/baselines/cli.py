@@ -1,0 +1,56 @@
+"""`xapp baselines`: train and score the classical and supervised baselines, cache them in JSON."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("baselines", help="classical and supervised baselines on the heads' frames "
+                                                "(our test set and the cross-check), cached for `xapp report`")
+    p.add_argument("--manifest", default=None, help="heads manifest whose splits to use (default: the shipped one)")
+    p.add_argument("--tasks", default="modulation,interference,beam,los")
+    p.add_argument("--epochs", type=int, default=20, help="epochs of the supervised networks (default 20)")
+    p.add_argument("--train-frames", type=int, default=4000,
+                   help="train on the first N frames of the heads' training split (default 4000; 0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--out", default="docs/baselines.json")
+    p.set_defaults(handler=baselines_command)
+
+
+def baselines_command(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from xapp.cli import CliError
+    from xapp.config.shipped import default_manifest
+    from xapp.train.heads import ManifestError, read_manifest
+    from xapp.train.cli import command_line
+
+    from .run import TASKS, run_baselines
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.epochs < 1 or args.train_frames < 0:
+        raise CliError(f"--epochs must be at least 1 and --train-frames at least 0, got {args.epochs}, {args.train_frames}")
+    args.manifest = args.manifest or default_manifest()
+    try:
+        manifest = read_manifest(args.manifest)
+    except ManifestError as exc:
+        raise CliError(str(exc)) from exc
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS or t not in manifest["tasks"]]
+    if unknown or not tasks:
+        raise CliError(f"no baseline for task(s) {unknown or args.tasks!r}; choose from "
+                       f"{', '.join(t for t in TASKS if t in manifest['tasks'])}")
+    results = {"command": command_line(), "manifest": str(args.manifest), **run_baselines(manifest, tasks, args.epochs, args.seed, args.train_frames or None)}
+    try:
+        with open(args.out, "w") as fh:
+            json.dump(results, fh, indent=1)
+            fh.write("\n")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.out}: {exc.strerror}") from exc
+    print(f"wrote {args.out}")
+    return 0

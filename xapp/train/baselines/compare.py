@@ -1,0 +1,105 @@
+"""The report's comparison: heads at every exit on our test set and on the cross-check set, beside the
+cached baselines (`xapp baselines`), each with GFLOPs per frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xapp.model import Encoder, Head
+
+from .frames import HIGH_SNR_DB, crosscheck_frames, fingerprint, scores, split_frames
+
+
+@torch.inference_mode()
+def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, np.ndarray]:
+    exits = sorted(heads)
+    out: dict[int, list[np.ndarray]] = {k: [] for k in exits}
+    for start in range(0, len(x), chunk):
+        batch = torch.from_numpy(np.ascontiguousarray(x[start : start + chunk]))
+        for k, h in encoder(batch, exits).items():
+            out[k].append(heads[k](h).argmax(-1).numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def heads_on_both_sets(encoder: Encoder, heads: dict[int, Head], manifest: dict, task: str) -> dict:
+    """Scores per exit on our test split and on the cross-check set of the same size (None if absent)."""
+    ours = split_frames(manifest, task, "test")
+    other = crosscheck_frames(task, len(ours.y))
+    result = {"test_fingerprint": fingerprint(ours), "exits": {}}
+    predicted = {name: exit_predictions(encoder, heads, d.x) for name, d in (("ours", ours), ("crosscheck", other)) if d}
+    for k in sorted(heads):
+        result["exits"][k] = {name: scores(p[k], d) if d else None
+                              for name, d, p in (("ours", ours, predicted.get("ours")),
+                                                 ("crosscheck", other, predicted.get("crosscheck")))}
+    return result
+
+
+def read_baselines(path: str | Path) -> dict | None:
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _cell(score: dict | None, key: str = "accuracy") -> str:
+    return "n/a" if not score or score.get(key) is None else f"{100 * score[key]:.1f} %"
+
+
+def render(results: dict) -> list[str]:
+    """Markdown lines of the comparison section."""
+    baselines, source = results.get("baselines"), results.get("baselines_file")
+    out = ["## Our test set, the cross-check set and the baselines", "",
+           "Heads trained on our generators, scored at every exit on our test split and on the independent "
+           "cross-check set (`xapp.crosscheck`, never trained on; same size, seed "
+           f"{results['crosscheck_seed']}), beside the classical and supervised baselines trained on the heads' "
+           f"training frames. Accuracy over all frames and at SNR ≥ {HIGH_SNR_DB:.0f} dB.",
+           "", f"- baselines: `{baselines['command']}` (cached in `{source}`)" if baselines else
+           f"- baselines: none cached (`{source}` missing; run `xapp baselines --out {source}`)", ""]
+    for task, r in results["comparison"].items():
+        chosen = results["tasks"][task]["chosen_exit"]
+        gflops = {e["exit"]: e["gflops"] for e in results["tasks"][task]["exits"]}
+        out += [f"### {task}", "", "| model | GFLOPs/frame | our test | ours, SNR ≥ 10 dB | cross-check | cross-check, SNR ≥ 10 dB |",
+                "|---|---|---|---|---|---|"]
+        for k, s in r["exits"].items():
+            mark = " **(chosen)**" if int(k) == chosen else ""
+            out.append(f"| head at exit {k}{mark} | {gflops[int(k)]:.4f} | {_cell(s['ours'])} | "
+                       f"{_cell(s['ours'], 'accuracy_high_snr')} | {_cell(s['crosscheck'])} | "
+                       f"{_cell(s['crosscheck'], 'accuracy_high_snr')} |")
+        entry = (baselines or {}).get("tasks", {}).get(task)
+        stale = entry is not None and entry["test_fingerprint"] != r["test_fingerprint"]
+        for kind in ("classical", "supervised"):
+            if entry and kind in entry:
+                b = entry[kind]
+                out.append(f"| {kind}: {b['method']} | {b['gflops']:.6f} | {_cell(b['ours'])} | "
+                           f"{_cell(b['ours'], 'accuracy_high_snr')} | {_cell(b['crosscheck'])} | "
+                           f"{_cell(b['crosscheck'], 'accuracy_high_snr')} |")
+        chosen_scores = r["exits"][chosen] if chosen in r["exits"] else r["exits"][str(chosen)]
+        notes = []
+        if chosen_scores["crosscheck"]:
+            gap = 100 * (chosen_scores["ours"]["accuracy"] - chosen_scores["crosscheck"]["accuracy"])
+            notes.append(f"At the chosen exit the cross-check costs {gap:+.1f} points against our test set.")
+        if entry:
+            notes.append(f"Baselines trained on {entry['train_frames']} frames.")
+        if stale:
+            notes.append("**Stale baselines**: they were scored on other test frames than these (the generators or "
+                         f"splits changed); rerun `xapp baselines --out {source}`.")
+        out += ["", " ".join(notes), ""] if notes else [""]
+    return out
+
+
+def keep_section(previous: str, title: str) -> str:
+    """The section of an earlier results.md whose heading starts with `title` (through the line before
+    the next heading of the same or a higher level), or '' when there is none."""
+    lines, kept, level = previous.splitlines(), [], 0
+    for line in lines:
+        hashes = len(line) - len(line.lstrip("#"))
+        heading = 0 < hashes <= 6 and line[hashes:hashes + 1] == " "
+        if level and heading and hashes <= level:
+            break
+        if not level and heading and line[hashes + 1:].startswith(title):
+            level = hashes
+        if level:
+            kept.append(line)
+    return "\n".join(kept).rstrip() + "\n" if kept else ""
