@@ -11,7 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    CONFIG_FILE=/opt/ric/descriptors/default.yaml
+    CONFIG_FILE=/opt/ric/descriptors/default.yaml \
+    XAPP_HOME=/opt/ric
 
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 

@@ -19,6 +19,9 @@ class BuildWithShippedFiles(build_py):
         target = Path(self.build_lib) / "xapp" / "_shipped"
         for name in SHIPPED:
             shutil.rmtree(target / name, ignore_errors=True)
+            if not Path(name).is_dir():  # the Dockerfile installs first and keeps them at /opt/ric
+                self.warn(f"{name}/ not found: the wheel will not carry it (xapp/config/shipped.py)")
+                continue
             shutil.copytree(Path(name), target / name, ignore=shutil.ignore_patterns(".*"))
 
 
