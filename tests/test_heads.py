@@ -163,3 +163,31 @@ def test_cli_refuses_unknown_tasks(encoder_file, tmp_path, capsys):
     assert main(["heads", "train", "--checkpoint", str(encoder_file), "--tasks", "modulation,radar",
                  "--out", str(tmp_path)]) == 2
     assert "unknown task(s) ['radar']" in capsys.readouterr().err
+
+
+def test_both_poolings_train_at_every_exit_and_the_better_by_validation_is_kept(encoder_file, tmp_path):
+    encoder = load_encoder(encoder_file)
+    settings = TrainSettings(**{**TINY.__dict__, "pooling": "mean,attn", "queries": 2})
+    path = train_all(encoder, {"file": str(encoder_file), "sha256": sha256_file(encoder_file)}, ["beam"], settings,
+                     tmp_path, "xapp heads train (test)", progress=False, log=lambda s: None)
+    for h in task_heads(read_manifest(path), "beam", path):
+        scores = h["by_pooling"]
+        assert set(scores) == {"mean", "attn"}
+        assert h["val_accuracy"] == max(s["val_accuracy"] for s in scores.values())
+        assert h["test_accuracy"] == scores[h["pooling"]]["test_accuracy"]
+        head, _ = load_head(h["path"], h["sha256"])
+        assert head.pooling == h["pooling"] and (head.queries == 2) == (h["pooling"] == "attn")
+        assert h["head_gflops"] < 0.02 * h["encoder_gflops"]
+
+
+def test_attention_pooling_with_several_queries_counts_its_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    head = Head(64, 16, pooling="attn", hidden=32, queries=4).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        assert head(torch.randn(1, 65, 64)).shape == (1, 16)
+    assert counter.get_total_flops() == pytest.approx(head.flops(65), rel=0.02)
+    with pytest.raises(ValueError, match="queries"):
+        Head(64, 16, pooling="mean", queries=2)
+    with pytest.raises(ValueError, match="pooling must be"):
+        TrainSettings(pooling="mean,max").poolings()

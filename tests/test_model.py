@@ -139,3 +139,46 @@ def test_head_is_under_one_percent_of_the_encoder():
     for hidden in (0, 128):
         head = Head(256, 16, pooling="attn", hidden=hidden)
         assert sum(p.numel() for p in head.parameters()) < 0.01 * encoder_params
+
+
+def test_array_tokens_span_the_array_at_one_instant_and_one_antenna_frames_keep_time_patches():
+    from xapp.model.patch import array_tokens, patchify
+
+    x = frames(2, 16, 64)
+    tokens = array_tokens(x, 16)
+    assert tokens.shape == (2, 64, 32)
+    torch.testing.assert_close(tokens[1, 5, :16], x[1, :, 5].real)  # token 5: every antenna at instant 5
+    torch.testing.assert_close(tokens[1, 5, 16:], x[1, :, 5].imag)
+    single = frames(2, 1, 1024)
+    torch.testing.assert_close(array_tokens(single, 16), patchify(single, 16))
+    with pytest.raises(ValueError, match="antennas must divide 16"):
+        array_tokens(frames(1, 3, 64), 16)
+
+
+def test_array_layout_batches_both_shapes_through_one_trunk_with_its_own_array_projection():
+    encoder = Encoder(SMALL).eval()
+    assert encoder.cfg.layout == "array" and encoder.patch_embed.array_proj is not None
+    single, array = frames(2, 1, 1024), frames(2, 16, 64)
+    with torch.no_grad():
+        h = encoder.with_cls(torch.cat([encoder.patch_embed(single), encoder.patch_embed(array)]))
+        for block in encoder.blocks:
+            h = block(h)
+        torch.testing.assert_close(h[2:], encoder(array, [4])[4], rtol=1e-5, atol=1e-5)
+    antenna = Encoder(EncoderConfig(dim=64, depth=4, heads=4, layout="antenna"))
+    assert antenna.patch_embed.array_proj is None
+    with pytest.raises(ValueError, match="layout"):
+        EncoderConfig(layout="diagonal")
+
+
+def test_a_checkpoint_without_a_layout_loads_as_per_antenna_patches(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    path = tmp_path / "old.safetensors"
+    save_encoder(path, Encoder(EncoderConfig(dim=64, depth=4, heads=4, layout="antenna")))
+    with open(path, "rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))["__metadata__"]
+    config = json.loads(header["config"])
+    del config["layout"]  # as written before the field existed
+    header["config"] = json.dumps(config)
+    save_file(load_file(str(path)), str(path), metadata=header)
+    assert load_encoder(path).cfg.layout == "antenna"

@@ -131,3 +131,73 @@ def test_mae_runs_under_bf16_autocast():
         losses = model(batch_for_step(cfg, 0, "cpu"), torch.Generator().manual_seed(0))
     assert torch.isfinite(losses["loss"])
     losses["loss"].backward()
+
+
+def test_exit_aware_terms_train_every_distillation_map_and_array_layout_views_are_finite():
+    from xapp.train.pretrain import batch_for_step, build
+
+    cfg = PretrainConfig(**{**TINY.__dict__, "frame_weight": 1.0, "frame_pass": "full", "distill_weight": 1.0,
+                            "layer_drop": 0.5})
+    assert cfg.encoder.layout == "array"
+    model, _ = build(cfg)
+    losses = model(batch_for_step(cfg, 0, "cpu"), torch.Generator().manual_seed(0))
+    assert {"distill", "relative", "frame_spatial"} <= set(losses) and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert len(model.distill_maps) == cfg.encoder.depth - 1
+    assert all(m.weight.grad.abs().sum() > 0 for m in model.distill_maps)
+
+
+def test_array_token_views_see_the_phase_step_of_a_plane_wave():
+    import numpy as np
+
+    from xapp.data.spatial import steering
+    from xapp.train.mae import array_token_targets, view_widths
+
+    symbols = np.exp(2j * np.pi * np.random.default_rng(1).random(64)).astype(np.complex64)
+    x = torch.from_numpy((steering(np.array([0.25]))[0][:, None] * symbols[None, :])[None])
+    views = array_token_targets(x, 16)
+    assert views.shape == (1, 64, sum(view_widths(16).values()))
+    step = torch.complex(views[0, :, -2], views[0, :, -1])  # phase step across the array: pi * sin(theta)
+    torch.testing.assert_close(step.angle(), torch.full((64,), np.pi * 0.25), rtol=0, atol=1e-4)
+
+
+LABELLED = PretrainConfig(**{**TINY.__dict__, "stage": "labelled", "batch": 12, "lr": 3e-3, "warmup": 1})
+
+
+def test_labelled_stage_starts_from_the_mae_run_and_learns_every_exit(tmp_path):
+    from xapp.train.pretrain import batch_for_step, build
+
+    mae, _ = pretrain(TINY, tmp_path / "mae", device="cpu", progress=False)
+    cfg = PretrainConfig(**{**LABELLED.__dict__, "init_from": str(tmp_path / "mae")})
+    model, optimizer = build(cfg)
+    for key, value in weights(mae).items():
+        torch.testing.assert_close(model.encoder.state_dict()[key], value, rtol=0, atol=0)
+    batch = batch_for_step(cfg, 0, "cpu")
+    assert [task for task, _, _ in batch] == ["modulation", "interference", "beam"]
+    generator = torch.Generator().manual_seed(0)
+    first = model(batch, generator)
+    for _ in range(15):
+        loss = model(batch, generator)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    last = model(batch, generator)
+    for task in ("modulation", "interference", "beam"):
+        assert last[f"ce_{task}"] < first[f"ce_{task}"]
+    assert all(head.out.weight.grad.abs().sum() > 0 for heads in model.heads.values() for head in heads)
+
+
+def test_labelled_stage_resumes_to_the_same_result(tmp_path):
+    cfg = PretrainConfig(**{**LABELLED.__dict__, "steps": 4, "checkpoint_every": 2, "layer_drop": 0.5})
+    _, whole = pretrain(cfg, tmp_path / "whole", device="cpu", progress=False)
+    pretrain(cfg, tmp_path / "split", device="cpu", progress=False, stop_after=2)
+    _, resumed = pretrain(cfg, tmp_path / "split", device="cpu", progress=False)
+    assert resumed["losses"] == whole["losses"]
+
+
+@pytest.mark.parametrize("task", ["los", "fingerprint"])
+def test_unseen_tasks_never_enter_the_labelled_stage(task):
+    from xapp.train.pretrain import build
+
+    with pytest.raises(ValueError, match="stay unseen"):
+        build(PretrainConfig(**{**LABELLED.__dict__, "labelled_tasks": ("beam", task)}))

@@ -4,9 +4,18 @@ import dataclasses
 from dataclasses import dataclass
 
 
+LAYOUTS = ("antenna", "array")
+LEGACY_LAYOUT = "antenna"  # checkpoints written before `layout` existed used per-antenna patches
+
+
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Shape of the shared encoder: a ViT over 16-sample I/Q patches (WavesFM-small-like)."""
+    """Shape of the shared encoder: a ViT over I/Q tokens of 2*patch real values (WavesFM-small-like).
+
+    layout "antenna": every token is `patch` samples of one antenna (time patches per antenna).
+    layout "array": one-antenna frames keep time patches; a token of an A-antenna frame is all A
+    antennas over patch/A instants (16x64: one instant per token), through its own projection, so a
+    token carries the array's phase front. Both give the same token count for a frame."""
 
     dim: int = 256
     depth: int = 8
@@ -15,6 +24,11 @@ class EncoderConfig:
     patch: int = 16  # complex samples per patch; a token sees 2*patch real values
     max_antennas: int = 16
     max_time_patches: int = 256
+    layout: str = "array"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"encoder layout must be one of {LAYOUTS}, got {self.layout!r}")
 
     @property
     def patch_values(self) -> int:
@@ -33,4 +47,4 @@ class EncoderConfig:
         unknown = set(data) - fields
         if unknown:
             raise ValueError(f"unknown encoder config fields: {sorted(unknown)}")
-        return cls(**data)
+        return cls(**{"layout": LEGACY_LAYOUT, **data})

@@ -22,11 +22,13 @@ def block_flops(cfg: EncoderConfig, tokens: int) -> float:
     return projections + attention + mlp
 
 
-def head_flops(dim: int, num_classes: int, hidden: int = 0, pooling: str = "mean", tokens: int = 65) -> float:
-    pool = 4.0 * tokens * dim if pooling == "attn" else 0.0  # scores + weighted sum
+def head_flops(dim: int, num_classes: int, hidden: int = 0, pooling: str = "mean", tokens: int = 65,
+               queries: int = 1) -> float:
+    pool = 4.0 * tokens * dim * queries if pooling == "attn" else 0.0  # scores + weighted sum
+    pooled = dim * queries
     if hidden:
-        return pool + 2.0 * dim * hidden + 2.0 * hidden * num_classes
-    return pool + 2.0 * dim * num_classes
+        return pool + 2.0 * pooled * hidden + 2.0 * hidden * num_classes
+    return pool + 2.0 * pooled * num_classes
 
 
 def exit_flops(cfg: EncoderConfig, tokens: int = 65) -> list[float]:

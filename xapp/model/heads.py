@@ -16,30 +16,35 @@ FORMAT = "xapp-head-v1"
 
 
 class AttentionPool(nn.Module):
-    """One learned query attending over the tokens."""
+    """Learned queries attending over the tokens; their pooled vectors are concatenated."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, queries: int = 1):
         super().__init__()
-        self.query = nn.Parameter(torch.zeros(dim))
+        self.query = nn.Parameter(torch.zeros(dim) if queries == 1 else torch.randn(dim, queries) * dim**-0.5)
         self.scale = dim**-0.5
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        weights = torch.softmax((h @ self.query[:, None]) * self.scale, dim=1)  # [B, T, 1]
-        return (weights.transpose(1, 2) @ h).squeeze(1)
+        query = self.query[:, None] if self.query.ndim == 1 else self.query
+        weights = torch.softmax((h @ query) * self.scale, dim=1)  # [B, T, queries]
+        return (weights.transpose(1, 2) @ h).flatten(1)
 
 
 class Head(nn.Module):
-    """LayerNorm -> pooling (mean over tokens, or attention) -> [Linear -> GELU] -> Linear."""
+    """LayerNorm -> pooling (mean over tokens, or attention with `queries` learned queries) ->
+    [Linear -> GELU] -> Linear."""
 
-    def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0):
+    def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0, queries: int = 1):
         super().__init__()
         if pooling not in ("mean", "attn"):
             raise ValueError(f"pooling must be 'mean' or 'attn', got {pooling!r}")
-        self.dim, self.num_classes, self.pooling, self.hidden = dim, num_classes, pooling, hidden
+        if queries < 1 or (pooling == "mean" and queries != 1):
+            raise ValueError(f"queries must be 1 for mean pooling and >= 1 for attention, got {queries}")
+        self.dim, self.num_classes, self.pooling, self.hidden, self.queries = dim, num_classes, pooling, hidden, queries
         self.norm = nn.LayerNorm(dim)
-        self.pool = AttentionPool(dim) if pooling == "attn" else None
-        width = hidden or dim
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU()) if hidden else nn.Identity()
+        self.pool = AttentionPool(dim, queries) if pooling == "attn" else None
+        pooled = dim * queries
+        width = hidden or pooled
+        self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU()) if hidden else nn.Identity()
         self.out = nn.Linear(width, num_classes)
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
@@ -59,10 +64,11 @@ class Head(nn.Module):
 
     def flops(self, tokens: int) -> float:
         """FLOPs per frame of this head on `tokens` token states."""
-        return head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens)
+        return head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens, self.queries)
 
     def spec(self) -> dict:
-        return {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
+        spec = {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
+        return {**spec, "queries": self.queries} if self.queries != 1 else spec
 
 
 def normalised_mean(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

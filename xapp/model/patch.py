@@ -1,5 +1,6 @@
-"""From complex I/Q frames to tokens: per-frame power normalisation, 16-sample patches per antenna,
-a linear projection, sin-cos time position and a learned antenna embedding."""
+"""From complex I/Q frames to tokens: per-frame power normalisation, then either 16-sample patches per
+antenna (layout "antenna") or, for array frames, tokens that span the array (layout "array"); a
+linear projection, sin-cos time position and a learned antenna embedding."""
 
 from __future__ import annotations
 
@@ -24,6 +25,27 @@ def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
         raise ValueError(f"frame length {s} is not a multiple of the patch size {patch}")
     x = x.reshape(b, a, s // patch, patch)
     return torch.cat([x.real, x.imag], dim=-1).reshape(b, a * (s // patch), 2 * patch).float()
+
+
+def array_tokens(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """Complex [B, A, S] -> real [B, A*S/patch, 2*patch]: token t holds all A antennas over patch/A
+    instants, antenna-major, real part then imaginary. One antenna: the same as patchify."""
+    b, a, s = x.shape
+    if patch % a:
+        raise ValueError(f"a frame of {a} antennas cannot span the array in tokens of {patch} samples "
+                         f"(antennas must divide {patch})")
+    instants = patch // a
+    if s % instants:
+        raise ValueError(f"frame length {s} is not a multiple of the {instants} instants per array token")
+    x = x.reshape(b, a, s // instants, instants).permute(0, 2, 1, 3).reshape(b, s // instants, patch)
+    return torch.cat([x.real, x.imag], dim=-1).float()
+
+
+def token_grid(layout: str, antennas: int, samples: int, patch: int) -> tuple[int, int]:
+    """(rows, time positions) of a frame's tokens: per antenna, or one row when tokens span the array."""
+    if layout == "array":
+        return 1, antennas * samples // patch
+    return antennas, samples // patch
 
 
 def sincos_table(length: int, dim: int) -> torch.Tensor:
@@ -55,14 +77,24 @@ class TokenPosition(nn.Module):
 
 
 class PatchEmbed(nn.Module):
+    """`proj` embeds time patches; with layout "array", `array_proj` embeds tokens of array frames."""
+
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
-        self.patch = cfg.patch
+        self.patch, self.layout = cfg.patch, cfg.layout
         self.proj = nn.Linear(cfg.patch_values, cfg.dim)
+        self.array_proj = nn.Linear(cfg.patch_values, cfg.dim) if cfg.layout == "array" else None
         self.position = TokenPosition(cfg.dim, cfg.max_antennas, cfg.max_time_patches)
+
+    def grid(self, antennas: int, samples: int) -> tuple[int, int]:
+        return token_grid(self.layout, antennas, samples, self.patch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Complex [B, A, S] -> patch tokens [B, A*S/patch, dim] with positions added."""
         _, antennas, samples = x.shape
-        tokens = self.proj(patchify(normalise_power(x), self.patch))
-        return tokens + self.position(antennas, samples // self.patch)
+        x = normalise_power(x)
+        if self.array_proj is not None and antennas > 1:
+            tokens = self.array_proj(array_tokens(x, self.patch))
+        else:
+            tokens = self.proj(patchify(x, self.patch))
+        return tokens + self.position(*self.grid(antennas, samples))

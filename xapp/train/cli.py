@@ -13,6 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="override the number of steps")
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--stop-after", type=int,
+                   help="end this call after this many more steps (0: none; export the run as it stands)")
     p.add_argument("--export", nargs="?", const="xapp/assets/encoder.safetensors",
                    help="when done, write the fp16 encoder + card here (default xapp/assets/encoder.safetensors)")
     p.set_defaults(handler=pretrain_command)
@@ -39,7 +41,7 @@ def pretrain_command(args: argparse.Namespace) -> int:
     from xapp.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig.from_yaml(args.config, steps=args.steps, seed=args.seed)
-    encoder, state = pretrain(cfg, args.out, device=args.device)
+    encoder, state = pretrain(cfg, args.out, device=args.device, stop_after=args.stop_after)
     print(f"pre-training at step {state['step']}/{cfg.steps}, last loss {state['losses'][-1]:.4f}, "
           f"wall {state['wall_s'] / 60:.1f} min; run in {args.out}")
     if args.export:

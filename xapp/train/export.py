@@ -14,9 +14,9 @@ from xapp.model.safefile import sha256_file
 from xapp.model.checkpoint import save_encoder
 from xapp.train.pretrain import PretrainConfig
 
-MIXTURE = ("modulation (11 RadioML classes, SNR -20..18 dB, fading, CFO/SRO, phase noise), "
+MIXTURE = ("the domain-randomised generators of xapp/data (CARD.md): modulation (11 RadioML classes), "
            "interference (6 interferer kinds over a desired signal), beam (16-antenna ULA pilots through "
-           "geometric multipath); unlabelled, fresh every step; fingerprint and los are never seen")
+           "clustered multipath); fresh every step; fingerprint and los are never seen")
 
 
 def manifest_path(weights: str | Path) -> Path:
@@ -49,6 +49,8 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         "command": command,
         "loss_curve": "ENCODER_LOSS.png",
     }
+    if cfg.init_from and (Path(cfg.init_from) / "state.json").exists():
+        manifest["init_from"] = _earlier_stage(Path(cfg.init_from))
     if manifest_path(out).exists() and read_manifest(out).get("sha256") == sha:
         previous = read_manifest(out)  # same weights: keep the probe measured on them
         manifest.update({k: previous[k] for k in ("probe",) if k in previous})
@@ -57,6 +59,17 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         out.with_name("ENCODER_LOSS.png").write_bytes(src_plot.read_bytes())
     write_manifest(out, manifest)
     return sha
+
+
+def _earlier_stage(run: Path) -> dict:
+    """What the run this one started from did: its settings, length and final losses."""
+    state = json.loads((run / "state.json").read_text())
+    config = json.loads((run / "config.json").read_text())
+    return {"run": run.as_posix(), "pretraining": {k: v for k, v in config.items() if k != "encoder"},
+            "steps": state["step"], "frames_seen": state["step"] * config["batch"],
+            "wall_minutes": round(state["wall_s"] / 60, 1), "hardware": _hardware(state.get("device", "cpu")),
+            "final_loss": _final_loss(state["losses"]),
+            "final_view_losses": {name: _final_loss(v) for name, v in state.get("view_losses", {}).items()}}
 
 
 def _hardware(device: str) -> str:
@@ -94,28 +107,63 @@ def _frame_views(p: dict) -> str:
             f"mean-pooled state over {tokens}: its 16-band log spectrum and its 16-beam log angular spectrum")
 
 
+def _exit_terms(p: dict) -> str:
+    terms = []
+    if p.get("distill_weight"):
+        terms.append(f"self-distillation (weight {p['distill_weight']}: every shallower exit's pooled state "
+                     f"predicts the deepest's)")
+    if p.get("layer_drop"):
+        terms.append(f"layer dropout rising with depth to {p['layer_drop']} at the last block")
+    return "; " + ", ".join(terms) if terms else ""
+
+
+def _tokens(c: dict) -> str:
+    if c.get("layout", "antenna") == "array":
+        return (f"tokens of {2 * c['patch']} real values: one antenna's {c['patch']}-sample time patch, or for "
+                f"array frames all antennas at {c['patch']} // antennas instants (16x64: one instant per token), "
+                f"each kind through its own projection")
+    return f"{c['patch']}-sample I/Q patches per antenna"
+
+
+def _stage_line(p: dict, steps: int, frames: int, hardware: str, minutes: float) -> str:
+    schedule = (f"{steps} steps of {p['batch']} frames ({frames:,} fresh frames), AdamW lr {p['lr']} cosine, "
+                f"seed {p['seed']}; {hardware}, {minutes} min")
+    if p.get("stage") == "labelled":
+        return (f"labelled stage: a linear head per task at every exit, mean cross-entropy over all exits, on "
+                f"{', '.join(p['labelled_tasks'])} (los and fingerprint never seen){_exit_terms(p)}; {schedule}")
+    return (f"masked autoencoder, {int(p['mask_ratio'] * 100)} % of tokens masked, decoder dim {p['decoder_dim']} x "
+            f"{p['decoder_depth']} blocks, standardised MSE on five views of the masked tokens (raw I/Q, log power, "
+            f"4-band log spectrum, envelope spread, relative phase){_frame_views(p)}{_exit_terms(p)}; {schedule}")
+
+
+def _losses(m: dict) -> str:
+    return (f"{m['final_loss']:.4f} (mean of the last 50 steps); per term at the end: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in m.get("final_view_losses", {}).items()))
+
+
 def render_card(m: dict) -> str:
     c = m["config"]
+    stages = []
+    first = m.get("init_from")
+    if first:
+        stages.append(f"- Stage 1 (`{first['run']}`): " + _stage_line(first["pretraining"], first["steps"],
+                      first["frames_seen"], first["hardware"], first["wall_minutes"]) + f". Loss at the end: {_losses(first)}.")
+    label = "Stage 2" if first else "Pre-training"
+    stages.append(f"- {label}: " + _stage_line(m["pretraining"], m["steps"], m["frames_seen"], m["hardware"],
+                                               m["wall_minutes"]) + f". Loss: {m['first_loss']:.4f} at step 1 -> "
+                  f"{_losses(m)}; curve in `{m['loss_curve']}`.")
     lines = [
         "# Encoder model card",
         "",
         "Generated from `encoder.json` by `xapp pretrain --export` and `xapp probe --card`; do not edit by hand.",
         "",
-        f"- Architecture: ViT over 16-sample I/Q patches, dim {c['dim']}, {c['depth']} blocks, {c['heads']} heads, "
-        f"MLP ratio {c['mlp_ratio']}; {m['parameters']:,} parameters; CLS + 64 tokens for 1x1024 and 16x64 frames.",
+        f"- Architecture: ViT over {_tokens(c)}; dim {c['dim']}, {c['depth']} blocks, {c['heads']} heads, "
+        f"MLP ratio {c['mlp_ratio']}; {m['parameters']:,} parameters; CLS + 64 tokens for 1x1024 and 16x64 frames. "
+        f"Why this shape and these tokens: `docs/pretraining.md`.",
         f"- Weights: `{m['file']}`, fp16, {m['bytes'] / 1e6:.1f} MB, sha256 `{m['sha256']}`.",
-        f"- Pre-training: masked autoencoder, {int(m['pretraining']['mask_ratio'] * 100)} % of patches masked, "
-        f"decoder dim {m['pretraining']['decoder_dim']} x {m['pretraining']['decoder_depth']} blocks, "
-        f"standardised MSE on five views of the masked patches (raw I/Q, log power, 4-band log spectrum, "
-        f"envelope spread, phase relative to antenna 0){_frame_views(m['pretraining'])}; why: `docs/pretraining.md`; "
-        f"{m['steps']} steps of {m['pretraining']['batch']} frames "
-        f"({m['frames_seen']:,} fresh frames), AdamW lr {m['pretraining']['lr']} cosine, seed {m['pretraining']['seed']}.",
+        *stages,
         f"- Data: {m['data']}.",
-        f"- Hardware and time: {m['hardware']}, {m['wall_minutes']} min.",
-        f"- Loss: {m['first_loss']:.4f} at step 1 -> {m['final_loss']:.4f} (mean of the last 50 steps); "
-        f"curve in `{m['loss_curve']}`. Per view at the end (1.0 = predicting the batch mean): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in m.get("final_view_losses", {}).items()) + ".",
-        f"- Reproduce: `{m['command']}`",
+        f"- Reproduce: `{m['command']}`" + (f" after stage 1's run in `{first['run']}`" if first else ""),
     ]
     probe = m.get("probe")
     if probe:

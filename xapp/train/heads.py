@@ -3,8 +3,11 @@
 Per task: fixed train/val/test splits drawn by seed, features at every exit cached in one encoder
 pass per split, then each exit's head trained with AdamW on the cache; the epoch with the best
 validation accuracy is kept. For mean-pooling heads the cache holds one normalised mean vector per
-frame and exit (exact: see Head.forward_pooled), for attention pooling the fp16 token states. Writes heads/<task>/exit<k>.safetensors and
-heads/manifest.yaml (per file: task, exit, classes, accuracies, FLOPs, sha256).
+frame and exit (exact: see Head.forward_pooled), for attention pooling the fp16 token states. With
+both poolings asked for (`pooling: mean,attn`), both are trained at every exit from one cache and
+the one with the better validation accuracy is kept; the manifest records both. Writes
+heads/<task>/exit<k>.safetensors and heads/manifest.yaml (per file: task, exit, classes,
+accuracies, FLOPs, sha256). A head must cost under HEAD_SHARE_LIMIT of the trunk's FLOPs at its exit.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ from xapp.train.features import exit_states
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.yaml"
 SNR_BIN_DB = 2.0
+POOLINGS = ("mean", "attn")
+HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
+
+
+class HeadCostError(ValueError):
+    """A head would cost more than HEAD_SHARE_LIMIT of the trunk's FLOPs at its exit."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,20 @@ class TrainSettings:
     batch: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    pooling: str = "mean"
+    pooling: str = "mean"  # mean | attn | mean,attn (both, the better by validation kept per exit)
     hidden: int = 128
+    queries: int = 1  # learned queries of attention pooling
     seed: int = 0
     chunk: int = 128  # frames per encoder pass while caching
 
     def split_size(self, split: str) -> int:
         return {"train": self.train, "val": self.val, "test": self.test}[split]
+
+    def poolings(self) -> tuple[str, ...]:
+        chosen = tuple(p.strip() for p in self.pooling.split(","))
+        if not chosen or any(p not in POOLINGS for p in chosen):
+            raise ValueError(f"pooling must be one or more of {POOLINGS}, comma-separated; got {self.pooling!r}")
+        return chosen
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -71,6 +87,14 @@ def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk:
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+def means_of(features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Cached features as a mean-pooling head reads them: token states [N, T, D] -> normalised means
+    [N, D] (already-pooled features pass through)."""
+    if features.ndim == 2:
+        return features
+    return torch.cat([normalised_mean(features[i:i + chunk]) for i in range(0, len(features), chunk)])
+
+
 def head_logits(head: Head, features: torch.Tensor) -> torch.Tensor:
     return head.forward_pooled(features) if features.ndim == 2 else head(features.float())
 
@@ -87,20 +111,21 @@ def accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
 
 
 def fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
-             settings: TrainSettings, seed: int) -> tuple[Head, float]:
+             settings: TrainSettings, seed: int, pooling: str | None = None) -> tuple[Head, float]:
     """Train one head on cached features; returns the weights of its best validation epoch and that accuracy."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # ops this small run slower on more threads, badly so on a shared CPU
     try:
-        return _fit_head(train, y_train, val, y_val, num_classes, settings, seed)
+        return _fit_head(train, y_train, val, y_val, num_classes, settings, seed, pooling or settings.poolings()[0])
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
-              settings: TrainSettings, seed: int) -> tuple[Head, float]:
+              settings: TrainSettings, seed: int, pooling: str) -> tuple[Head, float]:
     torch.manual_seed(seed)
-    head = Head(train.shape[-1], num_classes, pooling=settings.pooling, hidden=settings.hidden)
+    queries = settings.queries if pooling == "attn" else 1
+    head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden, queries=queries)
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train) / settings.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch,
@@ -139,8 +164,10 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
     spec = TASKS[task]
     exits = list(range(1, encoder.cfg.depth + 1))
     t0 = time.perf_counter()
+    poolings = settings.poolings()
+    cached = "attn" if "attn" in poolings else "mean"
     data = {split: task_split(task, split, settings) for split in SPLITS}
-    states = {split: cache_features(encoder, d.x, exits, settings.chunk, settings.pooling, f"{task}/{split}", progress)
+    states = {split: cache_features(encoder, d.x, exits, settings.chunk, cached, f"{task}/{split}", progress)
               for split, d in data.items()}
     t_cache = time.perf_counter() - t0
     frame_shape = tuple(int(s) for s in data["test"].x.shape[1:])
@@ -149,25 +176,35 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
     entries = []
     for k in tqdm(exits, desc=f"{task} heads", unit="exit", disable=not progress, leave=False):
         seed = settings.seed * 1000 + zlib.crc32(task.encode()) % 997 + k
-        head, val_acc = fit_head(states["train"][k], data["train"].y, states["val"][k], data["val"].y,
-                                 len(spec.classes), settings, seed)
-        test_logits = predict(head, states["test"][k])
-        test_acc = accuracy(test_logits, data["test"].y)
+        candidates = {}
+        for pooling in poolings:
+            feats = {split: means_of(states[split][k]) if pooling == "mean" else states[split][k] for split in SPLITS}
+            head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
+                                     len(spec.classes), settings, seed, pooling)
+            test_logits = predict(head, feats["test"])
+            candidates[pooling] = (head, val_acc, test_logits, accuracy(test_logits, data["test"].y))
+        pooling = max(poolings, key=lambda p: candidates[p][1])  # the first listed on a tie
+        head, val_acc, test_logits, test_acc = candidates[pooling]
         h_flops = head.flops(tokens)
+        if h_flops > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
+            raise HeadCostError(f"{task} exit {k}: the head costs {h_flops:.3g} FLOPs/frame, over "
+                                f"{100 * HEAD_SHARE_LIMIT:.0f} % of the trunk's {enc_flops[k - 1]:.3g} at that exit")
         file = Path(task) / f"exit{k}.safetensors"
         meta = {"task": task, "exit": k, "classes": list(spec.classes), "frame_shape": list(frame_shape),
                 "val_accuracy": val_acc, "test_accuracy": test_acc}
         sha = save_head(out / file, head, meta)
         entry = {"task": task, "exit": k, "file": file.as_posix(), "sha256": sha, "classes": list(spec.classes),
                  "params": sum(p.numel() for p in head.parameters()),
-                 "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
+                 "pooling": pooling, "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
                  "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
                  "val_accuracy": val_acc, "test_accuracy": test_acc}
+        if len(poolings) > 1:
+            entry["by_pooling"] = {p: {"val_accuracy": c[1], "test_accuracy": c[3]} for p, c in candidates.items()}
         if task == "modulation":
             entry["test_accuracy_by_snr"] = accuracy_by_snr(test_logits.argmax(-1).numpy(), data["test"].y,
                                                             data["test"].snr_db)
         entries.append(entry)
-        log(f"{task:<13} exit {k}: val {100 * val_acc:5.1f}%  test {100 * test_acc:5.1f}%  "
+        log(f"{task:<13} exit {k}: {pooling:<4} val {100 * val_acc:5.1f}%  test {100 * test_acc:5.1f}%  "
             f"{entry['gflops']:.4f} GFLOPs/frame")
     info = {"classes": list(spec.classes), "frame_shape": list(frame_shape), "tokens": tokens,
             "splits": {s: {"n": settings.split_size(s), "seed": split_seed(settings.seed, s)} for s in SPLITS},

@@ -18,7 +18,18 @@ energy of each DFT beam across the antennas), read from the masked pass or from 
 all tokens (frame_pass). Why: with per-antenna patches, where a signal comes from lives only in the
 phase differences between tokens, and the patch views alone never made the encoder carry it; the
 angular-spectrum view asks for it directly, from every exit, in the form the heads read
-(docs/pretraining.md has the runs)."""
+(docs/pretraining.md has the runs).
+
+Array layout (EncoderConfig.layout "array"): a token's values are one antenna's time patch or all
+antennas at one instant, and the views follow the token: the 4-band spectrum is taken along the
+token's values (time, or space: the array's coarse angular spectrum), and the relative view is the
+normalised lag-1 product along them (frequency offset in time, the phase step across the array).
+
+Exit-aware terms, so that every block is a useful exit, not only the last (docs/pretraining.md):
+the frame views are read from every exit (deep supervision); with distill_weight > 0 each shallower
+exit's mean-pooled state also predicts, through its own linear map, the deepest exit's (standardised,
+no gradient into the teacher: self-distillation); with layer_drop > 0 block l's update is dropped for
+a frame with probability layer_drop * l / depth during training (LayerSkip's rising layer dropout)."""
 
 from __future__ import annotations
 
@@ -38,24 +49,43 @@ def view_widths(patch: int) -> dict[str, int]:
     return {"raw": 2 * patch, "power": 1, "spectrum": SPECTRUM_BANDS, "envelope": 1, "relative": 2}
 
 
-def patch_targets(x: torch.Tensor, patch: int) -> torch.Tensor:
+def patch_targets(x: torch.Tensor, patch: int, layout: str = "antenna") -> torch.Tensor:
     """The reconstruction views of every patch token, concatenated: [B, A*S/patch, sum(view_widths)]."""
+    if layout == "array":
+        return array_token_targets(x, patch)
     b, a, s = x.shape
     x = normalise_power(x)
-    tokens = a * (s // patch)
-    z = x.reshape(b, tokens, patch)
+    z = x.reshape(b, a * (s // patch), patch)
+    reference = x[:, :1].expand(-1, a, -1).reshape(z.shape)
     power = z.abs().square().mean(-1)
-    spectrum = torch.fft.fft(z, dim=-1).abs().square() / patch
-    spectrum = spectrum.reshape(b, tokens, SPECTRUM_BANDS, patch // SPECTRUM_BANDS).mean(-1)
-    envelope = z.abs()
-    reference = x[:, :1].expand(-1, a, -1).reshape(b, tokens, patch)
     cross = (z * reference.conj()).mean(-1) / torch.sqrt(power * reference.abs().square().mean(-1) + 1e-9)
+    return token_views(z, power, cross)
+
+
+def array_token_targets(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The views of array-layout tokens (see the module notes), [B, A*S/patch, sum(view_widths)]."""
+    b, a, s = x.shape
+    x = normalise_power(x)
+    instants = patch // a
+    z = x.reshape(b, a, s // instants, instants).permute(0, 2, 1, 3).reshape(b, -1, patch)
+    power = z.abs().square().mean(-1)
+    step = (z[..., 1:] * z[..., :-1].conj()).mean(-1) / (power + 1e-9)
+    return token_views(z, power, step)
+
+
+def token_views(z: torch.Tensor, power: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
+    """Token values z [B, T, L] (complex), their mean power [B, T] and relative view [B, T] (complex) ->
+    the concatenated views: raw, log power, 4-band log spectrum along L, envelope spread, relative."""
+    length = z.shape[-1]
+    spectrum = torch.fft.fft(z, dim=-1).abs().square() / length
+    spectrum = spectrum.reshape(*z.shape[:2], SPECTRUM_BANDS, length // SPECTRUM_BANDS).mean(-1)
+    envelope = z.abs()
     views = [
         z.real, z.imag,
         torch.log10(power + 1e-3)[..., None],
         torch.log10(spectrum + 1e-3),
         (envelope.std(-1) / (envelope.mean(-1) + 1e-6))[..., None],
-        cross.real[..., None], cross.imag[..., None],
+        relative.real[..., None], relative.imag[..., None],
     ]
     return torch.cat(views, dim=-1).float()
 
@@ -92,9 +122,18 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return error.sum() / valid.sum().clamp(min=1)
 
 
+def layer_dropped(block: nn.Module, h: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
+    """block(h), except that each frame skips the block (keeps h) with probability `rate`."""
+    if rate <= 0:
+        return block(h)
+    keep = torch.rand(h.shape[0], 1, 1, generator=generator) >= rate
+    return torch.where(keep.to(h.device), block(h), h)
+
+
 class MaskedAutoencoder(nn.Module):
     def __init__(self, encoder: Encoder, decoder_dim: int = 128, decoder_depth: int = 2, decoder_heads: int = 4,
-                 mask_ratio: float = 0.7, frame_weight: float = 0.0, frame_pass: str = "masked"):
+                 mask_ratio: float = 0.7, frame_weight: float = 0.0, frame_pass: str = "masked",
+                 distill_weight: float = 0.0, layer_drop: float = 0.0):
         super().__init__()
         cfg = encoder.cfg
         self.encoder = encoder
@@ -112,6 +151,9 @@ class MaskedAutoencoder(nn.Module):
         self.frame_weight, self.frame_pass = frame_weight, frame_pass
         readouts = cfg.depth if frame_weight > 0 else 0
         self.frame_readouts = nn.ModuleList(nn.Linear(cfg.dim, 2 * FRAME_BANDS) for _ in range(readouts))
+        self.distill_weight, self.layer_drop = distill_weight, layer_drop
+        students = cfg.depth - 1 if distill_weight > 0 else 0
+        self.distill_maps = nn.ModuleList(nn.Linear(cfg.dim, cfg.dim) for _ in range(students))
         nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, groups: list[torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -119,23 +161,24 @@ class MaskedAutoencoder(nn.Module):
         count): masked-patch MSE for the patch views; with frame views on, the MSE of a linear readout
         of every exit's mean-pooled state for each frame view, averaged over exits. "loss" is the mean
         of the patch views plus frame_weight times the mean of the frame views."""
-        patch = self.encoder.cfg.patch
+        cfg = self.encoder.cfg
         tokens, targets, frames, positions = [], [], [], []
         for x in groups:
             _, antennas, samples = x.shape
             tokens.append(self.encoder.patch_embed(x))
-            targets.append(patch_targets(x, patch))
+            targets.append(patch_targets(x, cfg.patch, cfg.layout))
             if self.frame_readouts:
                 frames.append(frame_targets(x))
-            positions.append(self.decoder_position(antennas, samples // patch).expand(x.shape[0], -1, -1))
+            grid = self.encoder.patch_embed.grid(antennas, samples)
+            positions.append(self.decoder_position(*grid).expand(x.shape[0], -1, -1))
         tokens, targets, positions = torch.cat(tokens), torch.cat(targets), torch.cat(positions)
         b, t, _ = tokens.shape
         keep = max(1, int(round(t * (1 - self.mask_ratio))))
         kept = torch.rand(b, t, generator=generator).argsort(dim=1)[:, :keep].to(tokens.device)
         visible = torch.gather(tokens, 1, kept[..., None].expand(-1, -1, tokens.shape[-1]))
-        h, pooled = self._trunk(self.encoder.with_cls(visible))
-        if self.frame_pass == "full" and self.frame_readouts:
-            _, pooled = self._trunk(self.encoder.with_cls(tokens))
+        h, pooled = self._trunk(self.encoder.with_cls(visible), generator)
+        if self.frame_pass == "full" and (self.frame_readouts or self.distill_maps):
+            _, pooled = self._trunk(self.encoder.with_cls(tokens), generator)
         h = self.to_decoder(self.norm(h))[:, 1:]
         d = self.mask_token.expand(b, t, -1).clone()
         d.scatter_(1, kept[..., None].expand(-1, -1, d.shape[-1]), h.to(d.dtype))
@@ -155,13 +198,19 @@ class MaskedAutoencoder(nn.Module):
             for i, name in enumerate(("frame_spectrum", "frame_spatial")):
                 losses[name] = torch.stack([e[i] for e in per_exit]).mean()
             total = total + self.frame_weight * (losses["frame_spectrum"] + losses["frame_spatial"]) / 2
+        if self.distill_maps:
+            teacher = standardise(pooled[-1].detach().float())
+            losses["distill"] = torch.stack([(m(p) - teacher).square().mean()
+                                             for m, p in zip(self.distill_maps, pooled[:-1])]).mean()
+            total = total + self.distill_weight * losses["distill"]
         losses["loss"] = total
         return losses
 
-    def _trunk(self, h: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _trunk(self, h: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The encoder's blocks over tokens h: the last state and every exit's mean-pooled state."""
         pooled = []
-        for block in self.encoder.blocks:
-            h = block(h)
+        depth = len(self.encoder.blocks)
+        for level, block in enumerate(self.encoder.blocks, start=1):
+            h = layer_dropped(block, h, self.layer_drop * level / depth if self.training else 0.0, generator)
             pooled.append(h.mean(dim=1))
         return h, pooled

@@ -1,4 +1,8 @@
-"""MAE pre-training of the encoder on fresh synthetic data every step, with checkpoints and resume.
+"""Pre-training of the encoder on fresh synthetic data every step, with checkpoints and resume.
+
+Two stages share this loop: `stage: mae` (self-supervised, xapp/train/mae.py) and `stage: labelled`
+(cross-entropy at every exit on modulation, interference and beam, xapp/train/multiexit.py), which
+starts from the encoder of an earlier run (`init_from`: its run directory or an encoder file).
 
 A run directory holds `train.safetensors` (model + optimizer, written every `checkpoint_every`
 steps), `state.json` (step, loss history, wall time) and `loss.png`. Re-running the same command
@@ -26,6 +30,10 @@ from xapp.model.safefile import read_weights, write_weights
 from xapp.train.mae import MaskedAutoencoder
 
 
+STAGES = ("mae", "labelled")
+LABELLED_SEED_BASE = 50_000_000  # far from the head splits' and the probe's data seeds
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
@@ -39,6 +47,11 @@ class PretrainConfig:
     decoder_depth: int = 2
     frame_weight: float = 0.0  # > 0: also learn frame-level views from every exit (xapp/train/mae.py)
     frame_pass: str = "masked"
+    distill_weight: float = 0.0  # > 0: shallower exits predict the deepest exit's pooled state
+    layer_drop: float = 0.0  # block l dropped per frame with probability layer_drop * l / depth
+    stage: str = "mae"  # mae | labelled
+    init_from: str = ""  # run directory or encoder file to start from ("": random init)
+    labelled_tasks: tuple[str, ...] = ("modulation", "interference", "beam")
     seed: int = 0
     checkpoint_every: int = 100
     threads: int = 0  # 0: torch's default
@@ -51,10 +64,17 @@ class PretrainConfig:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{path}: unknown pre-training settings {sorted(unknown)}")
+        if "labelled_tasks" in data:
+            data["labelled_tasks"] = tuple(data["labelled_tasks"])
         return cls(encoder=EncoderConfig(**enc), **data)
 
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """JSON-shaped (tuples as lists), as the run directory's config.json holds it."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def learning_rate(cfg: PretrainConfig, step: int) -> float:
@@ -64,17 +84,48 @@ def learning_rate(cfg: PretrainConfig, step: int) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def batch_for_step(cfg: PretrainConfig, step: int, device: str) -> list[torch.Tensor]:
-    from xapp.data import pretrain_mixture
+def batch_for_step(cfg: PretrainConfig, step: int, device: str) -> list:
+    """MAE: unlabelled frame groups, one per frame shape. Labelled: (task, frames, labels) per task."""
+    from xapp.data import generate, pretrain_mixture
 
-    groups = pretrain_mixture(cfg.batch, seed=cfg.seed * 1_000_003 + step)
+    seed = cfg.seed * 1_000_003 + step
+    if cfg.stage == "labelled":
+        share = max(1, cfg.batch // len(cfg.labelled_tasks))
+        parts = [(task, generate(task, share, LABELLED_SEED_BASE + seed)) for task in cfg.labelled_tasks]
+        return [(task, torch.from_numpy(d.x).to(device), torch.from_numpy(d.y).to(device)) for task, d in parts]
+    groups = pretrain_mixture(cfg.batch, seed=seed)
     return [torch.from_numpy(x).to(device) for x in groups.values() if len(x)]
 
 
-def build(cfg: PretrainConfig) -> tuple[MaskedAutoencoder, torch.optim.Optimizer]:
+def initial_encoder(cfg: PretrainConfig) -> Encoder:
+    """A fresh encoder, or for the labelled stage the fp32 encoder of `init_from`."""
+    if not cfg.init_from:
+        return Encoder(cfg.encoder)
+    source = Path(cfg.init_from)
+    if source.is_dir():
+        tensors, _ = read_weights(source / "train.safetensors")
+        encoder = Encoder(cfg.encoder)
+        encoder.load_state_dict({k[len("model.encoder."):]: v for k, v in tensors.items()
+                                 if k.startswith("model.encoder.")})
+        return encoder
+    from xapp.model.checkpoint import load_encoder
+
+    encoder = load_encoder(source).requires_grad_(True)
+    if encoder.cfg != cfg.encoder:
+        raise ValueError(f"{source}: encoder config {encoder.cfg} differs from this run's {cfg.encoder}")
+    return encoder
+
+
+def build(cfg: PretrainConfig) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(cfg.seed)
-    model = MaskedAutoencoder(Encoder(cfg.encoder), cfg.decoder_dim, cfg.decoder_depth, mask_ratio=cfg.mask_ratio,
-                              frame_weight=cfg.frame_weight, frame_pass=cfg.frame_pass)
+    if cfg.stage == "labelled":
+        from xapp.train.multiexit import MultiExitClassifier
+
+        model = MultiExitClassifier(initial_encoder(cfg), cfg.labelled_tasks, cfg.layer_drop)
+    else:
+        model = MaskedAutoencoder(initial_encoder(cfg), cfg.decoder_dim, cfg.decoder_depth, mask_ratio=cfg.mask_ratio,
+                                  frame_weight=cfg.frame_weight, frame_pass=cfg.frame_pass,
+                                  distill_weight=cfg.distill_weight, layer_drop=cfg.layer_drop)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -84,7 +135,7 @@ def build(cfg: PretrainConfig) -> tuple[MaskedAutoencoder, torch.optim.Optimizer
     return model, optimizer
 
 
-def save_checkpoint(run: Path, model: MaskedAutoencoder, optimizer: torch.optim.Optimizer, state: dict) -> None:
+def save_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     for index, slots in optimizer.state_dict()["state"].items():
         for name, value in slots.items():
@@ -95,7 +146,7 @@ def save_checkpoint(run: Path, model: MaskedAutoencoder, optimizer: torch.optim.
     (run / "state.json").write_text(json.dumps(state, indent=1))
 
 
-def load_checkpoint(run: Path, model: MaskedAutoencoder, optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
     tensors, _ = read_weights(run / "train.safetensors")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     opt_state = optimizer.state_dict()
@@ -181,9 +232,9 @@ def plot_loss(losses: list[float], path: Path) -> None:
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         ax.plot(steps[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
     ax.set_xlabel("step")
-    ax.set_ylabel("masked-patch MSE")
+    ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.set_title("MAE pre-training loss")
+    ax.set_title("pre-training loss")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
