@@ -28,10 +28,12 @@ from xapp.e2.client import E2Subscriber
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint, Request
 from xapp.engine.batcher import Batcher, BatcherClosed, BatchLimits
-from xapp.engine.decision import Decision
+from xapp.engine.decision import DecisionBatch
 from xapp.model.policies import Policy
+from xapp.engine.precision import PrecisionError
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, TaskTable, load_plan
 from xapp.model import Encoder, WeightsFileError, load_encoder
+from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
 from xapp.publish.control import ControlLoop
@@ -173,11 +175,11 @@ class XApp:
             encoder = await asyncio.to_thread(load_encoder, d.encoder.checkpoint, str(device))
             self.table = await asyncio.to_thread(build_table, d, encoder)
             self.zmq = ZmqPublisher(d.publish.zmq_endpoint, self.metrics, curve=d.publish.zmq_curve)
+            self.engine = EarlyExitEngine(encoder, self.metrics, d.encoder.precision)
         except OSError as exc:
             raise AppError(f"ops http port {d.ops.http_port}: {exc}") from exc
-        except (PlanError, WeightsFileError, PublishError) as exc:
+        except (PlanError, WeightsFileError, PublishError, PrecisionError) as exc:
             raise AppError(str(exc)) from exc
-        self.engine = EarlyExitEngine(encoder, self.metrics)
         self.metrics.serving({t: p.exit for t, p in self.table.items()}, d.batching.deadline_ms,
                              [n.id for n in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)])
         # Everything loaded so far lives as long as the process: keep it out of the collector's full
@@ -285,7 +287,7 @@ class XApp:
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
 
-        def release(decisions: list[Decision]) -> None:
+        def release(decisions: DecisionBatch) -> None:
             loop.call_soon_threadsafe(self._deliver, decisions)
 
         while True:
@@ -305,17 +307,11 @@ class XApp:
                 for r in batch:
                     self.metrics.frames_shed.labels(r.task, "engine_error").inc()
 
-    def _deliver(self, decisions: list[Decision]) -> None:
+    def _deliver(self, decisions: DecisionBatch) -> None:
         self.zmq.publish(decisions)
         self.redis.publish(decisions)
         self.control.observe(decisions)
-        latency = self.metrics.stage_latency.labels("indication_to_decision")
-        for d in decisions:
-            seconds = max(0.0, d.latency_s)
-            latency.observe(seconds)
-            self.metrics.decided(d.task, d.node_id, d.gflops, seconds, d.t_decision_ns / 1e9)
-            if d.truth is not None:
-                self.metrics.decisions_scored.labels(d.task, "correct" if d.label == d.truth else "wrong").inc()
+        record_decisions(self.metrics, decisions)
 
     # -- hot reload --------------------------------------------------------------------------
 

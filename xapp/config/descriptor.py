@@ -69,6 +69,7 @@ class EncoderSpec:
     checkpoint: Path  # resolved; the packaged encoder when the descriptor says null
     device: str
     depth: int  # from the checkpoint's safetensors metadata, else DEFAULT_DEPTH
+    precision: str = "fp32"  # fp32 | int8 | bf16 (xapp.engine.precision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -631,7 +632,8 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: _Ch
         source_sha256=digest,
         heads_manifest=checks.manifest[1] if checks.manifest else None,
         xapp=XappIdentity(x["name"], x["version"], x.get("app_id", x["name"]), x.get("instance_id", f"{x['name']}-0")),
-        encoder=EncoderSpec(encoder_checkpoint(root, enc["checkpoint"]), enc.get("device", "cpu"), checks.depth),
+        encoder=EncoderSpec(encoder_checkpoint(root, enc["checkpoint"]), enc.get("device", "cpu"), checks.depth,
+                            enc.get("precision", "fp32")),
         e2=E2Spec(
             service_model=ServiceModel(e2["service_model"]["name"], e2["service_model"]["version"]),
             nodes=tuple(NodeEndpoint(n["id"], n["address"]) for n in e2["nodes"]),

@@ -252,6 +252,10 @@ def bench(args: argparse.Namespace) -> int:
     except (DescriptorError, PlanError, WeightsFileError) as exc:
         raise CliError(str(exc)) from None
     torch.set_num_threads(engine_threads(args.threads))
+    if args.host:
+        return host_bench(descriptor, encoder, table, args)
+    if args.precision:
+        return precision_bench(descriptor, encoder, table, args)
     frames = bench_frames(list(table), args.frames)
     print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
     off = offline(encoder, table, frames, descriptor.batching.max_batch)
@@ -265,7 +269,43 @@ def bench(args: argparse.Namespace) -> int:
     print(format_table(off, on, checks))
     result = {"offline": off, "online": on, "targets": [{"name": n, "met": ok, "detail": d} for n, ok, d in checks],
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
-    Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json_path).write_text(json.dumps(result, indent=2))
-    print(f"\nJSON: {args.json_path}")
+    _write_json(args.json_path, result)
     return 0
+
+
+def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
+    """The descriptor's tasks and exits on a trivial trunk: host microseconds per frame by stage."""
+    from xapp.app import frame_shapes
+    from xapp.engine.hostbench import format_host_table, measure, trivial_encoder, trivial_table
+
+    torch.set_num_threads(1)  # host work is timed as this thread's CPU time, so torch must run in it
+    small = trivial_encoder(encoder.cfg)
+    small_table = trivial_table(small, {t: p.exit for t, p in table.items()}, {t: p.classes for t, p in table.items()})
+    frames = max(1024, args.frames * len(table))
+    print(f"host path: {frames} frames, {torch.get_num_threads()} torch threads ...", flush=True)
+    host = measure(small, small_table, frame_shapes(descriptor.enabled_tasks), frames)
+    print(format_host_table(host))
+    result = {"host_us_per_frame": host, "frames": frames, "exits": {t: p.exit for t, p in table.items()},
+              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    _write_json(args.json_path, result)
+    return 0
+
+
+def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
+    from xapp.engine.precisionbench import choose, compare, format_precision_table
+
+    frames = bench_frames(list(table), args.frames)
+    print(f"precision: {len(frames)} frames, {torch.get_num_threads()} torch threads ...", flush=True)
+    result = compare(encoder, table, frames, descriptor.batching.max_batch)
+    result |= {"chosen": choose(result), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+               "load_average": os.getloadavg()}
+    print(format_precision_table(result))
+    print(f"fastest engine precision with >= 99 % agreement: {result['chosen']}")
+    _write_json(args.json_path, result)
+    return 0
+
+
+def _write_json(path: str, result: dict) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result, indent=2))
+    print(f"\nJSON: {path}")

@@ -57,6 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--loads", default="25,50,100,150", help="online loads in %% of capacity (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch threads (default: all cores but one)")
     p.add_argument("--json", dest="json_path", default="runs/bench.json", help="JSON output (default: %(default)s)")
+    p.add_argument("--host", action="store_true",
+                   help="host path only: microseconds per frame by stage at batch 1/32/256/512, trivial trunk")
+    p.add_argument("--precision", action="store_true",
+                   help="engine fp32 / int8 / bf16 and ONNX Runtime fp32 / int8 side by side: frames/s, agreement, accuracy")
     p.set_defaults(handler=run_bench)
 
 

@@ -21,8 +21,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from xapp.engine.decision import Decision
-from xapp.model.precision import device_autocast
+from xapp.engine.decision import DecisionBatch
+from xapp.engine.precision import serving_autocast, serving_trunk
 from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops
 from xapp.model.heads import load_task_head
@@ -101,9 +101,11 @@ class BatchReport:
 
 
 class EarlyExitEngine:
-    def __init__(self, encoder: Encoder, metrics: Metrics) -> None:
-        self.encoder = encoder
+    def __init__(self, encoder: Encoder, metrics: Metrics, precision: str = "fp32") -> None:
+        """`precision`: fp32 | int8 | bf16 (xapp.engine.precision); raises PrecisionError if unsupported."""
         self.device = next(encoder.parameters()).device
+        self.encoder = serving_trunk(encoder, precision)
+        self.precision = precision
         self._metrics = metrics
         self._exit_gflops: dict[int, list[float]] = {}
 
@@ -113,7 +115,7 @@ class EarlyExitEngine:
             self._exit_gflops[tokens] = [f / 1e9 for f in exit_flops(self.encoder.cfg, tokens)]
         return self._exit_gflops[tokens]
 
-    def run(self, batch: Sequence[Frame], table: TaskTable, release: Callable[[list[Decision]], None]) -> BatchReport:
+    def run(self, batch: Sequence[Frame], table: TaskTable, release: Callable[[DecisionBatch], None]) -> BatchReport:
         start = time.perf_counter()
         served = [r for r in batch if r.task in table]
         for r in batch:
@@ -125,7 +127,7 @@ class EarlyExitEngine:
         for r in served:
             groups[cfg.tokens(*r.frame.shape)].append(r)
         deepest = 0
-        with torch.inference_mode(), device_autocast(self.device):
+        with torch.inference_mode(), serving_autocast(self.device, self.precision):
             for tokens, rows in groups.items():
                 deepest = max(deepest, self._run_group(rows, tokens, table, release))
         seconds = time.perf_counter() - start
@@ -134,7 +136,8 @@ class EarlyExitEngine:
             self._metrics.stage_latency.labels("compute").observe(seconds)
         return BatchReport(len(served), deepest, seconds, len(batch) - len(served))
 
-    def _embed(self, rows: list[Frame]) -> tuple[list[Frame], torch.Tensor]:
+    def embed(self, rows: list[Frame]) -> tuple[list[Frame], torch.Tensor]:
+        """Input tokens of `rows`, stacked per frame shape; returns the rows in the tokens' order."""
         by_shape: dict[tuple[int, ...], list[Frame]] = defaultdict(list)
         for r in rows:
             by_shape[r.frame.shape].append(r)
@@ -146,76 +149,85 @@ class EarlyExitEngine:
         return ordered, torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def _run_group(self, rows: list[Frame], tokens: int, table: TaskTable, release) -> int:
-        rows, h = self._embed(rows)
-        plans = [table[r.task] for r in rows]
-        deepest = max(p.exit for p in plans)
-        gflops = self.exit_gflops(tokens)
-        head_cost = [0.0] * len(rows)  # head GFLOPs spent per row so far (dynamic rows read several)
-        streak = torch.zeros(len(rows), dtype=torch.long)
-        last = torch.full((len(rows),), -1, dtype=torch.long)
-        alive = list(range(len(rows)))  # original row index of each row of h
+        rows, h = self.embed(rows)
+        tasks = list(table)
+        plans = [table[t] for t in tasks]
+        number = {t: i for i, t in enumerate(tasks)}
+        task_of = np.fromiter((number[r.task] for r in rows), dtype=np.int64, count=len(rows))
+        deepest = max(plans[i].exit for i in np.unique(task_of))
+        gflops = np.array(self.exit_gflops(tokens))
+        head_cost = np.zeros(len(rows))  # head GFLOPs spent per row so far (dynamic rows read several)
+        streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+        last = torch.full((len(rows),), -1, dtype=torch.long, device=self.device)
+        alive = np.arange(len(rows))  # original row index of each row of h
         offset_ns = time.time_ns() - time.monotonic_ns()
         for k, block in enumerate(self.encoder.blocks[:deepest], start=1):
             h = block(h)
-            by_task: dict[str, list[int]] = defaultdict(list)
-            for pos, i in enumerate(alive):
-                if k in plans[i].heads:
-                    by_task[rows[i].task].append(pos)
-            if not by_task:
+            read, parts = [], []
+            for t, plan in enumerate(plans):
+                if k not in plan.heads:
+                    continue
+                positions = np.flatnonzero(task_of[alive] == t)
+                if len(positions):
+                    rows_h = h if len(positions) == len(alive) else h[torch.from_numpy(positions).to(self.device)]
+                    parts.append(self._read_head(plan, k, rows_h, alive[positions], streak, last))
+                    read.append((plan, positions))
+            if not read:
                 continue
-            leaving: list[int] = []
-            decisions: list[Decision] = []
-            for task, positions in by_task.items():
-                plan = table[task]
-                head = plan.heads[k]
-                rows_h = h if len(positions) == len(alive) else h[positions]
-                probs = head(rows_h).float().softmax(dim=-1).cpu()
-                conf, labels = probs.max(dim=-1)
-                index = torch.tensor([alive[p] for p in positions])
-                cost = head.flops(tokens) / 1e9
-                if k == plan.exit:
-                    stop = torch.ones(len(positions), dtype=torch.bool)
-                elif plan.policy.kind == "patience":
-                    streak[index], last[index] = patience_update(streak[index], last[index], labels)
-                    stop = streak[index] >= plan.policy.patience
-                else:
-                    stop = confident(plan.policy, probs)
-                now_ns = time.time_ns()
-                label_list, conf_list = labels.tolist(), conf.tolist()
-                for j, (pos, leaves) in enumerate(zip(positions, stop.tolist())):
-                    i = alive[pos]
-                    head_cost[i] += cost
-                    if not leaves:
-                        continue
-                    leaving.append(pos)
-                    r = rows[i]
-                    c = label_list[j]
-                    decisions.append(
-                        Decision(
-                            node_id=r.node_id,
-                            task=r.task,
-                            label=plan.classes[c],
-                            class_index=c,
-                            confidence=conf_list[j],
-                            exit=k,
-                            gflops=gflops[k - 1] + head_cost[i],
-                            seq=r.seq,
-                            cell_id=r.cell_id,
-                            t_node_ns=r.t_node_ns,
-                            t_arrival_ns=offset_ns + int(r.t_arrival * 1e9),
-                            t_decision_ns=now_ns,
-                            policy=plan.policy.kind,
-                            truth=r.label,
-                        )
-                    )
-                    self._metrics.decisions.labels(task, str(k)).inc()
-            if decisions:
-                release(decisions)
-            if leaving:
-                gone = set(leaving)
-                keep = [pos for pos in range(len(alive)) if pos not in gone]
-                if not keep:
+            # One device-to-host copy per exit: label, confidence and leave flag of every row read here.
+            label, confidence, leaves = torch.cat(parts, dim=1).cpu().numpy()
+            positions = np.concatenate([p for _, p in read])
+            head_cost[alive[positions]] += np.concatenate([np.full(len(p), plan.heads[k].flops(tokens) / 1e9) for plan, p in read])
+            leaves = leaves.astype(bool)
+            if leaves.any():
+                release(self._decisions(rows, alive[positions[leaves]], plans, task_of, label[leaves].astype(np.int64),
+                                        confidence[leaves], k, gflops[k - 1] + head_cost, offset_ns))
+                keep = np.setdiff1d(np.arange(len(alive)), positions[leaves], assume_unique=True)
+                if not len(keep):
                     return k
-                h = h[keep]
-                alive = [alive[pos] for pos in keep]
+                h = h[torch.from_numpy(keep).to(self.device)]
+                alive = alive[keep]
         return deepest
+
+    @staticmethod
+    def _read_head(plan: TaskPlan, k: int, rows_h: torch.Tensor, index: np.ndarray, streak: torch.Tensor,
+                   last: torch.Tensor) -> torch.Tensor:
+        """[3, rows]: label, confidence and whether the row leaves at exit k, still on the device."""
+        probs = plan.heads[k](rows_h).float().softmax(dim=-1)
+        conf, labels = probs.max(dim=-1)
+        if k == plan.exit:
+            stop = torch.ones_like(conf, dtype=torch.bool)
+        elif plan.policy.kind == "patience":
+            i = torch.from_numpy(index).to(streak.device)
+            streak[i], last[i] = patience_update(streak[i], last[i], labels)
+            stop = streak[i] >= plan.policy.patience
+        else:
+            stop = confident(plan.policy, probs)
+        return torch.stack([labels.float(), conf, stop.float()])
+
+    def _decisions(self, rows: list[Frame], index: np.ndarray, plans: list[TaskPlan], task_of: np.ndarray,
+                   labels: np.ndarray, confidence: np.ndarray, k: int, gflops: np.ndarray, offset_ns: int) -> DecisionBatch:
+        """The decisions of rows `index` (original positions) leaving at exit k, as columns."""
+        picked = [rows[i] for i in index.tolist()]
+        their_plans = [plans[t] for t in task_of[index].tolist()]
+        label_list = labels.tolist()
+        tasks = [p.task for p in their_plans]
+        for task, n in zip(*np.unique(np.array(tasks), return_counts=True)):
+            self._metrics.decisions.labels(str(task), str(k)).inc(int(n))
+        now_ns = time.time_ns()
+        return DecisionBatch(
+            node_id=[r.node_id for r in picked],
+            task=tasks,
+            label=[p.classes[c] for p, c in zip(their_plans, label_list)],
+            class_index=label_list,
+            confidence=confidence.tolist(),
+            exit=[k] * len(picked),
+            gflops=gflops[index].tolist(),
+            seq=[r.seq for r in picked],
+            cell_id=[r.cell_id for r in picked],
+            t_node_ns=[r.t_node_ns for r in picked],
+            t_arrival_ns=[offset_ns + int(r.t_arrival * 1e9) for r in picked],
+            t_decision_ns=[now_ns] * len(picked),
+            policy=[p.policy.kind for p in their_plans],
+            truth=[r.label for r in picked],
+        )

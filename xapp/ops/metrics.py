@@ -82,11 +82,5 @@ class Metrics:
                 pass  # no decision on it yet
         self._served_nodes = nodes
 
-    def decided(self, task: str, node: str, gflops: float, latency_s: float, t_decision_s: float) -> None:
-        self.decision_latency.labels(task).observe(latency_s)
-        self.node_decisions.labels(task, node).inc()
-        self.decision_gflops.labels(task).inc(gflops)
-        self.node_last_decision.labels(node).set(t_decision_s)
-
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from xapp.e2.gen import decision_pb2
-from xapp.engine.decision import Decision
+from xapp.engine.decision import Decision, DecisionBatch, as_batch
 
 
-def topic(d: Decision) -> str:
-    return f"{d.task}/{d.node_id}"
-
-
-def to_proto(d: Decision) -> decision_pb2.Decision:
-    return decision_pb2.Decision(
-        node_id=d.node_id,
-        task=d.task,
-        label=d.label,
-        class_index=d.class_index,
-        confidence=d.confidence,
-        exit_layer=d.exit,
-        gflops=d.gflops,
-        sequence_number=d.seq,
-        t_indication_ns=d.t_node_ns,
-        t_arrival_ns=d.t_arrival_ns,
-        t_decision_ns=d.t_decision_ns,
-        policy=d.policy,
-    )
-
-
-def encode(d: Decision) -> bytes:
-    return to_proto(d).SerializeToString()
+def encoded(decisions: DecisionBatch | Iterable[Decision]) -> list[tuple[bytes, bytes]]:
+    """(topic, protobuf payload) of every decision, serialised in one pass over the columns."""
+    b = as_batch(decisions)
+    msg = decision_pb2.Decision()
+    out = []
+    for row in zip(b.node_id, b.task, b.label, b.class_index, b.confidence, b.exit, b.gflops, b.seq, b.t_node_ns,
+                   b.t_arrival_ns, b.t_decision_ns, b.policy):
+        (msg.node_id, msg.task, msg.label, msg.class_index, msg.confidence, msg.exit_layer, msg.gflops,
+         msg.sequence_number, msg.t_indication_ns, msg.t_arrival_ns, msg.t_decision_ns, msg.policy) = row
+        out.append((f"{row[1]}/{row[0]}".encode(), msg.SerializeToString()))
+    return out
 
 
 def decode(payload: bytes) -> decision_pb2.Decision:
@@ -37,20 +27,16 @@ def decode(payload: bytes) -> decision_pb2.Decision:
     return msg
 
 
-def fields(d: Decision) -> dict[str, str]:
-    """Redis hash / stream entry: every Decision field as text, keyed by its proto name."""
-    return {
-        "node_id": d.node_id,
-        "task": d.task,
-        "label": d.label,
-        "class_index": str(d.class_index),
-        "confidence": f"{d.confidence:.6f}",
-        "exit_layer": str(d.exit),
-        "gflops": f"{d.gflops:.6f}",
-        "sequence_number": str(d.seq),
-        "cell_id": d.cell_id,
-        "t_indication_ns": str(d.t_node_ns),
-        "t_arrival_ns": str(d.t_arrival_ns),
-        "t_decision_ns": str(d.t_decision_ns),
-        "policy": d.policy,
-    }
+def redis_fields(decisions: DecisionBatch | Iterable[Decision]) -> list[tuple[str, str, dict[str, str]]]:
+    """(node, task, Redis hash / stream entry) of every decision: each field as text, keyed by its proto name."""
+    b = as_batch(decisions)
+    return [
+        (node, task, {
+            "node_id": node, "task": task, "label": label, "class_index": str(c), "confidence": f"{conf:.6f}",
+            "exit_layer": str(k), "gflops": f"{g:.6f}", "sequence_number": str(seq), "cell_id": cell,
+            "t_indication_ns": str(tn), "t_arrival_ns": str(ta), "t_decision_ns": str(td), "policy": policy,
+        })
+        for node, task, label, c, conf, k, g, seq, cell, tn, ta, td, policy in zip(
+            b.node_id, b.task, b.label, b.class_index, b.confidence, b.exit, b.gflops, b.seq, b.cell_id, b.t_node_ns,
+            b.t_arrival_ns, b.t_decision_ns, b.policy)
+    ]

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
-from xapp.engine.decision import Decision
+from xapp.engine.decision import Decision, DecisionBatch, as_batch
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,8 @@ class ControlLoop:
         """`controls`: task -> enabled control kinds, from the descriptor."""
         self._tasks = frozenset(task for task, kinds in controls.items() if any(CONTROL_KINDS.get(k) == task for k in kinds))
 
-    def observe(self, decisions: Iterable[Decision]) -> None:
-        for d in decisions:
-            if d.task not in self._tasks:
-                continue
+    def observe(self, decisions: DecisionBatch | Iterable[Decision]) -> None:
+        for d in as_batch(decisions).of_tasks(self._tasks):
             key = (d.node_id, d.cell_id, d.task)
             if self._applied(key) == d.label and key not in self._inflight:
                 continue

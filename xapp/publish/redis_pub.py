@@ -13,19 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from xapp.config.descriptor import TlsFiles
-from xapp.engine.decision import Decision
+from xapp.engine.decision import Decision, DecisionBatch
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import fields
+from xapp.publish.codec import redis_fields
 
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 256
+Entry = tuple[str, str, dict[str, str]]  # node, task, fields
 
 
 def tls_options(tls: TlsFiles | None) -> dict[str, str]:
@@ -62,13 +63,13 @@ class RedisPublisher:
         self._url = url
         self._maxlen = stream_maxlen
         self._metrics = metrics
-        self._queue: deque[Decision] = deque()
+        self._queue: deque[Entry] = deque()  # serialised when published, written in pipelines
         self._limit = queue_limit
         self._pending = asyncio.Event()
         self._writing = False
 
-    def publish(self, decisions: Sequence[Decision]) -> None:
-        self._queue.extend(decisions)
+    def publish(self, decisions: DecisionBatch | Iterable[Decision]) -> None:
+        self._queue.extend(redis_fields(decisions))
         while len(self._queue) > self._limit:
             self._queue.popleft()
             self._metrics.publish_dropped.labels("redis", "queue_full").inc()
@@ -107,10 +108,9 @@ class RedisPublisher:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def _write(self, batch: list[Decision]) -> None:
+    async def _write(self, batch: list[Entry]) -> None:
         pipe = self._client.pipeline(transaction=False)
-        for d in batch:
-            f = fields(d)
-            pipe.hset(hash_key(d.node_id, d.task), mapping=f)
-            pipe.xadd(stream_key(d.task), f, maxlen=self._maxlen, approximate=True)
+        for node_id, task, f in batch:
+            pipe.hset(hash_key(node_id, task), mapping=f)
+            pipe.xadd(stream_key(task), f, maxlen=self._maxlen, approximate=True)
         await pipe.execute()

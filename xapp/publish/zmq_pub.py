@@ -8,16 +8,16 @@ an authorized-keys directory only subscribers whose public key is in it are let 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from xapp.config.descriptor import ZmqCurve
-from xapp.engine.decision import Decision
+from xapp.engine.decision import Decision, DecisionBatch
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import encode, topic
+from xapp.publish.codec import encoded
 
 
 class ZmqPublisher:
@@ -44,14 +44,20 @@ class ZmqPublisher:
             raise PublishError(f"zmq: cannot serve on {endpoint} ({exc})") from exc
         self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def publish(self, decisions: Sequence[Decision]) -> None:
-        for d in decisions:
+    def publish(self, decisions: DecisionBatch | Iterable[Decision]) -> None:
+        sent = dropped = 0
+        send = self._socket.send
+        for topic, payload in encoded(decisions):
             try:
-                self._socket.send_multipart([topic(d).encode(), encode(d)], flags=zmq.NOBLOCK)
+                send(topic, zmq.NOBLOCK | zmq.SNDMORE)
+                send(payload, zmq.NOBLOCK)
+                sent += 1
             except zmq.Again:
-                self._metrics.publish_dropped.labels("zmq", "hwm").inc()
-            else:
-                self._metrics.published.labels("zmq").inc()
+                dropped += 1
+        if sent:
+            self._metrics.published.labels("zmq").inc(sent)
+        if dropped:
+            self._metrics.publish_dropped.labels("zmq", "hwm").inc(dropped)
 
     def close(self) -> None:
         self._socket.close()

@@ -1,0 +1,144 @@
+"""Columnar decisions, their wire forms, the engine's precisions and the speed benches' plumbing."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from xapp.e2.types import Request
+from xapp.engine.decision import Decision, DecisionBatch
+from xapp.engine.hostbench import STAGES, measure, trivial_encoder, trivial_table
+from xapp.engine.precision import PrecisionError, cpu_has_bf16, serving_trunk
+from xapp.engine.precisionbench import choose, compare
+from xapp.engine.runner import EarlyExitEngine, TaskPlan
+from xapp.model import Encoder, EncoderConfig, Head
+from xapp.ops.decision_metrics import record_decisions
+from xapp.ops.metrics import Metrics
+from xapp.publish.codec import decode, encoded, redis_fields
+
+CFG = EncoderConfig(dim=32, depth=3, heads=2)
+MOD = tuple(f"m{i}" for i in range(5))
+BEAMS = tuple(f"beam{i:02d}" for i in range(4))
+SHAPES = {"modulation": (1, 1024), "beam": (16, 64)}
+
+
+def decisions() -> list[Decision]:
+    return [Decision(f"n{i}", "beam" if i % 2 else "modulation", f"c{i}", i, 0.5 + i / 100, 1 + i % 2, 0.01 * i, 100 + i,
+                     "cell", 10 + i, 20 + i, 30 + i, "fixed", None if i % 3 else "c0") for i in range(5)]
+
+
+def test_batch_holds_the_same_decisions_as_columns():
+    ds = decisions()
+    batch = DecisionBatch.of(ds)
+    assert len(batch) == 5 and list(batch) == ds
+    assert list(batch.of_tasks({"beam"})) == [d for d in ds if d.task == "beam"]
+
+
+def test_batch_serialisation_matches_each_decision():
+    ds = decisions()
+    for (topic, payload), d in zip(encoded(DecisionBatch.of(ds)), ds):
+        msg = decode(payload)
+        assert topic == f"{d.task}/{d.node_id}".encode()
+        assert (msg.node_id, msg.task, msg.label, msg.class_index, msg.exit_layer, msg.sequence_number) == (
+            d.node_id, d.task, d.label, d.class_index, d.exit, d.seq)
+        assert (msg.t_indication_ns, msg.t_arrival_ns, msg.t_decision_ns, msg.policy) == (
+            d.t_node_ns, d.t_arrival_ns, d.t_decision_ns, d.policy)
+        assert msg.confidence == pytest.approx(d.confidence) and msg.gflops == pytest.approx(d.gflops)
+    node, task, fields = redis_fields(ds)[2]
+    assert (node, task) == ("n2", "modulation")
+    assert fields["confidence"] == "0.520000" and fields["exit_layer"] == "1" and fields["cell_id"] == "cell"
+
+
+def test_batch_metrics_count_what_per_decision_updates_would():
+    metrics = Metrics()
+    record_decisions(metrics, DecisionBatch.of(decisions()))
+    get = metrics.registry.get_sample_value
+    assert get("xapp_node_decisions_total", {"task": "beam", "node": "n1"}) == 1
+    assert get("xapp_decision_gflops_total", {"task": "beam"}) == pytest.approx(0.04)
+    assert get("xapp_decisions_scored_total", {"task": "modulation", "outcome": "correct"}) == 1
+    assert get("xapp_decisions_scored_total", {"task": "beam", "outcome": "wrong"}) == 1
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    torch.manual_seed(0)
+    return Encoder(CFG).eval()
+
+
+def table(encoder):
+    torch.manual_seed(1)
+    return {"modulation": TaskPlan("modulation", MOD, {1: Head(CFG.dim, len(MOD)).eval()}),
+            "beam": TaskPlan("beam", BEAMS, {3: Head(CFG.dim, len(BEAMS)).eval()})}
+
+
+def frames(n: int) -> list[Request]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        task = "beam" if i % 2 else "modulation"
+        shape = SHAPES[task]
+        x = (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
+        label = (BEAMS if task == "beam" else MOD)[i % 4]
+        out.append(Request(f"n{i % 2}", task, x, i, "cell", time.time_ns(), time.monotonic(), float("inf"), label))
+    return out
+
+
+def test_int8_engine_quantises_a_copy_and_keeps_decisions_close(encoder):
+    plans = table(encoder)
+    got = {}
+    for precision in ("fp32", "int8"):
+        out = []
+        EarlyExitEngine(encoder, Metrics(), precision).run(frames(16), plans, out.extend)
+        got[precision] = {(d.task, d.seq): d for d in out}
+    assert got["fp32"].keys() == got["int8"].keys() and len(got["fp32"]) == 16
+    conf = np.array([[got[p][k].confidence for k in sorted(got["fp32"])] for p in ("fp32", "int8")])
+    assert np.abs(conf[0] - conf[1]).max() < 0.05
+    assert all(isinstance(m, torch.nn.Linear) for m in encoder.blocks.modules() if "Linear" in type(m).__name__)
+
+
+def test_unknown_or_unsupported_precision_is_refused(encoder, tmp_path):
+    with pytest.raises(PrecisionError, match="expected one of"):
+        serving_trunk(encoder, "fp8")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags : fpu avx2 avx512f\n")
+    assert not cpu_has_bf16(cpuinfo)
+    cpuinfo.write_text("flags : fpu avx512f avx512_bf16\n")
+    assert cpu_has_bf16(cpuinfo)
+    if not cpu_has_bf16():
+        with pytest.raises(PrecisionError, match="bf16"):
+            EarlyExitEngine(encoder, Metrics(), "bf16")
+
+
+def test_precision_comparison_runs_every_variant_on_the_same_frames(encoder):
+    result = compare(encoder, table(encoder), frames(12), max_batch=4)
+    variants = result["variants"]
+    assert {"engine fp32", "engine int8", "onnxruntime fp32", "onnxruntime int8"} <= set(variants)
+    assert variants["engine fp32"]["agreement_with_fp32"] == 1.0
+    assert variants["onnxruntime fp32"]["agreement_with_fp32"] == 1.0  # same arithmetic, another runtime
+    assert set(variants["engine int8"]["accuracy"]) == {"beam", "modulation"}
+    assert choose(result) in ("fp32", "int8")
+
+
+def test_host_bench_reports_every_stage_per_batch_size(encoder):
+    small = trivial_encoder(CFG)
+    result = measure(small, trivial_table(small, {"modulation": 1, "beam": 2}, {"modulation": MOD, "beam": BEAMS}),
+                     SHAPES, frames=16, batch_sizes=(1, 8), repeats=1)
+    assert set(result) == {"1", "8"}
+    for stages in result.values():
+        assert set(STAGES) <= set(stages) and all(stages[s] >= 0 for s in STAGES)
+        assert stages["publish"] > 0 and stages["decode_validate"] > 0
+        assert stages["total"] == pytest.approx(sum(stages[s] for s in STAGES))
+
+
+def test_descriptor_carries_the_engine_precision(tmp_path):
+    from tests.test_config import base_doc, make_root, problems_of, write_doc
+    from xapp.config import load_descriptor
+
+    root = make_root(tmp_path)
+    doc = base_doc()
+    assert load_descriptor(write_doc(root, doc)).encoder.precision == "fp32"
+    doc["encoder"]["precision"] = "int8"
+    assert load_descriptor(write_doc(root, doc)).encoder.precision == "int8"
+    doc["encoder"]["precision"] = "fp8"
+    assert any("precision" in p for p in problems_of(write_doc(root, doc)))

@@ -1,0 +1,197 @@
+"""`xapp bench --host`: the serving path's host cost per frame, with a trunk too small to matter.
+
+The trunk is the descriptor's encoder shape cut to width 4 with identity blocks, its heads random,
+so what is left is the work a GPU cannot take off the host: decoding and validating Indications,
+batching, launching the trunk and heads, building decisions and publishing them (ZMQ protobuf sends,
+Redis field encoding, metrics). Each stage is timed on its own over the same frames, at each batch
+size, in CPU time of the serving thread (so a loaded machine does not inflate it), and reported in
+microseconds per frame.
+
+The engine stage is split without instrumenting the engine: the trunk alone (tokens and blocks to
+each row's exit) and the heads alone are timed on the same batch, and decision building is what the
+full engine run takes beyond them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+import zmq
+from torch import nn
+
+from xapp.e2.frames import decode_indication, encode_indication
+from xapp.e2.e2sm_iq import indication_message
+from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
+from xapp.e2.types import FrameLimits, Request
+from xapp.engine.batcher import Batcher, BatchLimits
+from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable
+from xapp.model import Encoder, EncoderConfig, Head
+from xapp.model.policies import Policy
+from xapp.ops.metrics import Metrics
+from xapp.ops.decision_metrics import record_decisions
+from xapp.publish.codec import redis_fields
+from xapp.publish.zmq_pub import ZmqPublisher
+
+BATCH_SIZES = (1, 32, 256, 512)
+STAGES = ("decode_validate", "batching", "trunk_launch", "heads", "decision_building", "publish")
+TRIVIAL_DIM = 4
+NODES = 4
+
+
+def trivial_encoder(cfg: EncoderConfig) -> Encoder:
+    """The descriptor's encoder shape (depth, patching, layout) at width 4, its blocks identities: the
+    trunk's arithmetic, which a GPU would do, drops out and the host work around it is what is left."""
+    torch.manual_seed(0)
+    encoder = Encoder(dataclasses.replace(cfg, dim=TRIVIAL_DIM, heads=1, mlp_ratio=1.0)).eval()
+    encoder.blocks = nn.ModuleList(nn.Identity() for _ in encoder.blocks)
+    return encoder
+
+
+def trivial_table(encoder: Encoder, exits: Mapping[str, int], classes: Mapping[str, Sequence[str]]) -> TaskTable:
+    torch.manual_seed(1)
+    return {
+        task: TaskPlan(task, tuple(classes[task]), {k: Head(encoder.cfg.dim, len(classes[task])).eval()}, Policy())
+        for task, k in exits.items()
+    }
+
+
+def indications(shapes: Mapping[str, tuple[int, int]], n: int, seed: int = 7) -> list:
+    """`n` E2SM-IQ Indications round-robin over the tasks and NODES nodes, random unit-power frames."""
+    rng = np.random.default_rng(seed)
+    tasks = list(shapes)
+    out = []
+    for i in range(n):
+        task = tasks[i % len(tasks)]
+        a, s = shapes[task]
+        x = ((rng.standard_normal((a, s)) + 1j * rng.standard_normal((a, s))) / np.sqrt(2)).astype(np.complex64)
+        header = iq_pb2.IndicationHeader(
+            node_id=f"e2node-{i % NODES}", cell_id="cell0", sequence_number=i, timestamp_ns=time.time_ns(),
+            sample_rate_hz=30.72e6, center_frequency_hz=3.5e9, antennas=a, samples=s, task=task,
+        )
+        out.append(encode_indication(header, indication_message(x.tobytes())).indication)
+    return out
+
+
+def _per_frame_us(seconds: float, frames: int) -> float:
+    return 1e6 * seconds / frames
+
+
+def _timed(fn: Callable[[], object], repeats: int) -> float:
+    """Smallest of `repeats` timings of fn() in CPU seconds of this thread: the host work itself, not
+    the time other processes hold the cores (torch runs single-threaded here, in this thread)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.thread_time()
+        fn()
+        best = min(best, time.thread_time() - start)
+    return best
+
+
+def _decode_all(items: list, limits: FrameLimits) -> list[Request]:
+    now = time.monotonic()
+    return [decode_indication(ind, f"e2node-{i % NODES}", limits, now) for i, ind in enumerate(items)]
+
+
+def _batch_through(requests: list[Request], size: int) -> None:
+    async def run() -> None:
+        batcher = Batcher(BatchLimits(max_batch=size, max_wait_ms=0.0, queue_limit=len(requests), deadline_ms=1e6),
+                          Metrics())
+        for r in requests:
+            batcher.submit(r)
+        for _ in range(0, len(requests), size):
+            await batcher.next_batch()
+
+    asyncio.run(run())
+
+
+def _trunk_only(engine: EarlyExitEngine, batch: list[Request], table: TaskTable) -> dict[int, torch.Tensor]:
+    """Tokens and blocks as the engine runs them: all rows to the shallowest exit, then only those
+    that go deeper. Returns the hidden states of each exit's rows (for timing the heads alone)."""
+    with torch.inference_mode():
+        rows, h = engine.embed(batch)
+        exits = np.array([table[r.task].exit for r in rows])
+        states, alive = {}, np.arange(len(batch))
+        for k, block in enumerate(engine.encoder.blocks[: exits.max()], start=1):
+            h = block(h)
+            leaving = exits[alive] == k
+            if leaving.any():
+                states[k] = h[torch.from_numpy(np.nonzero(leaving)[0])]
+                keep = torch.from_numpy(np.nonzero(~leaving)[0])
+                h, alive = h[keep], alive[~leaving]
+    return states
+
+
+def _heads_only(states: dict[int, torch.Tensor], table: TaskTable) -> None:
+    with torch.inference_mode():
+        for k, h in states.items():
+            for plan in table.values():
+                if plan.exit == k:
+                    plan.heads[k](h).softmax(-1).max(-1)
+
+
+def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, int]], frames: int,
+            batch_sizes: Sequence[int] = BATCH_SIZES, repeats: int = 5) -> dict[str, dict[str, float]]:
+    """Host microseconds per frame by stage, per batch size: {str(batch): {stage: us, "total": us}}."""
+    limits = FrameLimits(1 << 20, dict(shapes), 1e6, max_clock_skew_s=3600.0)
+    items = indications(shapes, frames)
+    requests = _decode_all(items, limits)
+    metrics = Metrics()
+    engine = EarlyExitEngine(encoder, metrics)
+    context = zmq.Context()
+    zmq_pub = ZmqPublisher("tcp://127.0.0.1:*", metrics, context=context, hwm=1 << 20)
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVHWM, 1 << 20)
+    sub.connect(zmq_pub.endpoint)
+    time.sleep(0.2)  # let the subscription reach the publisher, so sends are real sends
+    out: dict[str, dict[str, float]] = {}
+    try:
+        decode_s = _timed(lambda: _decode_all(items, limits), repeats)
+        for size in batch_sizes:
+            batches = [requests[i : i + size] for i in range(0, len(requests), size)]
+            released: list = []
+            engine_s = _timed(lambda: [engine.run(b, table, released.append) for b in batches], repeats)
+            states = [_trunk_only(engine, b, table) for b in batches]
+            trunk_s = _timed(lambda: [_trunk_only(engine, b, table) for b in batches], repeats)
+            heads_s = _timed(lambda: [_heads_only(s, table) for s in states], repeats)
+            groups = released[-(len(released) // repeats) :]  # the last repeat's release groups
+
+            def publish() -> None:
+                for group in groups:
+                    zmq_pub.publish(group)
+                    redis_fields(group)
+                    record_decisions(metrics, group)
+
+            publish_s = _timed(publish, repeats)
+            while sub.poll(0):
+                sub.recv_multipart()
+            stages = {
+                "decode_validate": _per_frame_us(decode_s, frames),
+                "batching": _per_frame_us(_timed(lambda: _batch_through(requests, size), repeats), frames),
+                "trunk_launch": _per_frame_us(trunk_s, frames),
+                "heads": _per_frame_us(heads_s, frames),
+                "decision_building": max(0.0, _per_frame_us(engine_s - trunk_s - heads_s, frames)),
+                "publish": _per_frame_us(publish_s, frames),
+            }
+            stages["total"] = sum(stages.values())
+            stages["total_after_decode"] = stages["total"] - stages["decode_validate"]
+            out[str(size)] = stages
+    finally:
+        sub.close()
+        zmq_pub.close()
+        context.term()
+    return out
+
+
+def format_host_table(result: Mapping[str, Mapping[str, float]]) -> str:
+    cols = [*STAGES, "total_after_decode", "total"]
+    lines = ["host CPU microseconds per frame by stage (trivial trunk: width 4, identity blocks)",
+             f"{'batch':>6}" + "".join(f"{c[:14]:>15}" for c in cols)]
+    for size, stages in result.items():
+        lines.append(f"{size:>6}" + "".join(f"{stages[c]:>15.2f}" for c in cols))
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""The precision the engine serves the trunk at, chosen in the descriptor (encoder.precision).
+
+fp32  the trunk as trained (on CUDA the engine runs bf16 autocast whatever is chosen).
+int8  dynamic quantisation of the trunk blocks' Linear layers (int8 weights per output channel,
+      activations quantised per batch), CPU only; patch embedding and heads stay fp32.
+bf16  bf16 autocast on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX); refused elsewhere,
+      where it would be emulated and slower than fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from xapp.model import Encoder
+from xapp.model.precision import device_autocast
+
+PRECISIONS = ("fp32", "int8", "bf16")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+class PrecisionError(Exception):
+    """The chosen precision is unknown or not supported on this device."""
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    try:
+        flags = cpuinfo.read_text().split()
+    except OSError:
+        return False
+    return any(flag in flags for flag in BF16_CPU_FLAGS)
+
+
+def serving_trunk(encoder: Encoder, precision: str) -> Encoder:
+    """The encoder to run at `precision`; int8 returns a quantised copy, the others `encoder` itself."""
+    device = next(encoder.parameters()).device
+    if precision not in PRECISIONS:
+        raise PrecisionError(f"encoder.precision {precision!r}: expected one of {PRECISIONS}")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise PrecisionError(f"encoder.precision int8 runs on CPU only, the encoder is on {device}")
+        trunk = copy.deepcopy(encoder)
+        qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # closer to fp32 than per-tensor here
+        trunk.blocks = torch.ao.quantization.quantize_dynamic(trunk.blocks, {nn.Linear: qconfig}, dtype=torch.qint8)
+        return trunk
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise PrecisionError(f"encoder.precision bf16: this CPU has none of {BF16_CPU_FLAGS}; use fp32 or int8")
+    return encoder
+
+
+def serving_autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16" and device.type == "cpu":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return device_autocast(device)
