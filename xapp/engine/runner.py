@@ -12,7 +12,7 @@ immutable snapshot, so a hot reload swaps tables between batches and never insid
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,7 +154,7 @@ class EarlyExitEngine:
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter((number[r.task] for r in rows), dtype=np.int64, count=len(rows))
-        deepest = max(plans[i].exit for i in np.unique(task_of))
+        deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
         head_cost = np.zeros(len(rows))  # head GFLOPs spent per row so far (dynamic rows read several)
         streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
@@ -182,9 +182,11 @@ class EarlyExitEngine:
             if leaves.any():
                 release(self._decisions(rows, alive[positions[leaves]], plans, task_of, label[leaves].astype(np.int64),
                                         confidence[leaves], k, gflops[k - 1] + head_cost, offset_ns))
-                keep = np.setdiff1d(np.arange(len(alive)), positions[leaves], assume_unique=True)
-                if not len(keep):
+                staying = np.ones(len(alive), dtype=bool)
+                staying[positions[leaves]] = False
+                if not staying.any():
                     return k
+                keep = np.flatnonzero(staying)
                 h = h[torch.from_numpy(keep).to(self.device)]
                 alive = alive[keep]
         return deepest
@@ -212,8 +214,8 @@ class EarlyExitEngine:
         their_plans = [plans[t] for t in task_of[index].tolist()]
         label_list = labels.tolist()
         tasks = [p.task for p in their_plans]
-        for task, n in zip(*np.unique(np.array(tasks), return_counts=True)):
-            self._metrics.decisions.labels(str(task), str(k)).inc(int(n))
+        for task, n in Counter(tasks).items():
+            self._metrics.decisions.labels(task, str(k)).inc(n)
         now_ns = time.time_ns()
         return DecisionBatch(
             node_id=[r.node_id for r in picked],
