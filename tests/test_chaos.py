@@ -21,7 +21,7 @@ def test_campaign_keeps_every_guarantee(tiny_model, tmp_path):
     model_dir, _ = tiny_model
     source = write_descriptor(model_dir, tmp_path / "descriptors" / "tiny.yaml", [NodeEndpoint("placeholder", "127.0.0.1:1")],
                               "tcp://127.0.0.1:1", "redis://127.0.0.1:1/0", 1)
-    report = asyncio.run(Campaign(source, PLAN).run())
+    report = asyncio.run(Campaign(source, PLAN, progress=print).run())
     print(report.table())
     assert report.failures == []
     f = report.figures

@@ -119,6 +119,7 @@ class Campaign:
         self.report = ChaosReport()
         self.answered: set[tuple[str, int]] = set()
         self.received = 0
+        self._unheard = 0.0  # decisions published before the listener's subscription reached the PUB socket
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class Campaign:
                                   "all subscriptions up", 120.0)
                 if app_task.done():
                     app_task.result()
+                await self._warm_up()
                 self._progress("xapp ready; campaign starting")
                 for phase in (self._flood, self._wire, self._churn, self._redis_outage, self._reload, self._ops,
                               self._soak):
@@ -228,23 +230,41 @@ class Campaign:
         for node in self.nodes:
             node.rate_hz = rate_hz
 
-    async def _pause_and_drain(self) -> None:
-        """Nodes paused, and nothing moving in the xApp for 0.5 s."""
+    def _in_flight(self) -> float:
+        """Frames taken but neither decided nor shed, plus decisions published on ZMQ but not yet received."""
+        taken, decided = self._total("xapp_frames_in_total"), self._total("xapp_decisions_total")
+        unanswered = taken - decided - self._total("xapp_frames_shed_total")
+        return unanswered + self._total("xapp_published_total", sink="zmq") - self._unheard - self.received
+
+    async def _warm_up(self) -> None:
+        """Serve until the listener hears decisions: a ZMQ subscriber only gets what is published after
+        its subscription reaches the PUB socket, so the books start once it has."""
+        self._set_rate(self.plan.rate_hz)
+        await self._until(lambda: self.received > 0, "the first decision on ZMQ", 60)
+        await self._pause_and_drain(timeout=5.0)
+        self._unheard = self._total("xapp_published_total", sink="zmq") - self.received
+
+    async def _pause_and_drain(self, timeout: float = 60.0) -> None:
+        """Nodes paused, nothing moving in the xApp for 0.5 s, and nothing in flight (a batch in the
+        engine moves no counter until it is done). Past `timeout` with something still unaccounted
+        for it returns anyway, and the phase's books show the loss."""
         self._set_rate(0.0)
 
         def state() -> tuple:
             return (self._total("xapp_frames_in_total"), self._total("xapp_frames_rejected_total"), self.received,
                     self._total("xapp_published_total"), self._total("xapp_publish_dropped_total"))
 
-        end = time.monotonic() + 60.0
+        end = time.monotonic() + timeout
         before = state()
-        while time.monotonic() < end:
+        while True:
             await asyncio.sleep(0.5)
             now = state()
-            if now == before and self._total("xapp_batch_queue_depth") == 0:
+            settled = now == before and self._total("xapp_batch_queue_depth") == 0
+            if settled and (self._in_flight() == 0 or time.monotonic() > end):
                 return
+            if time.monotonic() > end:
+                raise ChaosError(f"the xApp did not settle within {timeout:g} s")
             before = now
-        raise ChaosError("the xApp did not drain within 60 s")
 
     def _good_sent(self) -> int:
         return sum(node.frames_sent for node in self.nodes)
@@ -455,7 +475,7 @@ class Campaign:
             before = self._total("xapp_descriptor_reloads_total", outcome="rejected")
             self.path.write_bytes(content)
             await self._until(lambda: self._total("xapp_descriptor_reloads_total", outcome="rejected") > before,
-                              f"the bad edit ({name}) refused", 10)
+                              f"the bad edit ({name}) refused", 30)
             refused += 1
         applied = self._total("xapp_descriptor_reloads_total", outcome="applied") - applied0
         self.path.write_bytes(original)  # a valid edit again: applied, and serving as before
