@@ -70,10 +70,6 @@ class FaultProxy:
             return
         self._faults.extend([kind] * count)
 
-    @property
-    def active_streams(self) -> int:
-        return len(self._streams)
-
     async def start(self) -> None:
         if self._server is not None:
             return
