@@ -21,7 +21,7 @@ def setup():
     heads = {}
     for k in range(1, SMALL.depth + 1):
         head = Head(SMALL.dim, len(CLASSES)).eval().requires_grad_(False)
-        head.out.weight.mul_(2.0 + k)
+        head.out.weight.mul_(2.5 * (2.0 + k))
         heads[k] = head
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(96, 1, 1024)) + 1j * rng.normal(size=(96, 1, 1024))).astype(np.complex64)
