@@ -142,3 +142,33 @@ def test_descriptor_carries_the_engine_precision(tmp_path):
     assert load_descriptor(write_doc(root, doc)).encoder.precision == "int8"
     doc["encoder"]["precision"] = "fp8"
     assert any("precision" in p for p in problems_of(write_doc(root, doc)))
+
+
+def test_ingest_ceiling_is_the_highest_offer_served_in_full():
+    from xapp.engine.ingest import ceiling
+
+    rows = [{"offered_frames_per_s": 500.0, "decisions_per_s": 499.0, "shed": 0},
+            {"offered_frames_per_s": 1000.0, "decisions_per_s": 990.0, "shed": 0},
+            {"offered_frames_per_s": 1500.0, "decisions_per_s": 1400.0, "shed": 0},  # 7 % short
+            {"offered_frames_per_s": 2000.0, "decisions_per_s": 1990.0, "shed": 3}]
+    assert ceiling(rows) == 1000.0
+    assert ceiling(rows[2:]) == 0.0
+
+
+def test_ingest_descriptor_serves_a_trivial_model_at_the_same_exits(tmp_path):
+    from xapp.app import build_table
+    from xapp.config import load_descriptor
+    from xapp.config.shipped import default_descriptor
+    from xapp.data import TASKS
+    from xapp.engine.ingest import INGEST_DIM, INGEST_MAX_BATCH, trivial_model_descriptor
+    from xapp.model import load_encoder
+
+    shipped = load_descriptor(default_descriptor())
+    encoder = load_encoder(shipped.encoder.checkpoint)
+    classes = {t: TASKS[t].classes for t in shipped.enabled_tasks}
+    ingest = load_descriptor(trivial_model_descriptor(shipped, encoder, classes, tmp_path))
+    small = load_encoder(ingest.encoder.checkpoint)
+    assert small.cfg.dim == INGEST_DIM and small.cfg.depth == encoder.cfg.depth
+    assert {t: s.exit for t, s in ingest.enabled_tasks.items()} == {t: s.exit for t, s in shipped.enabled_tasks.items()}
+    assert ingest.batching.max_batch == INGEST_MAX_BATCH
+    assert set(build_table(ingest, small)) == set(shipped.enabled_tasks)

@@ -134,8 +134,9 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     }
 
 
-async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[float], seconds: float,
+async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, float]], seconds: float,
                  threads: int | None) -> list[dict]:
+    """One row per (load percent or None, offered frames/s), each level held `seconds`."""
     from xapp.engine.demo import NODES, _sum, embedded
 
     process = psutil.Process()
@@ -150,21 +151,23 @@ async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[flo
 
         sampler = asyncio.create_task(sample_rss())
         try:
-            for level in loads:
-                offered = capacity_fps * level / 100.0
+            for level, offered in levels:
                 await asyncio.to_thread(load.set_rate, offered / NODES)
                 await asyncio.sleep(WARMUP_S)
                 shed0 = _sum(env.metrics, "xapp_frames_shed_total")
+                in0 = _sum(env.metrics, "xapp_frames_in_total")
                 rss0, peak[0] = process.memory_info().rss, 0
                 await asyncio.to_thread(load.record)
-                t0 = time.monotonic()
+                cpu0, t0 = sum(process.cpu_times()[:2]), time.monotonic()
                 await asyncio.sleep(seconds)
                 lat = np.array([r.latency_ms for r in await asyncio.to_thread(load.collect)])
                 t1 = time.monotonic()
                 results.append({
                     "load_percent": level,
                     "offered_frames_per_s": offered,
+                    "frames_in_per_s": (_sum(env.metrics, "xapp_frames_in_total") - in0) / (t1 - t0),
                     "decisions_per_s": len(lat) / (t1 - t0),
+                    "xapp_cpu_percent": 100.0 * (sum(process.cpu_times()[:2]) - cpu0) / (t1 - t0),
                     "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
                     "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
                     "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
@@ -181,12 +184,18 @@ async def online(descriptor_path: Path, capacity_fps: float, loads: Sequence[flo
     return results
 
 
+ONLINE_HEADER = (f"{'load':>6}{'offered/s':>10}{'in/s':>10}{'dec/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}"
+                 f"{'peak MB':>10}{'cpu %':>8}")
+
+
 def _online_row(r: dict) -> str:
     def ms(v):
         return "-" if v is None else f"{v:.1f}"
 
-    return (f"{r['load_percent']:>5.0f}%{r['offered_frames_per_s']:>10.1f}{r['decisions_per_s']:>10.1f}"
-            f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}")
+    level = "-" if r["load_percent"] is None else f"{r['load_percent']:.0f}%"
+    return (f"{level:>6}{r['offered_frames_per_s']:>10.1f}{r['frames_in_per_s']:>10.1f}{r['decisions_per_s']:>10.1f}"
+            f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}"
+            f"{r['xapp_cpu_percent']:>8.0f}")
 
 
 def targets(off: dict, on: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:
@@ -224,7 +233,7 @@ def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]])
              ""]
     if on:
         lines.append("online (xApp in this process, real Redis; simulated E2 nodes and listener in a child process)")
-        lines.append(f"{'load':>6}{'offered/s':>10}{'dec/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}")
+        lines.append(ONLINE_HEADER)
         lines.extend(_online_row(r) for r in on)
         lines.append("")
     for name, ok, detail in checks:
@@ -256,6 +265,8 @@ def bench(args: argparse.Namespace) -> int:
         return host_bench(descriptor, encoder, table, args)
     if args.precision:
         return precision_bench(descriptor, encoder, table, args)
+    if args.ingest:
+        return ingest_bench(descriptor, encoder, table, args)
     frames = bench_frames(list(table), args.frames)
     print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
     off = offline(encoder, table, frames, descriptor.batching.max_batch)
@@ -263,7 +274,9 @@ def bench(args: argparse.Namespace) -> int:
     if loads and args.seconds > 0:
         print(f"online: capacity {off['early_exit_frames_per_s']:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each",
               flush=True)
-        on = asyncio.run(online(Path(args.descriptor), off["early_exit_frames_per_s"], loads, args.seconds, args.threads))
+        capacity = off["early_exit_frames_per_s"]
+        on = asyncio.run(online(Path(args.descriptor), [(level, capacity * level / 100.0) for level in loads], args.seconds,
+                                args.threads))
     checks = targets(off, on, descriptor.batching.max_wait_ms)
     print()
     print(format_table(off, on, checks))
@@ -301,6 +314,24 @@ def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argpar
                "load_average": os.getloadavg()}
     print(format_precision_table(result))
     print(f"fastest engine precision with >= 99 % agreement: {result['chosen']}")
+    _write_json(args.json_path, result)
+    return 0
+
+
+def ingest_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
+    from xapp.cli import CliError
+    from xapp.engine.ingest import ingest
+
+    try:
+        rates = [float(x) for x in args.ingest.split(",") if x.strip()]
+    except ValueError:
+        raise CliError(f"--ingest: expected comma-separated frames/s, got {args.ingest!r}") from None
+    print(f"ingest: trivial trunk, offered {rates} frames/s for {args.seconds:.0f} s each", flush=True)
+    print(ONLINE_HEADER, flush=True)
+    result = asyncio.run(ingest(descriptor, encoder, {t: p.classes for t, p in table.items()}, rates, args.seconds,
+                                args.threads))
+    result |= {"cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    print(f"ingest ceiling: {result['ingest_frames_per_s']:.0f} frames/s (highest offer served in full, nothing shed)")
     _write_json(args.json_path, result)
     return 0
 

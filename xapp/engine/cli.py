@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="host path only: microseconds per frame by stage at batch 1/32/256/512, trivial trunk")
     p.add_argument("--precision", action="store_true",
                    help="engine fp32 / int8 / bf16 and ONNX Runtime fp32 / int8 side by side: frames/s, agreement, accuracy")
+    p.add_argument("--ingest", metavar="RATES",
+                   help="end-to-end ingest ceiling: offered frames/s to try, comma-separated (trivial trunk)")
     p.set_defaults(handler=run_bench)
 
 

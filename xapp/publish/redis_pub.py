@@ -110,7 +110,11 @@ class RedisPublisher:
 
     async def _write(self, batch: list[Entry]) -> None:
         pipe = self._client.pipeline(transaction=False)
+        latest: dict[tuple[str, str], dict[str, str]] = {}
         for node_id, task, f in batch:
-            pipe.hset(hash_key(node_id, task), mapping=f)
             pipe.xadd(stream_key(task), f, maxlen=self._maxlen, approximate=True)
+            latest[(node_id, task)] = f
+        # The hash holds the latest decision only: one HSET per (node, task) in this write, not per decision.
+        for (node_id, task), f in latest.items():
+            pipe.hset(hash_key(node_id, task), mapping=f)
         await pipe.execute()

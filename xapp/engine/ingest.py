@@ -1,0 +1,71 @@
+"""`xapp bench --ingest RATES`: how many frames/s one xApp process takes in end to end (E2
+Indication in over gRPC, decoded, validated, batched, served, published on ZMQ and Redis) when the
+trunk costs next to nothing.
+
+The descriptor's tasks, exits and frame checks are kept; its encoder is replaced by one of the same
+depth and token layout at width 8 (one attention head) with random heads, written to a temporary
+directory, and batches may grow to INGEST_MAX_BATCH. The simulated nodes and the listener run in a
+child process (as in `xapp bench` online) at each offered rate in turn. The ceiling is the highest
+rate served with nothing shed and decisions within 2 % of what was offered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from xapp.config import Descriptor
+from xapp.model import Encoder, Head, save_encoder, save_head
+
+INGEST_DIM = 8
+INGEST_MAX_BATCH = 256
+SERVED_SHARE = 0.98
+
+
+def trivial_model_descriptor(descriptor: Descriptor, encoder: Encoder, classes: dict[str, Sequence[str]],
+                             directory: Path) -> Path:
+    """A copy of `descriptor` that serves a width-8 encoder and random heads written into `directory`."""
+    from xapp.engine.demo import adapt_descriptor
+
+    torch.manual_seed(0)
+    small = Encoder(dataclasses.replace(encoder.cfg, dim=INGEST_DIM, heads=1, mlp_ratio=1.0)).eval()
+    save_encoder(directory / "encoder.safetensors", small)
+    heads = {}
+    for task, spec in descriptor.enabled_tasks.items():
+        path = directory / f"{task}-exit{spec.exit}.safetensors"
+        save_head(path, Head(INGEST_DIM, len(classes[task])), {"task": task, "exit": spec.exit, "classes": list(classes[task])})
+        heads[task] = {"exit": spec.exit, "head": str(path), "policy": {"kind": "fixed"}}
+
+    def edit(doc: dict) -> None:
+        doc["encoder"]["checkpoint"] = str(directory / "encoder.safetensors")
+        doc["encoder"]["precision"] = "fp32"
+        doc.pop("heads", None)
+        doc["tasks"] = heads
+        doc["batching"]["max_batch"] = INGEST_MAX_BATCH
+
+    # Endpoints stay the descriptor's: the bench's embedded xApp replaces them with free ones.
+    return adapt_descriptor(descriptor.path, directory / "descriptors" / "ingest.yaml", nodes=descriptor.e2.nodes,
+                            zmq_endpoint=descriptor.publish.zmq_endpoint, redis_url=descriptor.publish.redis_url,
+                            http_port=descriptor.ops.http_port, edit=edit)
+
+
+def ceiling(rows: Sequence[dict]) -> float:
+    """Highest offered rate served in full: nothing shed, decisions within 2 % of the offer."""
+    served = [r["offered_frames_per_s"] for r in rows
+              if r["shed"] == 0 and r["decisions_per_s"] >= SERVED_SHARE * r["offered_frames_per_s"]]
+    return max(served, default=0.0)
+
+
+async def ingest(descriptor: Descriptor, encoder: Encoder, classes: dict[str, Sequence[str]], rates: Sequence[float],
+                 seconds: float, threads: int | None) -> dict:
+    from xapp.engine.bench import online
+
+    with tempfile.TemporaryDirectory(prefix="xapp-ingest-") as tmp:
+        path = trivial_model_descriptor(descriptor, encoder, classes, Path(tmp))
+        rows = await online(path, [(None, rate) for rate in rates], seconds, threads)
+    return {"ingest_frames_per_s": ceiling(rows), "levels": rows, "max_batch": INGEST_MAX_BATCH,
+            "exits": {t: s.exit for t, s in descriptor.enabled_tasks.items()}}
