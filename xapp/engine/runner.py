@@ -157,8 +157,10 @@ class EarlyExitEngine:
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
         head_cost = np.zeros(len(rows))  # head GFLOPs spent per row so far (dynamic rows read several)
-        streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
-        last = torch.full((len(rows),), -1, dtype=torch.long, device=self.device)
+        streak = last = None  # per-row patience state, only when a patience policy is served
+        if any(p.policy.kind == "patience" for p in plans):
+            streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+            last = torch.full((len(rows),), -1, dtype=torch.long, device=self.device)
         alive = np.arange(len(rows))  # original row index of each row of h
         offset_ns = time.time_ns() - time.monotonic_ns()
         for k, block in enumerate(self.encoder.blocks[:deepest], start=1):
@@ -175,9 +177,10 @@ class EarlyExitEngine:
             if not read:
                 continue
             # One device-to-host copy per exit: label, confidence and leave flag of every row read here.
-            label, confidence, leaves = torch.cat(parts, dim=1).cpu().numpy()
-            positions = np.concatenate([p for _, p in read])
-            head_cost[alive[positions]] += np.concatenate([np.full(len(p), plan.heads[k].flops(tokens) / 1e9) for plan, p in read])
+            label, confidence, leaves = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).cpu().numpy()
+            for plan, p in read:
+                head_cost[alive[p]] += plan.heads[k].flops(tokens) / 1e9
+            positions = read[0][1] if len(read) == 1 else np.concatenate([p for _, p in read])
             leaves = leaves.astype(bool)
             if leaves.any():
                 release(self._decisions(rows, alive[positions[leaves]], plans, task_of, label[leaves].astype(np.int64),
@@ -192,8 +195,8 @@ class EarlyExitEngine:
         return deepest
 
     @staticmethod
-    def _read_head(plan: TaskPlan, k: int, rows_h: torch.Tensor, index: np.ndarray, streak: torch.Tensor,
-                   last: torch.Tensor) -> torch.Tensor:
+    def _read_head(plan: TaskPlan, k: int, rows_h: torch.Tensor, index: np.ndarray, streak: torch.Tensor | None,
+                   last: torch.Tensor | None) -> torch.Tensor:
         """[3, rows]: label, confidence and whether the row leaves at exit k, still on the device."""
         probs = plan.heads[k](rows_h).float().softmax(dim=-1)
         conf, labels = probs.max(dim=-1)
