@@ -25,7 +25,10 @@ UNSEEN = ("fingerprint", "los")
 POLICIES = ("entropy", "confidence", "patience")
 PAPER_SAVING = 93.0
 COMPARED = ("modulation", "interference", "beam", "los")  # tasks with a cross-check set or baselines
-KEPT_SECTION = "Heads retrained on the broad data, previous encoder"  # written by hand; survives regeneration
+KEPT_SECTIONS = (  # written by hand; they survive regeneration
+    "Heads retrained on the broad data, previous encoder",
+    "The self-supervised trunk beside the labelled stage",
+)
 
 
 def profile(entries: list[dict]) -> list[ExitScore]:
@@ -287,7 +290,8 @@ def write_report(results: dict, out: str | Path) -> Path:
     plots = plot_all(results, out)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
     path = out / "results.md"
-    kept = compare.keep_section(path.read_text(), KEPT_SECTION) if path.is_file() else ""
+    previous = path.read_text() if path.is_file() else ""
+    kept = "\n".join(part for part in (compare.keep_section(previous, t) for t in KEPT_SECTIONS) if part)
     path.write_text(render_markdown(results, plots) + ("\n" + kept if kept else ""))
     return path
 
