@@ -18,10 +18,12 @@ from xapp.config import DescriptorError, PolicySpec, TaskSpec, load_descriptor
 from xapp.config.descriptor import ControlSpec
 from xapp.data import TASKS
 from xapp.engine.runner import PlanError
-from xapp.model import Head, load_encoder, save_head
+from xapp.model import DEFAULT_ENCODER, Head, load_encoder, save_head
+from xapp.model.checkpoint import read_config
 
 REPO = Path(__file__).resolve().parents[1]
 BEAM_CLASSES = list(TASKS["beam"].classes)
+SHIPPED = read_config(DEFAULT_ENCODER)  # the shipped encoder's width and depth
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def tree(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def beam_head(tree: Path, name: str, dim: int = 256, classes: list[str] = BEAM_CLASSES) -> str:
+def beam_head(tree: Path, name: str, dim: int = SHIPPED.dim, classes: list[str] = BEAM_CLASSES) -> str:
     save_head(tree / "custom" / name, Head(dim, len(classes)), {"task": "beam", "exit": 2, "classes": classes})
     return f"custom/{name}"
 
@@ -60,7 +62,7 @@ BAD = [
     ("other classes", lambda t: {"exit": 2, "head": beam_head(t, "classes.safetensors", classes=BEAM_CLASSES[::-1])},
      "expected ('beam00'"),
     ("other encoder width", lambda t: {"exit": 2, "head": beam_head(t, "narrow.safetensors", dim=64)},
-     "reads dim 64, the encoder has dim 256"),
+     f"reads dim 64, the encoder has dim {SHIPPED.dim}"),
     ("not a head file", lambda t: {"exit": 2, "head": "descriptors/default.yaml"}, "not a readable safetensors file"),
 ]
 
@@ -90,19 +92,24 @@ def test_validate_and_the_xapp_refuse_the_same_heads_with_the_same_message(tree,
 
 def test_one_line_moves_the_exit_and_the_manifest_supplies_head_and_sha256(tree):
     path = tree / "descriptors" / "default.yaml"
-    assert main(["exits", "set", "beam", "4", "--descriptor", str(path)]) == 0
     before = (REPO / "descriptors" / "default.yaml").read_text().splitlines()
+    shipped_exit = yaml.safe_load(chr(10).join(before))["tasks"]["beam"]["exit"]
+    new_exit = 5 if shipped_exit != 5 else 4
+    assert main(["exits", "set", "beam", str(new_exit), "--descriptor", str(path)]) == 0
     after = path.read_text().splitlines()
-    assert [(a.strip(), b.strip()) for a, b in zip(before, after) if a != b] == [(f"exit: {yaml.safe_load(chr(10).join(before))['tasks']['beam']['exit']}", "exit: 4")]
+    assert [(a.strip(), b.strip()) for a, b in zip(before, after) if a != b] == [(f"exit: {shipped_exit}", f"exit: {new_exit}")]
     beam = load_descriptor(path).tasks["beam"]
-    assert (beam.exit, beam.head, beam.sha256) == (4, tree / "heads" / "beam" / "exit4.safetensors", shipped_sha("beam", 4))
+    assert (beam.exit, beam.head, beam.sha256) == (new_exit, tree / "heads" / "beam" / f"exit{new_exit}.safetensors",
+                                                   shipped_sha("beam", new_exit))
 
 
 def test_exits_set_refuses_what_would_not_validate_and_leaves_the_file(tree, capsys):
     path = tree / "descriptors" / "default.yaml"
     before = path.read_text()
-    assert main(["exits", "set", "beam", "9", "--descriptor", str(path)]) == 2
-    assert "has no beam head at exit 9 (it has exits 1, 2, 3, 4, 5, 6, 7, 8)" in capsys.readouterr().err
+    beyond = SHIPPED.depth + 1
+    assert main(["exits", "set", "beam", str(beyond), "--descriptor", str(path)]) == 2
+    exits = ", ".join(str(k) for k in range(1, beyond))
+    assert f"has no beam head at exit {beyond} (it has exits {exits})" in capsys.readouterr().err
     assert main(["exits", "set", "weather", "1", "--descriptor", str(path)]) == 2
     assert "has no task 'weather'" in capsys.readouterr().err
     assert path.read_text() == before
@@ -135,12 +142,12 @@ def test_exits_shows_cost_and_accuracy_per_exit_and_marks_the_descriptors(tree, 
     out = capsys.readouterr().out
     report = json.loads(out[: out.rindex("}") + 1])
     rows = report["exits"]
-    assert [r["exit"] for r in rows] == list(range(1, 9)) and {r["task"] for r in rows} == {"beam"}
+    assert [r["exit"] for r in rows] == list(range(1, SHIPPED.depth + 1)) and {r["task"] for r in rows} == {"beam"}
     chosen_exit = load_descriptor(path).tasks["beam"].exit
     assert [r["exit"] for r in rows if r["chosen"]] == [chosen_exit]
     manifest = yaml.safe_load((REPO / "heads" / "manifest.yaml").read_text())
     val = {h["exit"]: h["val_accuracy"] for h in manifest["heads"] if h["task"] == "beam"}
-    assert [r["val_accuracy"] for r in rows] == [val[k] for k in range(1, 9)]
+    assert [r["val_accuracy"] for r in rows] == [val[k] for k in range(1, SHIPPED.depth + 1)]
     gflops = [r["gflops"] for r in rows]
     assert gflops == sorted(gflops) and all(r["latency_ms"] > 0 for r in rows)
     assert plot.stat().st_size > 10_000

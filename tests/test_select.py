@@ -7,6 +7,7 @@ import yaml
 
 from xapp.config import load_descriptor
 from xapp.model import Head, save_head
+from xapp.model.checkpoint import DEFAULT_ENCODER, read_config
 from xapp.train.select import (
     Choice,
     ExitScore,
@@ -117,21 +118,25 @@ def test_text_edit_refuses_what_it_cannot_edit_safely():
         set_task_values("tasks:\n  t: {exit: 1}\n", "t", {"exit": 2})
 
 
+WIDTH = read_config(DEFAULT_ENCODER).dim  # heads must read the shipped encoder's width to validate
+
+
 @pytest.fixture
 def repo_copy(tmp_path):
     """The default descriptor in its own tree (descriptors/default.yaml) with a heads manifest and
-    head files at exits 1, 2 and 8 for every task it lists."""
+    head files at exits 1, 2, 8 and the descriptor's own for every task it lists."""
     from xapp.data import TASKS
     from xapp.train.heads import write_manifest
 
     (tmp_path / "descriptors").mkdir()
     shutil.copy(DEFAULT, tmp_path / "descriptors" / "default.yaml")
     shas, entries = {}, []
+    listed = yaml.safe_load(DEFAULT.read_text())["tasks"]
     for task in ("modulation", "interference", "beam", "los"):
         classes = list(TASKS[task].classes)
-        for k in (1, 2, 8):
+        for k in sorted({1, 2, 8} | ({listed[task]["exit"]} if task in listed else set())):
             path = tmp_path / "heads" / task / f"exit{k}.safetensors"
-            shas[task, k] = save_head(path, Head(256, len(classes)), {"task": task, "exit": k, "classes": classes})
+            shas[task, k] = save_head(path, Head(WIDTH, len(classes)), {"task": task, "exit": k, "classes": classes})
             entries.append({"task": task, "exit": k, "file": f"{task}/exit{k}.safetensors", "sha256": shas[task, k]})
     write_manifest(tmp_path / "heads" / "manifest.yaml", {"tasks": {}, "heads": entries})
     return tmp_path, shas
