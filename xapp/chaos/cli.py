@@ -7,8 +7,6 @@ import asyncio
 import json
 from pathlib import Path
 
-DEFAULT_DESCRIPTOR = "descriptors/default.yaml"
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from xapp.chaos.campaign import ChaosPlan
@@ -21,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embedded Redis and a ZMQ listener; inject faults phase by phase and print what was sent, rejected, "
         "answered, recovered and dropped. Exit status 1 when a guarantee broke (a crash, a silent loss...).",
     )
-    p.add_argument("--descriptor", default=DEFAULT_DESCRIPTOR, help="model, tasks and batching to use (default: %(default)s)")
+    p.add_argument("--descriptor", help="model, tasks and batching to use (default: $CONFIG_FILE, else the shipped "
+                   "descriptors/default.yaml)")
     p.add_argument("--nodes", type=int, default=d.nodes, help="simulated E2 nodes (default: %(default)s)")
     p.add_argument("--rate", type=float, default=d.rate_hz, help="Indications/s per node while a phase runs (default: %(default)s)")
     p.add_argument("--flood-rounds", type=int, default=d.flood_rounds,
@@ -41,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_chaos(args: argparse.Namespace) -> int:
     from xapp.chaos.campaign import Campaign, ChaosError, ChaosPlan
     from xapp.cli import CliError
+    from xapp.engine.cli import descriptor_argument
     from xapp.ops.logging import configure
 
     if min(args.nodes, args.flood_rounds, args.wire_rounds, args.churn_cycles, args.redis_buffer) < 1:
@@ -54,7 +54,7 @@ def run_chaos(args: argparse.Namespace) -> int:
     )
     configure("CRITICAL")  # the faults are deliberate: their warnings would bury the table
     try:
-        campaign = Campaign(Path(args.descriptor), plan, progress=lambda line: print(f"chaos: {line}", flush=True))
+        campaign = Campaign(descriptor_argument(args.descriptor), plan, progress=lambda line: print(f"chaos: {line}", flush=True))
         report = asyncio.run(campaign.run())
     except ChaosError as exc:
         raise CliError(str(exc)) from None
