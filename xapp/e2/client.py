@@ -134,10 +134,12 @@ class E2Subscriber:
                 except TimeoutError:
                     why, cause = f"no acknowledgement within {self.ack_timeout:g} s", "ack_timeout"
                 except asyncio.CancelledError:
-                    # stop() and a new task set cancel the call, which surfaces here; a cancelled task must still end.
+                    # grpc raises CancelledError for a cancelled call (stop(), a new task set, or a read that
+                    # wait_for cancelled as the Ack arrived); only a cancelled task ends, anything else resubscribes.
                     task = asyncio.current_task()
-                    if not ((self._stopping or self._renewing) and task is not None and task.cancelling() == 0):
+                    if task is not None and task.cancelling():
                         raise
+                    why, cause = "the call was cancelled", "rpc_error"
                 except Exception as exc:  # noqa: BLE001 - supervision: no failure may end the node's task
                     log.exception("e2 subscriber for %s failed", self.node.id, extra={"node": self.node.id})
                     why, cause = f"{type(exc).__name__}: {exc}", "internal_error"
