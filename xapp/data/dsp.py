@@ -56,15 +56,6 @@ def rrc_taps(sps: int, beta: float = 0.35, span: int = 8) -> np.ndarray:
     return (h / np.sqrt(np.sum(h**2) / sps)).astype(np.float32)
 
 
-def gaussian_frequency_pulse(sps: int, bt: float, span: int = 4) -> np.ndarray:
-    """Rectangular symbol pulse smoothed by a Gaussian of bandwidth-time product `bt`; sums to sps."""
-    t = (np.arange(span * sps + 1) - span * sps / 2) / sps
-    sigma = np.sqrt(np.log(2)) / (2 * np.pi * bt)
-    g = np.exp(-(t**2) / (2 * sigma**2))
-    h = np.convolve(g / g.sum(), np.ones(sps))
-    return (h / h.sum() * sps).astype(np.float32)
-
-
 def shape(symbols: np.ndarray, taps: np.ndarray, sps: int, length: int) -> np.ndarray:
     """Upsample [n, symbols] by sps and filter with taps, steady-state part only (polyphase).
 

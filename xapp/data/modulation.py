@@ -54,15 +54,15 @@ def linear(name: str) -> Baseband:
     """Random symbols of `name`'s constellation at a random rate, timing and pulse (RRC/RC with a random
     roll-off, rectangular, or Gaussian)."""
     points = CONSTELLATIONS[name].astype(np.complex64)
-    kinds = list(PULSE_SHARES)
+    bank_kind = np.array([pulses.KINDS.index(k) for k in PULSE_SHARES])  # PULSE_SHARES order -> bank kind
 
     def baseband(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         sps = symbol_rates(rng, n)
-        kind = rng.choice(len(kinds), n, p=list(PULSE_SHARES.values()))
+        kind = rng.choice(len(bank_kind), n, p=list(PULSE_SHARES.values()))
         rolloff = rng.uniform(*ROLLOFF, n)
         bt = rng.uniform(*PULSE_BT, n)
         value = np.select([kind <= 1, kind == 3], [rolloff, bt], np.nan)
-        rows = pulses.SYMBOL_PULSES.rows(np.array([pulses.KINDS.index(kinds[k]) for k in kind]), value)
+        rows = pulses.SYMBOL_PULSES.rows(bank_kind[kind], value)
         symbols = points[rng.integers(0, len(points), (n, pulses.symbols_needed(length, sps)))]
         s = pulses.shape(symbols, pulses.SYMBOL_PULSES, rows, sps, rng.random(n), length)
         excess = np.select([kind <= 1, kind == 2], [rolloff, 1.0], 2 * 0.3 / np.maximum(bt, 0.25))

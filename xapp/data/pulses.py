@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import erf
 
 SPAN = 6  # symbols a pulse reaches (+-3): truncated as real transmit filters are
 RES = 32  # table points per symbol
@@ -50,8 +51,6 @@ def gaussian(t: np.ndarray, bt: float) -> np.ndarray:
 def gaussian_rect(t: np.ndarray, bt: float) -> np.ndarray:
     """A one-symbol rectangle smoothed by a Gaussian of bandwidth-time bt (the GFSK frequency pulse)."""
     sigma = np.sqrt(np.log(2)) / (2 * np.pi * bt)
-    from scipy.special import erf
-
     s = np.sqrt(2) * sigma
     return 0.5 * (erf((t + 0.5) / s) - erf((t - 0.5) / s))
 
