@@ -23,7 +23,7 @@ import torch
 
 from xapp.app import build_table
 from xapp.config import load_descriptor
-from xapp.engine.bench import _early_exit, bench_frames, offline
+from xapp.harness.bench import bench_frames, early_exit_pass, offline
 from xapp.engine.runner import EarlyExitEngine
 from xapp.model import load_encoder
 from xapp.model.config import EncoderConfig
@@ -53,8 +53,8 @@ def exit_states_match(cpu_encoder, cuda_encoder) -> dict:
 def bf16_agreement(descriptor, cpu_encoder, cuda_encoder) -> dict:
     cpu_table, cuda_table = build_table(descriptor, cpu_encoder), build_table(descriptor, cuda_encoder)
     frames = bench_frames(list(cpu_table), 256, seed=99)
-    _, on_cpu = _early_exit(EarlyExitEngine(cpu_encoder, Metrics()), cpu_table, frames, 32)
-    _, on_cuda = _early_exit(EarlyExitEngine(cuda_encoder, Metrics()), cuda_table, frames, 32)
+    _, on_cpu = early_exit_pass(EarlyExitEngine(cpu_encoder, Metrics()), cpu_table, frames, 32)
+    _, on_cuda = early_exit_pass(EarlyExitEngine(cuda_encoder, Metrics()), cuda_table, frames, 32)
     key = lambda d: (d.task, d.seq)  # noqa: E731
     cpu_by, cuda_by = {key(d): d for d in on_cpu}, {key(d): d for d in on_cuda}
     result = {}

@@ -82,7 +82,7 @@ def tiny_model(tmp_path_factory):
 def write_descriptor(model_dir: Path, dst: Path, nodes, zmq_endpoint: str, redis_url: str, http_port: int,
                      beam_exit: int = 2) -> Path:
     """descriptors/default.yaml adapted to the tiny model, the given nodes and free ports."""
-    from xapp.engine.demo import adapt_descriptor
+    from xapp.harness.demo import adapt_descriptor
 
     def edit(doc: dict) -> None:
         doc["encoder"]["checkpoint"] = str(model_dir / "encoder.safetensors")

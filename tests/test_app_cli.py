@@ -147,7 +147,7 @@ def test_bench_measures_both_deployments_on_the_same_frames(tiny_model, tmp_path
 
 
 def test_load_generator_failure_is_a_clear_error():
-    from xapp.engine.loadgen import LoadGenError, LoadGenerator
+    from xapp.harness.loadgen import LoadGenError, LoadGenerator
 
     with pytest.raises(LoadGenError, match="no-such-task"):
         with LoadGenerator(1, ["no-such-task"], "tcp://127.0.0.1:1"):

@@ -8,9 +8,9 @@ import torch
 
 from xapp.e2.types import Request
 from xapp.engine.decision import Decision, DecisionBatch
-from xapp.engine.hostbench import STAGES, measure, trivial_encoder, trivial_table
+from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_table
 from xapp.engine.precision import PrecisionError, cpu_has_bf16, serving_trunk
-from xapp.engine.precisionbench import choose, compare
+from xapp.harness.precisionbench import choose, compare
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.ops.decision_metrics import record_decisions
@@ -145,7 +145,7 @@ def test_descriptor_carries_the_engine_precision(tmp_path):
 
 
 def test_ingest_ceiling_is_the_highest_offer_served_in_full():
-    from xapp.engine.ingest import ceiling
+    from xapp.harness.ingest import ceiling
 
     rows = [{"offered_frames_per_s": 500.0, "decisions_per_s": 499.0, "shed": 0},
             {"offered_frames_per_s": 1000.0, "decisions_per_s": 990.0, "shed": 0},
@@ -160,7 +160,7 @@ def test_ingest_descriptor_serves_a_trivial_model_at_the_same_exits(tmp_path):
     from xapp.config import load_descriptor
     from xapp.config.shipped import default_descriptor
     from xapp.data import TASKS
-    from xapp.engine.ingest import INGEST_DIM, INGEST_MAX_BATCH, trivial_model_descriptor
+    from xapp.harness.ingest import INGEST_DIM, INGEST_MAX_BATCH, trivial_model_descriptor
     from xapp.model import load_encoder
 
     shipped = load_descriptor(default_descriptor())

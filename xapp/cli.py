@@ -7,6 +7,8 @@ import importlib
 import os
 import sys
 
+from xapp.cli_error import CliError
+
 # Idle OpenMP workers sleep rather than spin (read when torch loads): on a shared or CPU-limited
 # host spinning workers cut engine throughput ~7x (measured: 60 vs 388 frames/s, 2 threads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -21,8 +23,9 @@ COMMAND_MODULES = [
     "xapp.train.baselines.cli",
     "xapp.e2.cli",
     "xapp.config.cli",
-    "xapp.engine.cli",
     "xapp.engine.exits_cli",
+    "xapp.app_cli",
+    "xapp.harness.cli",
     "xapp.chaos.cli",
 ]
 
@@ -44,10 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"xapp {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from xapp.chaos.http_attacks import idle_connections, oversized, probe_alive, sl
 from xapp.chaos.proxy import FaultProxy
 from xapp.config import load_descriptor
 from xapp.e2.sim import MALFORMED, SimulatedNodes
-from xapp.engine.demo import adapt_descriptor
+from xapp.harness.demo import adapt_descriptor
 from xapp.ops.metrics import Metrics
 from xapp.ops.redis_server import RedisServer, free_port
 from xapp.publish.listen import DecisionListener
@@ -199,15 +199,6 @@ class Campaign:
 
     # -- measurement helpers -----------------------------------------------------------------
 
-    def _total(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples whose labels include `labels`."""
-        total = 0.0
-        for family in self.metrics.registry.collect():
-            for s in family.samples:
-                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                    total += s.value
-        return total
-
     def _by_label(self, name: str, label: str) -> Counter:
         out: Counter = Counter()
         for family in self.metrics.registry.collect():
@@ -232,9 +223,9 @@ class Campaign:
 
     def _in_flight(self) -> float:
         """Frames taken but neither decided nor shed, plus decisions published on ZMQ but not yet received."""
-        taken, decided = self._total("xapp_frames_in_total"), self._total("xapp_decisions_total")
-        unanswered = taken - decided - self._total("xapp_frames_shed_total")
-        return unanswered + self._total("xapp_published_total", sink="zmq") - self._unheard - self.received
+        taken, decided = self.metrics.total("xapp_frames_in_total"), self.metrics.total("xapp_decisions_total")
+        unanswered = taken - decided - self.metrics.total("xapp_frames_shed_total")
+        return unanswered + self.metrics.total("xapp_published_total", sink="zmq") - self._unheard - self.received
 
     async def _warm_up(self) -> None:
         """Serve until the listener hears decisions: a ZMQ subscriber only gets what is published after
@@ -242,7 +233,7 @@ class Campaign:
         self._set_rate(self.plan.rate_hz)
         await self._until(lambda: self.received > 0, "the first decision on ZMQ", 60)
         await self._pause_and_drain(timeout=5.0)
-        self._unheard = self._total("xapp_published_total", sink="zmq") - self.received
+        self._unheard = self.metrics.total("xapp_published_total", sink="zmq") - self.received
 
     async def _pause_and_drain(self, timeout: float = 60.0) -> None:
         """Nodes paused, nothing moving in the xApp for 0.5 s, and nothing in flight (a batch in the
@@ -251,15 +242,15 @@ class Campaign:
         self._set_rate(0.0)
 
         def state() -> tuple:
-            return (self._total("xapp_frames_in_total"), self._total("xapp_frames_rejected_total"), self.received,
-                    self._total("xapp_published_total"), self._total("xapp_publish_dropped_total"))
+            return (self.metrics.total("xapp_frames_in_total"), self.metrics.total("xapp_frames_rejected_total"), self.received,
+                    self.metrics.total("xapp_published_total"), self.metrics.total("xapp_publish_dropped_total"))
 
         end = time.monotonic() + timeout
         before = state()
         while True:
             await asyncio.sleep(0.5)
             now = state()
-            settled = now == before and self._total("xapp_batch_queue_depth") == 0
+            settled = now == before and self.metrics.total("xapp_batch_queue_depth") == 0
             if settled and (self._in_flight() == 0 or time.monotonic() > end):
                 return
             if time.monotonic() > end:
@@ -274,8 +265,8 @@ class Campaign:
     async def _flood(self) -> None:
         p, r = self.plan, self.report
         rejected0 = self._by_label("xapp_frames_rejected_total", "reason")
-        good0, answered0, shed0 = self._good_sent(), len(self.answered), self._total("xapp_frames_shed_total")
-        taken0 = self._total("xapp_frames_in_total")
+        good0, answered0, shed0 = self._good_sent(), len(self.answered), self.metrics.total("xapp_frames_shed_total")
+        taken0 = self.metrics.total("xapp_frames_in_total")
         sent0 = {n.node_id: len(n.malformed_sent) for n in self.nodes}
         kinds = list(MALFORMED) * p.flood_rounds
         self._set_rate(p.rate_hz)
@@ -302,31 +293,31 @@ class Campaign:
         r.check(set(got) <= set(expected), f"flood: unexpected reject reasons {sorted(set(got) - set(expected))}")
         good = self._good_sent() - good0
         answered = len(self.answered) - answered0
-        shed = int(self._total("xapp_frames_shed_total") - shed0)
+        shed = int(self.metrics.total("xapp_frames_shed_total") - shed0)
         r.add("flood", "good frames sent", good, "flood_good")
-        r.add("flood", "good frames taken by the xApp", int(self._total("xapp_frames_in_total") - taken0))
+        r.add("flood", "good frames taken by the xApp", int(self.metrics.total("xapp_frames_in_total") - taken0))
         r.add("flood", "good frames answered", answered, "flood_answered")
         r.add("flood", "good frames shed (counted)", shed)
         r.add("flood", "good frames lost silently", good - answered - shed, "flood_silent")
         r.check(good == answered + shed, f"flood: {good} good frames sent, {answered} answered + {shed} shed")
-        count = self._total("xapp_stage_latency_seconds_count", stage="indication_to_decision")
-        mean_ms = 1000 * self._total("xapp_stage_latency_seconds_sum", stage="indication_to_decision") / max(1.0, count)
+        count = self.metrics.total("xapp_stage_latency_seconds_count", stage="indication_to_decision")
+        mean_ms = 1000 * self.metrics.total("xapp_stage_latency_seconds_sum", stage="indication_to_decision") / max(1.0, count)
         r.add("flood", "indication-to-decision mean (ms)", round(mean_ms, 1), "flood_latency_mean_ms")
         r.check(mean_ms < 10_000, f"flood: absurd latency reached the histogram (mean {mean_ms:.3g} ms)")
 
     async def _recover(self, node_id: str, fault: Callable[[], object], cause: str | None = None) -> float:
         """Seconds from a fault to the node's subscription being up again (after it went down)."""
         sub = self.app.subscribers[node_id]
-        count0 = self._total("xapp_e2_resubscribes_total", node=node_id)
+        count0 = self.metrics.total("xapp_e2_resubscribes_total", node=node_id)
         start = time.monotonic()
         result = fault()
         if asyncio.iscoroutine(result):
             await result
-        await self._until(lambda: self._total("xapp_e2_resubscribes_total", node=node_id) > count0,
+        await self._until(lambda: self.metrics.total("xapp_e2_resubscribes_total", node=node_id) > count0,
                           f"{node_id} resubscribing after {cause or 'a fault'}")
         await self._until(lambda: sub.up, f"{node_id} up again")
         if cause is not None:
-            self.report.check(self._total("xapp_e2_resubscribes_total", node=node_id, cause=cause) > 0,
+            self.report.check(self.metrics.total("xapp_e2_resubscribes_total", node=node_id, cause=cause) > 0,
                               f"{node_id}: no resubscribe counted as {cause}")
         return time.monotonic() - start
 
@@ -398,9 +389,9 @@ class Campaign:
 
     def _books_balance(self, phase: str) -> str:
         """Inside the xApp nothing goes missing: every accepted frame has a decision or a counted shed."""
-        taken = self._total("xapp_frames_in_total")
-        decided = self._total("xapp_decisions_total")
-        shed = self._total("xapp_frames_shed_total")
+        taken = self.metrics.total("xapp_frames_in_total")
+        decided = self.metrics.total("xapp_decisions_total")
+        shed = self.metrics.total("xapp_frames_shed_total")
         self.report.check(taken == decided + shed, f"{phase}: {taken:g} frames taken, {decided:g} decided + {shed:g} shed")
         return f"{taken:,.0f} = {decided:,.0f} + {shed:,.0f}"
 
@@ -416,25 +407,25 @@ class Campaign:
 
     async def _redis_outage(self) -> None:
         p, r = self.plan, self.report
-        decided0 = self._total("xapp_decisions_total")
-        written0 = self._total("xapp_published_total", sink="redis")
-        dropped0 = self._total("xapp_publish_dropped_total", sink="redis")
+        decided0 = self.metrics.total("xapp_decisions_total")
+        written0 = self.metrics.total("xapp_published_total", sink="redis")
+        dropped0 = self.metrics.total("xapp_publish_dropped_total", sink="redis")
         self._set_rate(p.rate_hz)
         await asyncio.sleep(0.5)
         await asyncio.to_thread(self.redis.stop)
-        during0 = self._total("xapp_decisions_total")
+        during0 = self.metrics.total("xapp_decisions_total")
         await asyncio.sleep(p.redis_outage_s)
-        during = self._total("xapp_decisions_total") - during0
+        during = self.metrics.total("xapp_decisions_total") - during0
         await asyncio.to_thread(self.redis.start)
         await asyncio.sleep(0.5)
         self._set_rate(0.0)
-        decided = lambda: self._total("xapp_decisions_total") - decided0  # noqa: E731
-        accounted = lambda: (self._total("xapp_published_total", sink="redis") - written0  # noqa: E731
-                             + self._total("xapp_publish_dropped_total", sink="redis") - dropped0)
+        decided = lambda: self.metrics.total("xapp_decisions_total") - decided0  # noqa: E731
+        accounted = lambda: (self.metrics.total("xapp_published_total", sink="redis") - written0  # noqa: E731
+                             + self.metrics.total("xapp_publish_dropped_total", sink="redis") - dropped0)
         await self._until(lambda: accounted() >= decided(), "every decision written to Redis or counted dropped", 30)
         await self._pause_and_drain()
-        written = self._total("xapp_published_total", sink="redis") - written0
-        dropped = self._total("xapp_publish_dropped_total", sink="redis") - dropped0
+        written = self.metrics.total("xapp_published_total", sink="redis") - written0
+        dropped = self.metrics.total("xapp_publish_dropped_total", sink="redis") - dropped0
         r.add("redis", "outage (s)", p.redis_outage_s)
         r.add("redis", "decisions during the outage", int(during), "redis_outage_decisions")
         r.add("redis", "publish buffer (decisions)", p.redis_buffer)
@@ -470,14 +461,14 @@ class Campaign:
         edits = self._bad_edits(yaml.safe_load(original))
         self._set_rate(self.plan.rate_hz)
         refused = 0
-        applied0 = self._total("xapp_descriptor_reloads_total", outcome="applied")
+        applied0 = self.metrics.total("xapp_descriptor_reloads_total", outcome="applied")
         for name, content in edits.items():
-            before = self._total("xapp_descriptor_reloads_total", outcome="rejected")
+            before = self.metrics.total("xapp_descriptor_reloads_total", outcome="rejected")
             self.path.write_bytes(content)
-            await self._until(lambda: self._total("xapp_descriptor_reloads_total", outcome="rejected") > before,
+            await self._until(lambda: self.metrics.total("xapp_descriptor_reloads_total", outcome="rejected") > before,
                               f"the bad edit ({name}) refused", 30)
             refused += 1
-        applied = self._total("xapp_descriptor_reloads_total", outcome="applied") - applied0
+        applied = self.metrics.total("xapp_descriptor_reloads_total", outcome="applied") - applied0
         self.path.write_bytes(original)  # a valid edit again: applied, and serving as before
         received = self.received
         await self._until(lambda: self.received > received + len(self.nodes.nodes), "decisions after the bad edits", 30)

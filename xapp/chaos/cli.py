@@ -7,6 +7,8 @@ import asyncio
 import json
 from pathlib import Path
 
+from xapp.config.shipped import DESCRIPTOR_HELP
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from xapp.chaos.campaign import ChaosPlan
@@ -19,8 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "embedded Redis and a ZMQ listener; inject faults phase by phase and print what was sent, rejected, "
         "answered, recovered and dropped. Exit status 1 when a guarantee broke (a crash, a silent loss...).",
     )
-    p.add_argument("--descriptor", help="model, tasks and batching to use (default: $CONFIG_FILE, else the shipped "
-                   "descriptors/default.yaml)")
+    p.add_argument("--descriptor", help=f"model, tasks and batching to use ({DESCRIPTOR_HELP})")
     p.add_argument("--nodes", type=int, default=d.nodes, help="simulated E2 nodes (default: %(default)s)")
     p.add_argument("--rate", type=float, default=d.rate_hz, help="Indications/s per node while a phase runs (default: %(default)s)")
     p.add_argument("--flood-rounds", type=int, default=d.flood_rounds,
@@ -39,8 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_chaos(args: argparse.Namespace) -> int:
     from xapp.chaos.campaign import Campaign, ChaosError, ChaosPlan
-    from xapp.cli import CliError
-    from xapp.engine.cli import descriptor_argument
+    from xapp.cli_error import CliError
+    from xapp.config.shipped import descriptor_argument
     from xapp.ops.logging import configure
 
     if min(args.nodes, args.flood_rounds, args.wire_rounds, args.churn_cycles, args.redis_buffer) < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from xapp.cli import CliError
+from xapp.cli_error import CliError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from xapp.config.descriptor import descriptor_path_from_env
+
 HOME_ENV = "XAPP_HOME"
 PACKAGE = Path(__file__).resolve().parent.parent
 BUNDLED = PACKAGE / "_shipped"  # filled by setup.py's build_py
+DESCRIPTOR_HELP = "default: $CONFIG_FILE, else the shipped descriptors/default.yaml"
 
 
 def shipped_root() -> Path:
@@ -29,3 +32,8 @@ def default_descriptor() -> Path:
 
 def default_manifest() -> Path:
     return shipped_root() / "heads" / "manifest.yaml"
+
+
+def descriptor_argument(value: str | Path | None) -> Path:
+    """A command's --descriptor as given, else $CONFIG_FILE, else the shipped default (found from any directory)."""
+    return Path(value) if value else descriptor_path_from_env(default_descriptor())

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 @contextlib.contextmanager
 def user_errors(out: str) -> Iterator[None]:
     """Bad data or arguments, and an unwritable output, become one-line CLI errors."""
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
 
     from .base import DataError
 
@@ -56,7 +56,7 @@ def user_errors(out: str) -> Iterator[None]:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
 
     from . import generate
     from .io import save_npz
@@ -94,7 +94,7 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def bench_command(args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
 
     from . import TASKS
     from .bench import run

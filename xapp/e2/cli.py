@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_e2sim(args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.data import TASKS
     from xapp.e2.sim import SimulatedNodes
 
@@ -80,7 +80,7 @@ def run_e2sim(args: argparse.Namespace) -> int:
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     from pathlib import Path
 
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.e2.tls import ServerTls
 
     if (args.tls_cert is None) != (args.tls_key is None):
@@ -94,7 +94,7 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
 
 
 async def _serve(nodes: SimulatedNodes, duration: float) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.e2.sim import SimError
 
     try:

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+from xapp.config.shipped import DESCRIPTOR_HELP, descriptor_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -32,15 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--descriptor", help="descriptor (default: $CONFIG_FILE, else the shipped descriptors/default.yaml)")
+    p.add_argument("--descriptor", help=f"descriptor ({DESCRIPTOR_HELP})")
     p.add_argument("--manifest", help="heads manifest (default: the descriptor's heads.manifest, else the shipped one)")
 
 
 def _descriptor_path(args: argparse.Namespace) -> Path:
-    from xapp.config import descriptor_path_from_env
-    from xapp.config.shipped import default_descriptor
-
-    return Path(args.descriptor) if args.descriptor else descriptor_path_from_env(default_descriptor())
+    return descriptor_argument(args.descriptor)
 
 
 def _manifest_path(args: argparse.Namespace, descriptor_manifest: Path | None) -> Path:
@@ -53,7 +52,7 @@ def show_command(args: argparse.Namespace) -> int:
     import torch
 
     from xapp.app import engine_threads
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.config import DescriptorError, load_descriptor
     from xapp.config.manifest import ManifestError, read_manifest
     from xapp.engine.exits import format_table, plot, profile_task
@@ -93,7 +92,7 @@ def show_command(args: argparse.Namespace) -> int:
 def set_command(args: argparse.Namespace) -> int:
     import yaml
 
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.config.descriptor import descriptor_root, resolve_path
     from xapp.config.manifest import ManifestError, head_at, read_manifest
     from xapp.train.select import Choice, SelectionError, write_choices

@@ -82,5 +82,10 @@ class Metrics:
                 pass  # no decision on it yet
         self._served_nodes = nodes
 
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of a sample's values over every series whose labels include `labels`."""
+        return sum(s.value for family in self.registry.collect() for s in family.samples
+                   if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

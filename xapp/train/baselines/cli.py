@@ -24,7 +24,7 @@ def baselines_command(args: argparse.Namespace) -> int:
 
     import torch
 
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.config.shipped import default_manifest
     from xapp.train.heads import ManifestError, read_manifest
     from xapp.train.cli import command_line

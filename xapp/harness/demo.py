@@ -1,6 +1,6 @@
 """`xapp demo`: the whole loop on one machine. An embedded real Redis and the xApp on the given
 descriptor (ports moved to free ones, which it prints) in this process; 4 simulated E2 nodes and a
-ZMQ listener in a child process (xapp.engine.loadgen), as they would be elsewhere in a RIC; then a
+ZMQ listener in a child process (xapp.harness.loadgen), as they would be elsewhere in a RIC; then a
 summary. Edits to the operator's descriptor reach the running xApp: each is validated as the xApp
 will, then re-adapted into the copy the xApp watches."""
 
@@ -27,7 +27,8 @@ from xapp.app import AppError, Overrides, XApp
 from xapp.config import DescriptorError, load_descriptor
 from xapp.config.descriptor import descriptor_root, resolve_path
 from xapp.e2.types import NodeEndpoint
-from xapp.engine.loadgen import LoadGenError, LoadGenerator, Received
+from xapp.harness import HarnessError
+from xapp.harness.loadgen import LoadGenError, LoadGenerator, Received
 from xapp.ops.metrics import Metrics
 
 NODES = 4
@@ -85,22 +86,14 @@ class Tally:
         self.exits[r.task].add(r.exit)
 
 
-def _sum(metrics: Metrics, name: str, **labels: str) -> float:
-    total = 0.0
-    for family in metrics.registry.collect():
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
-
 
 def summarize(tally: Tally, seconds: float, metrics: Metrics, full_gflops: float, redis_stats: dict) -> dict:
     tasks = {}
     all_lat = [x for v in tally.latency_ms.values() for x in v]
     for task in sorted(tally.count):
         lat = np.array(tally.latency_ms[task])
-        correct = _sum(metrics, "xapp_decisions_scored_total", task=task, outcome="correct")
-        scored = correct + _sum(metrics, "xapp_decisions_scored_total", task=task, outcome="wrong")
+        correct = metrics.total("xapp_decisions_scored_total", task=task, outcome="correct")
+        scored = correct + metrics.total("xapp_decisions_scored_total", task=task, outcome="wrong")
         tasks[task] = {
             "decisions": tally.count[task],
             "decisions_per_s": tally.count[task] / seconds,
@@ -118,17 +111,17 @@ def summarize(tally: Tally, seconds: float, metrics: Metrics, full_gflops: float
         "latency_p99_ms": float(np.percentile(all_lat, 99)) if all_lat else None,
         "gflops_per_frame": float(np.mean(all_gflops)) if all_gflops else None,
         "gflops_full_depth": full_gflops,
-        "frames_in": _sum(metrics, "xapp_frames_in_total"),
-        "rejected": _sum(metrics, "xapp_frames_rejected_total"),
-        "shed": _sum(metrics, "xapp_frames_shed_total"),
-        "reconnects": _sum(metrics, "xapp_e2_reconnects_total"),
-        "controls_sent": _sum(metrics, "xapp_e2_controls_total"),
+        "frames_in": metrics.total("xapp_frames_in_total"),
+        "rejected": metrics.total("xapp_frames_rejected_total"),
+        "shed": metrics.total("xapp_frames_shed_total"),
+        "reconnects": metrics.total("xapp_e2_reconnects_total"),
+        "controls_sent": metrics.total("xapp_e2_controls_total"),
         "stage_mean_ms": {
-            stage: 1000 * _sum(metrics, "xapp_stage_latency_seconds_sum", stage=stage)
-            / max(1.0, _sum(metrics, "xapp_stage_latency_seconds_count", stage=stage))
+            stage: 1000 * metrics.total("xapp_stage_latency_seconds_sum", stage=stage)
+            / max(1.0, metrics.total("xapp_stage_latency_seconds_count", stage=stage))
             for stage in ("queue", "compute", "indication_to_decision")
         },
-        "mean_batch": _sum(metrics, "xapp_batch_size_sum") / max(1.0, _sum(metrics, "xapp_batch_size_count")),
+        "mean_batch": metrics.total("xapp_batch_size_sum") / max(1.0, metrics.total("xapp_batch_size_count")),
         "redis": redis_stats,
     }
 
@@ -181,30 +174,27 @@ class Embedded:
     readapt: Callable[[], Path]  # copy the operator's descriptor again into the one the xApp watches
 
 
-def descriptor_tasks(descriptor: str | Path) -> list[str]:
-    from xapp.cli import CliError
-
+def enabled_task_names(descriptor: str | Path) -> list[str]:
     try:
         return list(load_descriptor(descriptor).enabled_tasks)
     except DescriptorError as exc:
-        raise CliError(str(exc)) from None
+        raise HarnessError(str(exc)) from None
 
 
 @asynccontextmanager
 async def embedded(descriptor: str | Path, threads: int | None, stop: asyncio.Event | None = None):
     """The xApp with a private Redis in this process (`embedded_app`), fed and listened to by NODES
     simulated E2 nodes in a child process (paused until `load.set_rate`); yields (env, load).
-    Failures, the load process's included, surface as CliError."""
-    from xapp.cli import CliError
+    Failures, the load process's included, surface as HarnessError."""
     from xapp.ops.redis_server import free_port
 
     zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
     try:
-        with LoadGenerator(NODES, descriptor_tasks(descriptor), zmq_endpoint) as load:
+        with LoadGenerator(NODES, enabled_task_names(descriptor), zmq_endpoint) as load:
             async with embedded_app(descriptor, load.endpoints, zmq_endpoint, threads, stop) as env:
                 yield env, load
     except LoadGenError as exc:
-        raise CliError(str(exc)) from None
+        raise HarnessError(str(exc)) from None
 
 
 @asynccontextmanager
@@ -212,11 +202,9 @@ async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], zm
                        threads: int | None, stop: asyncio.Event | None = None):
     """A private Redis and the xApp on a copy of the descriptor pointed at `nodes` and publishing on
     `zmq_endpoint` (other ports free ones); yields once the xApp is ready and tears both down on exit.
-    Failures surface as CliError."""
-    from xapp.cli import CliError
+    Failures surface as HarnessError."""
     from xapp.ops.redis_server import RedisServer, RedisServerError, free_port
 
-    tasks = descriptor_tasks(descriptor)
     with tempfile.TemporaryDirectory(prefix="xapp-") as tmp:
         redis = RedisServer(Path(tmp) / "redis")
         app_stop = asyncio.Event()
@@ -230,9 +218,10 @@ async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], zm
             app = XApp(load_descriptor(readapt()), metrics, Overrides(threads=threads, ops_host="127.0.0.1"))
             app_task = asyncio.create_task(app.run(app_stop))
             await _wait_ready(app, app_task, stop or asyncio.Event())
-            yield Embedded(app, metrics, redis.url, zmq_endpoint, tasks, f"http://127.0.0.1:{http_port}", readapt)
+            yield Embedded(app, metrics, redis.url, zmq_endpoint, list(app.descriptor.enabled_tasks),
+                           f"http://127.0.0.1:{http_port}", readapt)
         except (AppError, RedisServerError) as exc:
-            raise CliError(str(exc)) from None
+            raise HarnessError(str(exc)) from None
         finally:
             app_stop.set()
             if app_task is not None:
@@ -241,13 +230,12 @@ async def embedded_app(descriptor: str | Path, nodes: Sequence[NodeEndpoint], zm
 
 
 async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
-    from xapp.cli import CliError
     from xapp.model import exit_flops
     from xapp.ops.logging import configure
 
     configure("WARNING")  # JSON logs on stderr only for trouble; the summary goes to stdout
     if args.seconds < 0 or args.rate <= 0:
-        raise CliError("--seconds must be >= 0 (0: until Ctrl-C) and --rate positive")
+        raise HarnessError("--seconds must be >= 0 (0: until Ctrl-C) and --rate positive")
     print(f"starting redis, {NODES} simulated E2 nodes with a listener (child process) and the xApp ...", flush=True)
     async with embedded(args.descriptor, args.threads, stop) as (env, load):
         await asyncio.to_thread(load.record)
@@ -318,11 +306,11 @@ async def follow_edits(descriptor: Path, env: Embedded, interval_s: float = 0.5,
         except DescriptorError as exc:
             print(f"descriptor edit refused, the running one stays: {exc}", flush=True)
             continue
-        outcomes = {o: _sum(env.metrics, "xapp_descriptor_reloads_total", outcome=o) for o in ("applied", "rejected")}
+        outcomes = {o: env.metrics.total("xapp_descriptor_reloads_total", outcome=o) for o in ("applied", "rejected")}
         await asyncio.to_thread(env.readapt)
         end = time.monotonic() + apply_timeout_s
         while time.monotonic() < end:
-            changed = [o for o, n in outcomes.items() if _sum(env.metrics, "xapp_descriptor_reloads_total", outcome=o) > n]
+            changed = [o for o, n in outcomes.items() if env.metrics.total("xapp_descriptor_reloads_total", outcome=o) > n]
             if changed:
                 print(f"descriptor edit {changed[0]}: serving {exits_of(env.app)}", flush=True)
                 break

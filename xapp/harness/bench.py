@@ -6,7 +6,7 @@ head at its exit). Both alternate within each repeat, so a busy machine slows bo
 matmul of the model's MLP shape is timed alongside as the machine's reference GFLOP/s.
 
 Online: the xApp in this process with a real Redis, fed by simulated E2 nodes in a child process
-(xapp.engine.loadgen) at offered loads that are fractions of the offline early-exit capacity;
+(xapp.harness.loadgen) at offered loads that are fractions of the offline early-exit capacity;
 indication-to-decision latency from the decisions the child receives on the ZMQ feed.
 """
 
@@ -26,6 +26,7 @@ import psutil
 import torch
 
 from xapp.e2.types import Request
+from xapp.harness import HarnessError
 from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.model import Encoder, exit_flops
 from xapp.model.precision import device_autocast
@@ -66,7 +67,7 @@ def _naive(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch:
     return time.perf_counter() - start
 
 
-def _early_exit(engine: EarlyExitEngine, table: TaskTable, frames: list[Request], max_batch: int) -> tuple[float, list]:
+def early_exit_pass(engine: EarlyExitEngine, table: TaskTable, frames: list[Request], max_batch: int) -> tuple[float, list]:
     decisions: list = []
     start = time.perf_counter()
     for batch in _batches(frames, max_batch):
@@ -90,7 +91,7 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     tokens = cfg.tokens(*frames[0].frame.shape)
     warm = frames[: max_batch * 2]
     _naive(encoder, table, warm, max_batch)
-    _early_exit(engine, table, warm, max_batch)
+    early_exit_pass(engine, table, warm, max_batch)
     # Naive and early exit take turns chunk by chunk (max_batch frames of every task), so that a
     # machine whose load changes during the run slows both alike.
     chunks = _batches(frames, max_batch * len(table))
@@ -100,7 +101,7 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
         decisions = []
         for chunk in chunks:
             naive_t += _naive(encoder, table, chunk, max_batch)
-            t, released = _early_exit(engine, table, chunk, max_batch)
+            t, released = early_exit_pass(engine, table, chunk, max_batch)
             ee_t += t
             decisions += released
         naive_s.append(naive_t)
@@ -137,7 +138,7 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
 async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, float]], seconds: float,
                  threads: int | None) -> list[dict]:
     """One row per (load percent or None, offered frames/s), each level held `seconds`."""
-    from xapp.engine.demo import NODES, _sum, embedded
+    from xapp.harness.demo import NODES, embedded
 
     process = psutil.Process()
     results = []
@@ -154,8 +155,8 @@ async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, flo
             for level, offered in levels:
                 await asyncio.to_thread(load.set_rate, offered / NODES)
                 await asyncio.sleep(WARMUP_S)
-                shed0 = _sum(env.metrics, "xapp_frames_shed_total")
-                in0 = _sum(env.metrics, "xapp_frames_in_total")
+                shed0 = env.metrics.total("xapp_frames_shed_total")
+                in0 = env.metrics.total("xapp_frames_in_total")
                 rss0, peak[0] = process.memory_info().rss, 0
                 await asyncio.to_thread(load.record)
                 cpu0, t0 = sum(process.cpu_times()[:2]), time.monotonic()
@@ -165,13 +166,13 @@ async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, flo
                 results.append({
                     "load_percent": level,
                     "offered_frames_per_s": offered,
-                    "frames_in_per_s": (_sum(env.metrics, "xapp_frames_in_total") - in0) / (t1 - t0),
+                    "frames_in_per_s": (env.metrics.total("xapp_frames_in_total") - in0) / (t1 - t0),
                     "decisions_per_s": len(lat) / (t1 - t0),
                     "xapp_cpu_percent": 100.0 * (sum(process.cpu_times()[:2]) - cpu0) / (t1 - t0),
                     "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
                     "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
                     "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
-                    "shed": _sum(env.metrics, "xapp_frames_shed_total") - shed0,
+                    "shed": env.metrics.total("xapp_frames_shed_total") - shed0,
                     "rss_start_mb": rss0 / 2**20,
                     "rss_end_mb": process.memory_info().rss / 2**20,
                     "peak_rss_mb": max(peak[0], rss0) / 2**20,
@@ -243,7 +244,6 @@ def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]])
 
 def bench(args: argparse.Namespace) -> int:
     from xapp.app import build_table, engine_threads, resolve_device
-    from xapp.cli import CliError
     from xapp.config import DescriptorError, load_descriptor
     from xapp.engine.runner import PlanError
     from xapp.model import WeightsFileError, load_encoder
@@ -257,9 +257,9 @@ def bench(args: argparse.Namespace) -> int:
         encoder = load_encoder(descriptor.encoder.checkpoint, str(device))
         table = build_table(descriptor, encoder)
     except ValueError:
-        raise CliError(f"--loads: expected comma-separated percentages, got {args.loads!r}") from None
+        raise HarnessError(f"--loads: expected comma-separated percentages, got {args.loads!r}") from None
     except (DescriptorError, PlanError, WeightsFileError) as exc:
-        raise CliError(str(exc)) from None
+        raise HarnessError(str(exc)) from None
     torch.set_num_threads(engine_threads(args.threads))
     if args.host:
         return host_bench(descriptor, encoder, table, args)
@@ -289,7 +289,7 @@ def bench(args: argparse.Namespace) -> int:
 def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
     """The descriptor's tasks and exits on a trivial trunk: host microseconds per frame by stage."""
     from xapp.app import frame_shapes
-    from xapp.engine.hostbench import format_host_table, measure, trivial_encoder, trivial_table
+    from xapp.harness.hostbench import format_host_table, measure, trivial_encoder, trivial_table
 
     torch.set_num_threads(1)  # host work is timed as this thread's CPU time, so torch must run in it
     small = trivial_encoder(encoder.cfg)
@@ -305,7 +305,7 @@ def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Na
 
 
 def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
-    from xapp.engine.precisionbench import choose, compare, format_precision_table
+    from xapp.harness.precisionbench import choose, compare, format_precision_table
 
     frames = bench_frames(list(table), args.frames)
     print(f"precision: {len(frames)} frames, {torch.get_num_threads()} torch threads ...", flush=True)
@@ -319,13 +319,12 @@ def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argpar
 
 
 def ingest_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
-    from xapp.engine.ingest import ingest
+    from xapp.harness.ingest import ingest
 
     try:
         rates = [float(x) for x in args.ingest.split(",") if x.strip()]
     except ValueError:
-        raise CliError(f"--ingest: expected comma-separated frames/s, got {args.ingest!r}") from None
+        raise HarnessError(f"--ingest: expected comma-separated frames/s, got {args.ingest!r}") from None
     print(f"ingest: trivial trunk, offered {rates} frames/s for {args.seconds:.0f} s each", flush=True)
     print(ONLINE_HEADER, flush=True)
     result = asyncio.run(ingest(descriptor, encoder, {t: p.classes for t, p in table.items()}, rates, args.seconds,

@@ -29,7 +29,7 @@ SERVED_SHARE = 0.98
 def trivial_model_descriptor(descriptor: Descriptor, encoder: Encoder, classes: dict[str, Sequence[str]],
                              directory: Path) -> Path:
     """A copy of `descriptor` that serves a width-8 encoder and random heads written into `directory`."""
-    from xapp.engine.demo import adapt_descriptor
+    from xapp.harness.demo import adapt_descriptor
 
     torch.manual_seed(0)
     small = Encoder(dataclasses.replace(encoder.cfg, dim=INGEST_DIM, heads=1, mlp_ratio=1.0)).eval()
@@ -62,7 +62,7 @@ def ceiling(rows: Sequence[dict]) -> float:
 
 async def ingest(descriptor: Descriptor, encoder: Encoder, classes: dict[str, Sequence[str]], rates: Sequence[float],
                  seconds: float, threads: int | None) -> dict:
-    from xapp.engine.bench import online
+    from xapp.harness.bench import online
 
     with tempfile.TemporaryDirectory(prefix="xapp-ingest-") as tmp:
         path = trivial_model_descriptor(descriptor, encoder, classes, Path(tmp))

@@ -1,22 +1,19 @@
-"""`xapp run | listen | top | demo | bench`: the serving side of the command line."""
+"""`xapp run | listen | top`: run the xApp, and watch a running one as a control loop or an operator does."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
-from contextlib import contextmanager
-from pathlib import Path
 
-SHIPPED_DESCRIPTOR = "the shipped descriptors/default.yaml"
+from xapp.config.shipped import DESCRIPTOR_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("run", help="run the xApp on a descriptor",
                               description="Subscribe to the descriptor's E2 nodes and serve decisions until Ctrl-C/SIGTERM.")
-    p.add_argument("--descriptor", help=f"xApp descriptor (default: $CONFIG_FILE, else {SHIPPED_DESCRIPTOR})")
+    p.add_argument("--descriptor", help=f"xApp descriptor ({DESCRIPTOR_HELP})")
     p.add_argument("--shard-index", type=int, help="this replica's shard (default: $XAPP_SHARD_INDEX or pod ordinal)")
     p.add_argument("--shard-count", type=int, help="number of replicas splitting the E2 nodes (default: $XAPP_SHARD_COUNT or 1)")
     p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores but one)")
@@ -39,39 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, default=0, help="exit after this many refreshes (default: until Ctrl-C)")
     p.set_defaults(handler=run_top)
 
-    p = subparsers.add_parser("demo", help="embedded Redis + 4 simulated E2 nodes + the xApp + a listener",
-                              description="Run the whole loop on this machine and print a summary.")
-    p.add_argument("--seconds", type=float, default=20.0, help="how long to run; 0: until Ctrl-C (default: %(default)s)")
-    p.add_argument("--descriptor", help=f"descriptor to serve and watch for edits (default: $CONFIG_FILE, else {SHIPPED_DESCRIPTOR})")
-    p.add_argument("--rate", type=float, default=10.0, help="Indications per second per node (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch threads for the engine (default: all cores but one)")
-    p.add_argument("--json", dest="json_path", help="also write the summary as JSON here")
-    p.set_defaults(handler=run_demo)
-
-    p = subparsers.add_parser("bench", help="offline and online engine benchmark",
-                              description="Naive full-depth serving vs shared-trunk early exit on the same frames, "
-                                          "then simulated nodes at 25/50/100/150 %% of measured capacity.")
-    p.add_argument("--descriptor", help=f"descriptor whose tasks/exits/batching to use (default: $CONFIG_FILE, else {SHIPPED_DESCRIPTOR})")
-    p.add_argument("--frames", type=int, default=96, help="frames per task in the offline set (default: %(default)s)")
-    p.add_argument("--seconds", type=float, default=8.0, help="seconds per online load level (default: %(default)s)")
-    p.add_argument("--loads", default="25,50,100,150", help="online loads in %% of capacity (default: %(default)s)")
-    p.add_argument("--threads", type=int, help="torch threads (default: all cores but one)")
-    p.add_argument("--json", dest="json_path", default="runs/bench.json", help="JSON output (default: %(default)s)")
-    p.add_argument("--host", action="store_true",
-                   help="host path only: microseconds per frame by stage at batch 1/32/256/512, trivial trunk")
-    p.add_argument("--precision", action="store_true",
-                   help="engine fp32 / int8 / bf16 and ONNX Runtime fp32 / int8 side by side: frames/s, agreement, accuracy")
-    p.add_argument("--ingest", metavar="RATES",
-                   help="end-to-end ingest ceiling: offered frames/s to try, comma-separated (trivial trunk)")
-    p.set_defaults(handler=run_bench)
-
 
 def run_xapp(args: argparse.Namespace) -> int:
     from xapp.app import AppError, Overrides, XApp
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.config import DescriptorError, Shard, ShardError, load_descriptor, shard_from_env
+    from xapp.config.shipped import descriptor_argument
     from xapp.ops.logging import configure
     from xapp.ops.metrics import Metrics
+    from xapp.ops.signals import until_signal
 
     path = descriptor_argument(args.descriptor)
     try:
@@ -85,14 +58,15 @@ def run_xapp(args: argparse.Namespace) -> int:
     configure(descriptor.ops.log_level)
     app = XApp(descriptor, Metrics(), Overrides(shard=shard, threads=args.threads))
     try:
-        asyncio.run(_until_signal(app.run))
+        asyncio.run(until_signal(app.run))
     except AppError as exc:
         raise CliError(str(exc)) from None
     return 0
 
 
 def run_listen(args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
+    from xapp.ops.signals import until_signal
     from xapp.publish.listen import CurveClient, DecisionListener
 
     curve = None
@@ -130,12 +104,12 @@ def run_listen(args: argparse.Namespace) -> int:
             stopped.cancel()
             listener.close()
 
-    asyncio.run(_until_signal(listen))
+    asyncio.run(until_signal(listen))
     return 0
 
 
 def run_top(args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.ops.top import TopError, render, scrape
 
     if args.interval <= 0 or args.count < 0:
@@ -151,44 +125,3 @@ def run_top(args: argparse.Namespace) -> int:
     except TopError as exc:
         raise CliError(str(exc)) from None
     return 0
-
-
-def descriptor_argument(value: str | None) -> Path:
-    """--descriptor as given, else $CONFIG_FILE, else the shipped default (found from any directory)."""
-    from xapp.config import descriptor_path_from_env
-    from xapp.config.shipped import default_descriptor
-
-    return Path(value) if value else descriptor_path_from_env(default_descriptor())
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from xapp.engine.demo import demo
-
-    args.descriptor = descriptor_argument(args.descriptor)
-    return asyncio.run(_until_signal(lambda stop: demo(args, stop)))
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    from xapp.engine.bench import bench
-
-    args.descriptor = descriptor_argument(args.descriptor)
-    return bench(args)
-
-
-async def _until_signal(main):
-    """Run `main(stop)` with SIGINT/SIGTERM setting `stop`, so that shutdown is orderly."""
-    stop = asyncio.Event()
-    with _signals(asyncio.get_running_loop(), stop):
-        return await main(stop)
-
-
-@contextmanager
-def _signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    for sig in sigs:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield
-    finally:
-        for sig in sigs:
-            loop.remove_signal_handler(sig)
