@@ -1,86 +1,77 @@
 #!/usr/bin/env bash
-# One short GPU lease, prepared in advance: the CUDA checks (scripts/gpu_check.py), then pre-training
-# variants trained side by side on the one GPU until a deadline, each exported and probed exactly as
-# the documented commands do it (`xapp pretrain --config configs/pretrain.yaml --out runs/pretrain
-# --export`, then `xapp probe ... --card`), each in its own copy of the tree.
+# One short GPU lease, prepared in advance: the shipped encoder's two pre-training stages and its heads
+# (issue 12), then the CUDA checks of the serving path (scripts/gpu_check.py, issue 17).
 #
-#   scripts/gpu_session.sh OUT_DIR BUDGET_S NAME:FRAME_WEIGHT:FRAME_PASS ...
+#   scripts/gpu_session.sh OUT_DIR BUDGET_S
 #
-# Every variant shares the base settings below; its steps are set from a calibration run made while
-# all variants run, so that all of them end by the deadline. Everything but the encoders is packed
-# into OUT_DIR/results.tgz (the device tool returns few files).
-# Dry run without a GPU: DEVICE=cpu CALIBRATION_STEPS=3 CHECK=0 scripts/gpu_session.sh /tmp/out 120 a:1:full
+# In a copy of the tree, with the documented commands plus `--device cuda`:
+#   1. stage 1, self-supervised and exit-aware (configs/pretrain.yaml), for SSL_S seconds;
+#   2. stage 2, cross-entropy at every exit (configs/labelled.yaml), for LABELLED_S seconds, exported as
+#      the packaged encoder;
+#   3. heads at every exit for every task (`xapp heads train`), into the copy's heads/;
+# then scripts/gpu_check.py in the tree as it came (the encoder and heads shipped before this run) with
+# the time left. Each stage's steps come from its time budget (`--time-budget`: the rate is measured over
+# the warm-up and the total written into the run's config.json). Returns, in OUT_DIR:
+# encoder.safetensors, encoder-ssl.safetensors, gpu_check.json, session.log and results.tgz (run
+# configs and states, loss curves, cards, logs, the heads directory).
+#
+# Dry run without a GPU:
+#   DEVICE=cpu CONFIGS=/tmp/tinycfg SSL_S=15 LABELLED_S=15 CHECK_S=60 \
+#     HEADS="--train 300 --val 100 --test 100 --epochs 2" CHECK="--device cpu --quick" scripts/gpu_session.sh /tmp/out 240
 set -uo pipefail
-out=$1 budget=$2
-shift 2
+out=$(realpath -m "$1") budget=$2
 start=$(date +%s)
-device=${DEVICE:-cuda} calibration=${CALIBRATION_STEPS:-60}
-repo=$PWD
-export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$repo
+device=${DEVICE:-cuda}
+workers=${DATA_WORKERS:-$(( $(nproc) - 2 ))}
+configs=${CONFIGS:-configs}
+ssl_s=${SSL_S:-80} labelled_s=${LABELLED_S:-150} check_s=${CHECK_S:-140}
+heads=${HEADS:-"--train 30000 --val 3000 --test 4000 --epochs 8 --batch 1024"}
+check=${CHECK:-}
+repo=$PWD work=/tmp/session-tree
+export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$work
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/nvidia-smi.txt" 2>&1
+exec > >(tee -a "$out/session.log") 2>&1
+elapsed() { echo $(( $(date +%s) - start )); }
+say() { echo "[$(elapsed) s] $*"; }
 
-if [ "${CHECK:-1}" = 1 ]; then
-  timeout 90 python3 scripts/gpu_check.py --json "$out/gpu_check.json" > "$out/gpu_check.log" 2>&1
-  echo "gpu_check rc=$? after $(( $(date +%s) - start )) s"
-fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tail -n +2
+python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__)"
+rm -rf "$work" && mkdir -p "$work"
+tar -C "$repo" --exclude=.git --exclude=.whl --exclude=.venv --exclude=runs -cf - . | tar -C "$work" -xf -
+cp "$configs/pretrain.yaml" "$work/configs/pretrain.yaml" && cp "$configs/labelled.yaml" "$work/configs/labelled.yaml"
+cd "$work" || exit 1
 
-reserve=70  # export + probe + packing after training
-train_until=$(( start + budget - reserve ))
+say "stage 1: self-supervised, $ssl_s s, $workers data workers"
+python3 -m xapp.cli pretrain --config configs/pretrain.yaml --out runs/pretrain --device "$device" \
+  --data-workers "$workers" --time-budget "$ssl_s" --export runs/encoder-ssl.safetensors 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
+say "stage 2: labelled at every exit, $labelled_s s"
+python3 -m xapp.cli pretrain --config configs/labelled.yaml --out runs/labelled --device "$device" \
+  --data-workers "$workers" --time-budget "$labelled_s" --export 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
+heads_s=$(( budget - $(elapsed) - check_s - 20 ))
+say "heads at every exit, at most $heads_s s"
+# shellcheck disable=SC2086
+timeout "$heads_s" python3 -m xapp.cli heads train --out heads --pooling mean,attn --queries 2 $heads \
+  --device "$device" --quiet
+say "heads: rc $?"
 
-config() {  # name frame_weight frame_pass steps
-  cat <<EOF
-# Pre-trained on one GPU (scripts/gpu_session.sh, variant $1); on 2 CPU cores the same run takes far longer.
-encoder: {dim: 256, depth: 8, heads: 8, mlp_ratio: 4.0, patch: 16}
-steps: $4
-batch: 256
-lr: 5.0e-4
-warmup: 300
-weight_decay: 0.05
-mask_ratio: 0.7
-decoder_dim: 128
-decoder_depth: 2
-frame_weight: $2
-frame_pass: $3
-seed: 0
-checkpoint_every: 1000
-threads: 2
-EOF
-}
+check_left=$(( budget - $(elapsed) - 10 ))
+say "gpu_check on the tree as it came, at most $check_left s"
+# shellcheck disable=SC2086
+(cd "$repo" && PYTHONPATH=$repo timeout "$check_left" python3 scripts/gpu_check.py --json "$out/gpu_check.json" $check \
+  > "$out/gpu_check.log" 2>&1; echo "gpu_check rc $?")
+tail -n 30 "$out/gpu_check.log"
 
-variant() {  # name:frame_weight:frame_pass
-  IFS=: read -r name weight pass <<< "$1"
-  local tree=/tmp/variant-$name log=$out/$name.log
-  mkdir -p "$tree" && tar -C "$repo" --exclude=.git --exclude=.whl --exclude=.venv --exclude=runs -cf - . | tar -C "$tree" -xf -
-  cd "$tree" || return
-  export PYTHONPATH=${PYTHONPATH/$repo/$tree}
-  config "$name" "$weight" "$pass" "$calibration" > /tmp/calibrate-$name.yaml
-  python3 -m xapp.cli pretrain --config /tmp/calibrate-$name.yaml --out /tmp/calibrate-$name --device $device > "$log" 2>&1 \
-    || { echo "$name: calibration failed" | tee -a "$log"; return 1; }
-  local rate steps
-  rate=$(python3 -c "import json; s = json.load(open('/tmp/calibrate-$name/state.json')); print(s['step'] / s['wall_s'])")
-  steps=$(python3 -c "print(int($rate * ($train_until - $(date +%s)) * 0.92))")
-  echo "$name: calibrated $rate steps/s -> $steps steps" | tee -a "$log"
-  config "$name" "$weight" "$pass" "$steps" > configs/pretrain.yaml
-  python3 -m xapp.cli pretrain --config configs/pretrain.yaml --out runs/pretrain --device $device --export >> "$log" 2>&1 \
-    || { echo "$name: pre-training failed" | tee -a "$log"; return 1; }
-  python3 -m xapp.cli probe --tasks modulation,beam,interference --train 3000 --test 1500 --device $device --card \
-    --json runs/probe.json >> "$log" 2>&1
-  mkdir -p "$out/$name"
-  cp configs/pretrain.yaml runs/pretrain/state.json runs/probe.json xapp/assets/encoder.json \
-     xapp/assets/ENCODER_CARD.md xapp/assets/ENCODER_LOSS.png "$out/$name/"
-  cp xapp/assets/encoder.safetensors "$out/$name.safetensors"
-  echo "$name: done after $(( $(date +%s) - start )) s" | tee -a "$log"
-}
-
-for spec in "$@"; do variant "$spec" & done
-wait
-for spec in "$@"; do
-  name=${spec%%:*}
-  [ -f "$out/$name/probe.json" ] && python3 -c "
-import json; r = json.load(open('$out/$name/probe.json'))
-print('$name', {t: (round(100 * v['pretrained'], 1), round(100 * v['random'], 1)) for t, v in r['tasks'].items()})"
+for run in pretrain labelled; do
+  python3 -c "
+import json; s = json.load(open('runs/$run/state.json'))
+tail = s['losses'][-50:]
+print('$run', s['step'], 'steps', round(s['wall_s']), 's', 'data wait', round(s['data_wait_s']), 's',
+      'loss', round(sum(tail) / len(tail), 4), {k: round(sum(v[-50:]) / len(v[-50:]), 3) for k, v in s.get('view_losses', {}).items()})"
 done
-tar -C "$out" -czf /tmp/results.tgz --exclude='*.safetensors' . && mv /tmp/results.tgz "$out/"
-find "$out" -mindepth 1 -maxdepth 1 ! -name '*.safetensors' ! -name results.tgz -exec rm -rf {} +
+cp xapp/assets/encoder.safetensors "$out/encoder.safetensors"
+cp runs/encoder-ssl.safetensors "$out/encoder-ssl.safetensors"
+tar -czf "$out/results.tgz" configs runs/pretrain/config.json runs/pretrain/state.json runs/pretrain/loss.png \
+  runs/labelled/config.json runs/labelled/state.json runs/labelled/loss.png runs/encoder-ssl.json runs/ENCODER_CARD.md \
+  xapp/assets/encoder.json xapp/assets/ENCODER_CARD.md xapp/assets/ENCODER_LOSS.png heads "$out/gpu_check.log"
+say "done"
 ls -la "$out"

@@ -38,6 +38,24 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path):
     assert (tmp_path / "split" / "loss.png").stat().st_size > 0
 
 
+def test_frames_made_on_worker_processes_train_the_same_weights(tmp_path):
+    threaded, state_threaded = pretrain(TINY, tmp_path / "thread", device="cpu", progress=False)
+    pooled, state_pooled = pretrain(TINY, tmp_path / "pool", device="cpu", progress=False, data_workers=2)
+    assert state_pooled["losses"] == state_threaded["losses"]
+    for key, value in weights(threaded).items():
+        torch.testing.assert_close(weights(pooled)[key], value, rtol=0, atol=0)
+
+
+def test_a_time_budget_fixes_the_steps_after_the_warmup_and_records_them(tmp_path):
+    cfg = PretrainConfig(**{**TINY.__dict__, "steps": 10_000, "warmup": 20})
+    _, state = pretrain(cfg, tmp_path / "run", device="cpu", progress=False, time_budget_s=0.5)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["steps"]
+    assert 20 <= state["step"] == state["steps"] == recorded < 10_000
+    resumed = PretrainConfig(**{**cfg.__dict__, "steps": recorded})
+    with pytest.raises(ValueError, match="fresh run"):
+        pretrain(resumed, tmp_path / "run", device="cpu", progress=False, time_budget_s=5)
+
+
 def test_resume_with_another_config_is_refused(tmp_path):
     pretrain(TINY, tmp_path / "run", device="cpu", progress=False, stop_after=2)
     with pytest.raises(ValueError, match="different config"):

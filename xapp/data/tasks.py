@@ -26,7 +26,7 @@ from .base import (
 # Frames are made in chunks: every array stays a few MB (cache-friendly, reused by the allocator
 # instead of fresh page-faulted mappings), which is 2x faster than one big batch here.
 CHUNK = 512
-WORKERS = min(2, os.cpu_count() or 1)  # threads for datasets of several chunks
+WORKERS = min(16, os.cpu_count() or 1)  # threads for datasets of several chunks
 COMMON_OPTIONS = ("samples", "snr_db", "impairments", "clean", "classes")
 PRETRAIN_TASKS = ("modulation", "interference", "beam")  # `los` and `fingerprint` stay unseen
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 
@@ -17,6 +18,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="end this call after this many more steps (0: none; export the run as it stands)")
     p.add_argument("--export", nargs="?", const="xapp/assets/encoder.safetensors",
                    help="when done, write the fp16 encoder + card here (default xapp/assets/encoder.safetensors)")
+    p.add_argument("--data-workers", type=int, default=0,
+                   help="make the frames on this many processes (0: one thread beside training); same batches")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="fresh runs only: set the steps so that training ends within this many seconds "
+                        "(rate measured over the warm-up; the total is written into the run's config.json)")
     p.set_defaults(handler=pretrain_command)
 
     p = subparsers.add_parser("probe", help="linear probe on frozen features: pre-trained vs random encoder")
@@ -41,7 +47,9 @@ def pretrain_command(args: argparse.Namespace) -> int:
     from xapp.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig.from_yaml(args.config, steps=args.steps, seed=args.seed)
-    encoder, state = pretrain(cfg, args.out, device=args.device, stop_after=args.stop_after)
+    encoder, state = pretrain(cfg, args.out, device=args.device, stop_after=args.stop_after,
+                              data_workers=args.data_workers, time_budget_s=args.time_budget)
+    cfg = dataclasses.replace(cfg, steps=state["steps"])
     print(f"pre-training at step {state['step']}/{cfg.steps}, last loss {state['losses'][-1]:.4f}, "
           f"wall {state['wall_s'] / 60:.1f} min; run in {args.out}")
     if args.export:

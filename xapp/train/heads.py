@@ -79,10 +79,12 @@ def task_split(task: str, split: str, settings: TrainSettings) -> TaskData:
 def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk: int, pooling: str,
                    desc: str = "", progress: bool = True) -> dict[int, torch.Tensor]:
     """What a head of this pooling reads, at every exit, in one encoder pass: normalised means
-    [N, D] (float32) for mean pooling, token states [N, T, D] (fp16) for attention pooling."""
+    [N, D] (float32) for mean pooling, token states [N, T, D] (fp16) for attention pooling; on the
+    encoder's device, where the heads are then trained."""
     parts: dict[int, list[torch.Tensor]] = {k: [] for k in exits}
     for start in tqdm(range(0, len(x), chunk), desc=desc, unit="chunk", disable=not progress, leave=False):
-        for k, h in exit_states(encoder, x[start:start + chunk], exits, chunk, dtype=torch.float32).items():
+        for k, h in exit_states(encoder, x[start:start + chunk], exits, chunk, dtype=torch.float32,
+                                keep_on_device=True).items():
             parts[k].append(normalised_mean(h) if pooling == "mean" else h.half())
     return {k: torch.cat(v) for k, v in parts.items()}
 
@@ -101,9 +103,11 @@ def head_logits(head: Head, features: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(head: Head, features: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Logits [N, C] of a head over cached features."""
+    """Logits [N, C] (on the CPU) of a head over cached features, run where the head's weights are."""
     head.eval()
-    return torch.cat([head_logits(head, features[i:i + batch]) for i in range(0, len(features), batch)])
+    device = next(head.parameters()).device
+    return torch.cat([head_logits(head, features[i:i + batch].to(device)).cpu()
+                      for i in range(0, len(features), batch)])
 
 
 def accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
@@ -125,17 +129,17 @@ def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val
               settings: TrainSettings, seed: int, pooling: str) -> tuple[Head, float]:
     torch.manual_seed(seed)
     queries = settings.queries if pooling == "attn" else 1
-    head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden, queries=queries)
+    head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden, queries=queries).to(train.device)
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train) / settings.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch,
                                                 pct_start=0.1)
-    y = torch.from_numpy(y_train)
+    y = torch.from_numpy(y_train).to(train.device)
     gen = torch.Generator().manual_seed(seed)
     best_acc, best_state = -1.0, None
     for _ in range(settings.epochs):
         head.train()
-        order = torch.randperm(len(train), generator=gen)
+        order = torch.randperm(len(train), generator=gen).to(train.device)
         for i in range(0, len(train), settings.batch):
             idx = order[i:i + settings.batch]
             loss = F.cross_entropy(head_logits(head, train[idx]), y[idx])
@@ -185,6 +189,7 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
             candidates[pooling] = (head, val_acc, test_logits, accuracy(test_logits, data["test"].y))
         pooling = max(poolings, key=lambda p: candidates[p][1])  # the first listed on a tie
         head, val_acc, test_logits, test_acc = candidates[pooling]
+        head = head.cpu()
         h_flops = head.flops(tokens)
         if h_flops > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
             raise HeadCostError(f"{task} exit {k}: the head costs {h_flops:.3g} FLOPs/frame, over "

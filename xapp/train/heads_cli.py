@@ -26,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=1, help="learned queries of attention pooling")
     p.add_argument("--hidden", type=int, default=128, help="width of the hidden layer (0: a linear head)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and head initialisation")
+    p.add_argument("--batch", type=int, default=128, help="frames per optimiser step of a head")
+    p.add_argument("--device", default="cpu", help="cpu | cuda: where features are computed and heads trained")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=train_command)
@@ -98,18 +100,21 @@ def train_command(args: argparse.Namespace) -> int:
         encoder = load_encoder(checkpoint)
     except WeightsFileError as exc:
         raise CliError(str(exc)) from exc
-    for name in ("train", "val", "test", "epochs"):
+    encoder = encoder.to(args.device)
+    for name in ("train", "val", "test", "epochs", "batch"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name} must be at least 1, got {getattr(args, name)}")
     settings = TrainSettings(train=args.train, val=args.val, test=args.test, epochs=args.epochs, lr=args.lr,
-                             pooling=args.pooling, hidden=args.hidden, queries=args.queries, seed=args.seed)
+                             batch=args.batch, pooling=args.pooling, hidden=args.hidden, queries=args.queries,
+                             seed=args.seed)
     try:
         settings.poolings()
     except ValueError as exc:
         raise CliError(f"--pooling: {exc}") from exc
     command = (f"xapp heads train --tasks {','.join(tasks)} --out {args.out} --train {args.train} --val {args.val} "
-               f"--test {args.test} --epochs {args.epochs} --lr {args.lr} --pooling {args.pooling} "
-               f"--hidden {args.hidden} --queries {args.queries} --seed {args.seed}" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
+               f"--test {args.test} --epochs {args.epochs} --lr {args.lr} --batch {args.batch} "
+               f"--pooling {args.pooling} --hidden {args.hidden} --queries {args.queries} --seed {args.seed} "
+               f"--device {args.device}" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
     encoder_file = {"file": str(args.checkpoint or "xapp/assets/encoder.safetensors"), "sha256": sha256_file(checkpoint)}
     path = train_all(encoder, encoder_file, tasks, settings, args.out, command, progress=not args.quiet)
     print(f"wrote {path}")

@@ -15,7 +15,8 @@ import dataclasses
 import json
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,17 +85,75 @@ def learning_rate(cfg: PretrainConfig, step: int) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def batch_for_step(cfg: PretrainConfig, step: int, device: str) -> list:
-    """MAE: unlabelled frame groups, one per frame shape. Labelled: (task, frames, labels) per task."""
+def frames_for_step(cfg: PretrainConfig, step: int) -> list:
+    """The step's frames as numpy arrays (picklable, so worker processes can make them). MAE: unlabelled
+    frame groups, one per frame shape. Labelled: (task, frames, labels) per task."""
     from xapp.data import generate, pretrain_mixture
 
     seed = cfg.seed * 1_000_003 + step
     if cfg.stage == "labelled":
         share = max(1, cfg.batch // len(cfg.labelled_tasks))
-        parts = [(task, generate(task, share, LABELLED_SEED_BASE + seed)) for task in cfg.labelled_tasks]
-        return [(task, torch.from_numpy(d.x).to(device), torch.from_numpy(d.y).to(device)) for task, d in parts]
-    groups = pretrain_mixture(cfg.batch, seed=seed)
-    return [torch.from_numpy(x).to(device) for x in groups.values() if len(x)]
+        return [(task, d.x, d.y) for task, d in
+                ((task, generate(task, share, LABELLED_SEED_BASE + seed)) for task in cfg.labelled_tasks)]
+    return [x for x in pretrain_mixture(cfg.batch, seed=seed).values() if len(x)]
+
+
+def to_device(frames: list, device: str) -> list:
+    def move(a):
+        t = torch.from_numpy(a)
+        return t.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else t.to(device)
+
+    return [(item[0], move(item[1]), move(item[2])) if isinstance(item, tuple) else move(item) for item in frames]
+
+
+def batch_for_step(cfg: PretrainConfig, step: int, device: str) -> list:
+    return to_device(frames_for_step(cfg, step), device)
+
+
+class FrameSource:
+    """Each step's frames, made ahead of the training loop: on one thread (numpy releases the GIL), or on
+    `workers` processes (a GPU outruns one core's generators). Steps come back in order, so the batches are
+    the same either way."""
+
+    def __init__(self, cfg: PretrainConfig, first: int, end: int, workers: int = 0):
+        self.cfg, self.next_step, self.end = cfg, first, end
+        self.ahead = max(1, 2 * workers)
+        if workers:
+            import multiprocessing
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_single_threaded_worker)
+        else:
+            self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: deque = deque()
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self.pending) < self.ahead and self.next_step < self.end:
+            self.pending.append(self.pool.submit(frames_for_step, self.cfg, self.next_step))
+            self.next_step += 1
+
+    def extend(self, end: int) -> None:
+        self.end = end
+        self._fill()
+
+    def next(self) -> tuple[list, float]:
+        """The next step's frames and the seconds spent waiting for them."""
+        t0 = time.monotonic()
+        frames = self.pending.popleft().result()
+        waited = time.monotonic() - t0
+        self._fill()
+        return frames, waited
+
+    def close(self) -> None:
+        self.pool.shutdown(cancel_futures=True)
+
+
+def _single_threaded_worker() -> None:
+    import xapp.data.tasks
+
+    xapp.data.tasks.WORKERS = 1
+    torch.set_num_threads(1)
 
 
 def initial_encoder(cfg: PretrainConfig) -> Encoder:
@@ -161,8 +220,14 @@ def load_checkpoint(run: Path, model: torch.nn.Module, optimizer: torch.optim.Op
 
 
 def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progress: bool = True,
-             stop_after: int | None = None) -> tuple[Encoder, dict]:
-    """Train (or resume) to cfg.steps; `stop_after` ends early after that many steps this call (tests)."""
+             stop_after: int | None = None, data_workers: int = 0,
+             time_budget_s: float | None = None) -> tuple[Encoder, dict]:
+    """Train (or resume) to cfg.steps; `stop_after` ends early after that many steps this call (tests).
+
+    `data_workers` > 0 makes the frames on that many processes. `time_budget_s` sets the number of steps
+    so that the run ends within that many seconds: the rate is measured over the warm-up (whose learning
+    rate does not depend on the total), then the total is fixed and written into the run's config.json
+    (and state["steps"]), so the run stays resumable with `--steps` set to it."""
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
@@ -178,43 +243,72 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
     else:
         config_file.write_text(json.dumps(cfg.as_dict(), indent=1))
         state = {"step": 0, "losses": [], "wall_s": 0.0, "device": device}
+    calibrate_at = None
+    if time_budget_s is not None:
+        if state["step"] or cfg.warmup < 20:
+            raise ValueError("a time budget needs a fresh run with warmup >= 20 steps (the rate is measured over it)")
+        calibrate_at = cfg.warmup
     model.to(device).train()
     end = cfg.steps if stop_after is None else min(cfg.steps, state["step"] + stop_after)
     precision = device_autocast(torch.device(device))
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
     started = time.monotonic()
     wall_before = state["wall_s"]
-    # The next step's frames are generated on a thread while this step trains (numpy releases the GIL).
-    with ThreadPoolExecutor(max_workers=1) as prefetch:
-        upcoming = prefetch.submit(batch_for_step, cfg, state["step"], device)
+    state.setdefault("data_wait_s", 0.0)
+    pending: list[dict[str, torch.Tensor]] = []  # losses not yet read back (each .item() would sync a GPU)
+    source = FrameSource(cfg, state["step"], end, data_workers)
+    try:
         while state["step"] < end:
             step = state["step"]
+            if step == 10:
+                rate_from = time.monotonic()
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             generator = torch.Generator().manual_seed(cfg.seed * 7_919 + step)
-            batch = upcoming.result()
-            if step + 1 < end:
-                upcoming = prefetch.submit(batch_for_step, cfg, step + 1, device)
+            frames, waited = source.next()
+            state["data_wait_s"] += waited
             with precision:
-                losses = model(batch, generator)
-            loss = losses["loss"]
+                losses = model(to_device(frames, device), generator)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            pending.append({k: v.detach() for k, v in losses.items()})
             state["step"] = step + 1
-            state["losses"].append(round(loss.item(), 6))
-            for name, value in losses.items():
-                if name != "loss":
-                    state.setdefault("view_losses", {}).setdefault(name, []).append(round(value.item(), 4))
-            state["wall_s"] = wall_before + time.monotonic() - started
             bar.update(1)
-            bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
+            if state["step"] == calibrate_at:
+                rate = (calibrate_at - 10) / (time.monotonic() - rate_from)
+                left = time_budget_s - (time.monotonic() - started)
+                cfg = dataclasses.replace(cfg, steps=max(calibrate_at, calibrate_at + int(rate * left)))
+                end = cfg.steps
+                config_file.write_text(json.dumps(cfg.as_dict(), indent=1))
+                source.extend(end)
+                bar.total = end
+                print(f"time budget {time_budget_s:.0f} s: {rate:.2f} steps/s -> {end} steps", flush=True)
+            if len(pending) >= 25 or state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
+                _record_losses(state, pending)
+                bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
+            state["wall_s"] = wall_before + time.monotonic() - started
             if state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
                 save_checkpoint(run, model, optimizer, state)
                 plot_loss(state["losses"], run / "loss.png")
+    finally:
+        source.close()
     bar.close()
+    state["steps"] = cfg.steps
     return model.encoder.eval(), state
+
+
+def _record_losses(state: dict, pending: list[dict[str, torch.Tensor]]) -> None:
+    names = list(pending[0])
+    values = torch.stack([torch.stack([step[n].float() for n in names]) for step in pending]).tolist()
+    for row in values:
+        for name, value in zip(names, row):
+            if name == "loss":
+                state["losses"].append(round(value, 6))
+            else:
+                state.setdefault("view_losses", {}).setdefault(name, []).append(round(value, 4))
+    pending.clear()
 
 
 def plot_loss(losses: list[float], path: Path) -> None:
