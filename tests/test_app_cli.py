@@ -83,7 +83,7 @@ def test_run_refuses_a_corrupt_head_naming_the_file(tiny_model, tmp_path, capsys
     import shutil
 
     from xapp.cli import main
-    from xapp.e2.types import NodeEndpoint
+    from xapp.vocab import NodeEndpoint
 
     model_dir, _ = tiny_model
     copy = tmp_path / "model"
@@ -101,7 +101,7 @@ def test_demo_runs_the_whole_loop_and_prints_a_summary(tiny_model, tmp_path, cap
     import json
 
     from xapp.cli import main
-    from xapp.e2.types import NodeEndpoint
+    from xapp.vocab import NodeEndpoint
 
     model_dir, _ = tiny_model
     path = write_descriptor(model_dir, tmp_path / "descriptors" / "xapp.yaml", [NodeEndpoint("e2node-0", "127.0.0.1:1")],
@@ -123,7 +123,7 @@ def test_bench_measures_both_deployments_on_the_same_frames(tiny_model, tmp_path
     import json
 
     from xapp.cli import main
-    from xapp.e2.types import NodeEndpoint
+    from xapp.vocab import NodeEndpoint
     from xapp.model import EncoderConfig, exit_flops
 
     model_dir, _ = tiny_model

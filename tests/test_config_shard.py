@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from xapp.config import NodeEndpoint, Shard, ShardError, select_nodes, shard_from_env, shard_of
+from xapp.config import Shard, ShardError, select_nodes, shard_from_env, shard_of
+from xapp.vocab import NodeEndpoint
 
 NODES = [NodeEndpoint(f"e2node-{i}", f"127.0.0.1:{50051 + i}") for i in range(40)]
 

@@ -16,9 +16,10 @@ from xapp.e2.client import E2Subscriber
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
 from xapp.e2.sim import SimulatedNode, build_pools
-from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint
+from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.harness.demo import adapt_descriptor
 from xapp.ops.metrics import Metrics
+from xapp.vocab import NodeEndpoint
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from xapp.e2.types import Request
 from xapp.engine.batcher import Batcher, BatcherClosed, BatchLimits
 from xapp.ops.metrics import Metrics
+from xapp.vocab import Request
 
 
 class Clock:

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from xapp.e2.types import Request
-from xapp.model.policies import Policy, normalised_entropy
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, load_plan
 from xapp.model import Encoder, EncoderConfig, Head, exit_flops, save_head
+from xapp.model.policies import Policy, normalised_entropy
 from xapp.ops.metrics import Metrics
+from xapp.vocab import Request
 
 CFG = EncoderConfig(dim=64, depth=6, heads=4)
 MOD = tuple(f"m{i}" for i in range(11))

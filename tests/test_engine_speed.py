@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from xapp.e2.types import Request
-from xapp.engine.decision import Decision, DecisionBatch
-from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_table
 from xapp.engine.precision import PrecisionError, cpu_has_bf16, serving_trunk
-from xapp.harness.precisionbench import choose, compare
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
+from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_table
+from xapp.harness.precisionbench import choose, compare
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.metrics import Metrics
 from xapp.publish.codec import decode, encoded, redis_fields
+from xapp.vocab import Decision, DecisionBatch, Request
 
 CFG = EncoderConfig(dim=32, depth=3, heads=2)
 MOD = tuple(f"m{i}" for i in range(5))

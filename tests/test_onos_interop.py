@@ -35,8 +35,9 @@ from xapp.e2.frames import IQ_DTYPE
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2
 from xapp.e2.sim import build_pools
-from xapp.e2.types import AppIdentity, FrameLimits, NodeEndpoint
+from xapp.e2.types import AppIdentity, FrameLimits
 from xapp.ops.redis_server import free_port
+from xapp.vocab import NodeEndpoint
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -4,11 +4,11 @@ import time
 import redis
 import zmq.asyncio
 
-from xapp.engine.decision import Decision
 from xapp.ops.metrics import Metrics
 from xapp.publish.listen import DecisionListener
 from xapp.publish.redis_pub import RedisPublisher, hash_key, stream_key
 from xapp.publish.zmq_pub import ZmqPublisher
+from xapp.vocab import Decision
 
 
 def decision(node: str, task: str, seq: int, label: str = "beam03", index: int = 3) -> Decision:

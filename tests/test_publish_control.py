@@ -7,9 +7,9 @@ from conftest import single_frame_nodes
 
 from xapp.e2.client import E2Subscriber
 from xapp.e2.types import AppIdentity, FrameLimits
-from xapp.engine.decision import Decision
 from xapp.ops.metrics import Metrics
 from xapp.publish.control import ControlLoop
+from xapp.vocab import Decision
 
 
 def decision(node: str, cell: str, task: str, label: str, index: int) -> Decision:

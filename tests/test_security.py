@@ -21,17 +21,16 @@ import zmq.auth
 from conftest import write_descriptor
 from tlscerts import CertAuthority
 
-from xapp.config.descriptor import TlsFiles, ZmqCurve
 from xapp.e2.client import E2Subscriber
 from xapp.e2.sim import SimulatedNode, build_pools
 from xapp.e2.tls import ServerTls
-from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint
-from xapp.engine.decision import Decision
+from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.ops.metrics import Metrics
 from xapp.ops.redis_server import RedisServer, free_port
 from xapp.publish.listen import CurveClient, DecisionListener
 from xapp.publish.redis_pub import RedisPublisher, hash_key
 from xapp.publish.zmq_pub import ZmqPublisher
+from xapp.vocab import Decision, NodeEndpoint, TlsFiles, ZmqCurve
 
 SHAPES = {"modulation": (1, 1024), "beam": (16, 64)}
 LIMITS = FrameLimits(64 * 1024, SHAPES, 100)

@@ -26,19 +26,19 @@ import torch
 from xapp.config import Descriptor, DescriptorWatcher, Shard, TaskSpec, select_nodes
 from xapp.e2.client import E2Subscriber
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
-from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint, Request
+from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.engine.batcher import Batcher, BatcherClosed, BatchLimits
-from xapp.engine.decision import DecisionBatch
-from xapp.model.policies import Policy
 from xapp.engine.precision import PrecisionError
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, TaskTable, load_plan
 from xapp.model import Encoder, WeightsFileError, load_encoder
+from xapp.model.policies import Policy
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
 from xapp.publish.control import ControlLoop
 from xapp.publish.redis_pub import RedisPublisher
 from xapp.publish.zmq_pub import PublishError, ZmqPublisher
+from xapp.vocab import DecisionBatch, NodeEndpoint, Request
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def build_table(descriptor: Descriptor, encoder: Encoder) -> dict[str, TaskPlan]
 
 def batch_limits(descriptor: Descriptor) -> BatchLimits:
     b = descriptor.batching
-    return BatchLimits(b.max_batch, b.max_wait_ms, b.queue_limit, b.deadline_ms)
+    return BatchLimits(b.max_batch, b.max_wait_ms, b.queue_limit)
 
 
 def controls(descriptor: Descriptor) -> dict[str, list[str]]:

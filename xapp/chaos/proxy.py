@@ -15,7 +15,7 @@ from typing import AsyncIterator
 import grpc
 
 from xapp.e2.gen import e2t_pb2
-from xapp.e2.types import NodeEndpoint
+from xapp.vocab import NodeEndpoint
 
 SUBSCRIPTION_SERVICE = e2t_pb2.DESCRIPTOR.services_by_name["SubscriptionService"].full_name
 CONTROL_SERVICE = e2t_pb2.DESCRIPTOR.services_by_name["ControlService"].full_name

@@ -30,6 +30,7 @@ import jsonschema
 import yaml
 
 from xapp.config.manifest import ManifestError, head_at, read_manifest
+from xapp.vocab import NodeEndpoint, TlsFiles, ZmqCurve
 
 if TYPE_CHECKING:
     from xapp.model.config import EncoderConfig
@@ -73,12 +74,6 @@ class EncoderSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeEndpoint:
-    id: str
-    address: str
-
-
-@dataclass(frozen=True, slots=True)
 class ServiceModel:
     name: str
     version: str
@@ -89,16 +84,6 @@ class Reconnect:
     initial_backoff_ms: int
     max_backoff_ms: int
     jitter: float
-
-
-@dataclass(frozen=True, slots=True)
-class TlsFiles:
-    """PEM files of one TLS link: the CA that signs the peer, and our own certificate and key (mTLS)."""
-
-    ca: Path
-    cert: Path | None = None
-    key: Path | None = None
-    server_name: str | None = None  # expected in the peer's certificate when not the address's host
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +141,6 @@ class Batching:
     max_wait_ms: float
     queue_limit: int
     deadline_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class ZmqCurve:
-    secret_key: Path  # zmq.auth certificate file holding the PUB socket's key pair
-    authorized_keys: Path | None = None  # directory of subscribers' public certificates; None: any
 
 
 @dataclass(frozen=True, slots=True)

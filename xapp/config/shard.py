@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from xapp.config.descriptor import NodeEndpoint
+from xapp.vocab import NodeEndpoint
 
 SHARD_COUNT_ENV = "XAPP_SHARD_COUNT"  # the chart sets it to the StatefulSet's replica count
 SHARD_INDEX_ENV = "XAPP_SHARD_INDEX"  # optional; otherwise the pod ordinal from HOSTNAME

@@ -24,8 +24,9 @@ from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
 from xapp.e2.sequence import SequenceGuard
 from xapp.e2.tls import TlsFiles, channel_credentials, channel_options
-from xapp.e2.types import AppIdentity, Backoff, FrameLimits, NodeEndpoint, Request
+from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.ops.metrics import Metrics
+from xapp.vocab import NodeEndpoint, Request
 
 log = logging.getLogger(__name__)
 

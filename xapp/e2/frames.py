@@ -12,7 +12,8 @@ from xapp.e2 import messages
 from xapp.e2.e2sm_iq import E2smDecodeError, decode
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2
-from xapp.e2.types import FrameLimits, Request
+from xapp.e2.types import FrameLimits
+from xapp.vocab import Request
 
 if TYPE_CHECKING:
     from xapp.e2.sequence import SequenceGuard

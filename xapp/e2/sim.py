@@ -27,7 +27,7 @@ from xapp.e2.frames import IQ_DTYPE, encode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
 from xapp.e2.tls import ServerTls, TlsConfigError, server_credentials
-from xapp.e2.types import NodeEndpoint
+from xapp.vocab import NodeEndpoint
 
 log = logging.getLogger(__name__)
 

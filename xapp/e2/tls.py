@@ -8,7 +8,8 @@ from pathlib import Path
 
 import grpc
 
-from xapp.config.descriptor import TlsFiles
+from xapp.vocab import TlsFiles
+
 
 
 class TlsConfigError(Exception):

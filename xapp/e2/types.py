@@ -1,4 +1,4 @@
-"""Plain values exchanged between the E2 client and the rest of the xApp."""
+"""Plain settings of the E2 client: who subscribes, what a valid Indication looks like, how to back off."""
 
 from __future__ import annotations
 
@@ -6,31 +6,10 @@ import random
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import numpy as np
-
-from xapp.config.descriptor import NodeEndpoint  # (id, address "host:port"), as in the descriptor
 from xapp.e2.e2sm_iq import NAME as SERVICE_MODEL_NAME
 from xapp.e2.e2sm_iq import VERSION as SERVICE_MODEL_VERSION
 
-__all__ = [
-    "SERVICE_MODEL_NAME", "SERVICE_MODEL_VERSION", "AppIdentity", "Backoff", "FrameLimits", "NodeEndpoint", "Request",
-]
-
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One validated I/Q frame on its way to the batcher."""
-
-    node_id: str
-    task: str
-    frame: np.ndarray  # complex64 [A, S], read-only view of the payload bytes
-    seq: int
-    cell_id: str
-    t_node_ns: int  # node timestamp (time.time_ns() at the node)
-    t_arrival: float  # time.monotonic() at arrival
-    deadline: float  # t_arrival + deadline_ms / 1000
-    label: str | None = None  # ground truth, only from simulated nodes
+__all__ = ["SERVICE_MODEL_NAME", "SERVICE_MODEL_VERSION", "AppIdentity", "Backoff", "FrameLimits"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,15 +12,10 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable
 
 from xapp.ops.metrics import Metrics
-
-
-class Queued(Protocol):
-    task: str
-    t_arrival: float  # time.monotonic() at arrival
-    deadline: float  # time.monotonic() after which serving the frame is pointless
+from xapp.vocab import Request
 
 
 @dataclass(frozen=True)
@@ -28,10 +23,9 @@ class BatchLimits:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     queue_limit: int = 512
-    deadline_ms: float = 100.0
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.queue_limit < 1 or self.max_wait_ms < 0 or self.deadline_ms <= 0:
+        if self.max_batch < 1 or self.queue_limit < 1 or self.max_wait_ms < 0:
             raise ValueError(f"invalid batching limits: {self}")
 
 
@@ -51,7 +45,7 @@ class Batcher:
         self._limits = limits
         self._metrics = metrics
         self._clock = clock
-        self._queue: deque[Queued] = deque()
+        self._queue: deque[Request] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
         self._service_s = 0.0  # smoothed engine time per batch, fed back by the serving loop
@@ -63,7 +57,7 @@ class Batcher:
     def __len__(self) -> int:
         return len(self._queue)
 
-    def submit(self, request: Queued) -> None:
+    def submit(self, request: Request) -> None:
         if self._closed:
             self._shed(request, SHED_CLOSED)
             return
@@ -90,7 +84,7 @@ class Batcher:
         self._closed = True
         self._wakeup.set()
 
-    async def next_batch(self) -> list[Queued]:
+    async def next_batch(self) -> list[Request]:
         while True:
             self._shed_expired()
             limits = self._limits
@@ -111,7 +105,7 @@ class Batcher:
             except asyncio.TimeoutError:
                 pass
 
-    def _take(self, n: int) -> list[Queued]:
+    def _take(self, n: int) -> list[Request]:
         batch = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
         self._metrics.queue_depth.set(len(self._queue))
         self._metrics.batch_size.observe(len(batch))
@@ -139,5 +133,5 @@ class Batcher:
         self._queue = kept
         self._metrics.queue_depth.set(len(kept))
 
-    def _shed(self, request: Queued, reason: str) -> None:
+    def _shed(self, request: Request, reason: str) -> None:
         self._metrics.frames_shed.labels(request.task, reason).inc()

@@ -16,28 +16,16 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
 
-from xapp.engine.decision import DecisionBatch
 from xapp.engine.precision import serving_autocast, serving_trunk
 from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops
 from xapp.model.heads import load_task_head
 from xapp.ops.metrics import Metrics
-
-
-class Frame(Protocol):
-    node_id: str
-    task: str
-    frame: np.ndarray  # complex64 [antennas, samples]
-    seq: int
-    cell_id: str
-    t_node_ns: int
-    t_arrival: float  # time.monotonic()
-    label: str | None  # ground truth, from simulators only
+from xapp.vocab import DecisionBatch, Request
 
 
 @dataclass(frozen=True)
@@ -115,14 +103,14 @@ class EarlyExitEngine:
             self._exit_gflops[tokens] = [f / 1e9 for f in exit_flops(self.encoder.cfg, tokens)]
         return self._exit_gflops[tokens]
 
-    def run(self, batch: Sequence[Frame], table: TaskTable, release: Callable[[DecisionBatch], None]) -> BatchReport:
+    def run(self, batch: Sequence[Request], table: TaskTable, release: Callable[[DecisionBatch], None]) -> BatchReport:
         start = time.perf_counter()
         served = [r for r in batch if r.task in table]
         for r in batch:
             if r.task not in table:
                 self._metrics.frames_shed.labels(r.task, "no_task").inc()
         # Frames batch together when they have the same token count (64 patches for all default shapes).
-        groups: dict[int, list[Frame]] = defaultdict(list)
+        groups: dict[int, list[Request]] = defaultdict(list)
         cfg = self.encoder.cfg
         for r in served:
             groups[cfg.tokens(*r.frame.shape)].append(r)
@@ -136,9 +124,9 @@ class EarlyExitEngine:
             self._metrics.stage_latency.labels("compute").observe(seconds)
         return BatchReport(len(served), deepest, seconds, len(batch) - len(served))
 
-    def embed(self, rows: list[Frame]) -> tuple[list[Frame], torch.Tensor]:
+    def embed(self, rows: list[Request]) -> tuple[list[Request], torch.Tensor]:
         """Input tokens of `rows`, stacked per frame shape; returns the rows in the tokens' order."""
-        by_shape: dict[tuple[int, ...], list[Frame]] = defaultdict(list)
+        by_shape: dict[tuple[int, ...], list[Request]] = defaultdict(list)
         for r in rows:
             by_shape[r.frame.shape].append(r)
         ordered, parts = [], []
@@ -148,7 +136,7 @@ class EarlyExitEngine:
             ordered.extend(same)
         return ordered, torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _run_group(self, rows: list[Frame], tokens: int, table: TaskTable, release) -> int:
+    def _run_group(self, rows: list[Request], tokens: int, table: TaskTable, release) -> int:
         rows, h = self.embed(rows)
         tasks = list(table)
         plans = [table[t] for t in tasks]
@@ -210,7 +198,7 @@ class EarlyExitEngine:
             stop = confident(plan.policy, probs)
         return torch.stack([labels.float(), conf, stop.float()])
 
-    def _decisions(self, rows: list[Frame], index: np.ndarray, plans: list[TaskPlan], task_of: np.ndarray,
+    def _decisions(self, rows: list[Request], index: np.ndarray, plans: list[TaskPlan], task_of: np.ndarray,
                    labels: np.ndarray, confidence: np.ndarray, k: int, gflops: np.ndarray, offset_ns: int) -> DecisionBatch:
         """The decisions of rows `index` (original positions) leaving at exit k, as columns."""
         picked = [rows[i] for i in index.tolist()]

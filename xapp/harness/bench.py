@@ -25,12 +25,12 @@ import numpy as np
 import psutil
 import torch
 
-from xapp.e2.types import Request
-from xapp.harness import HarnessError
 from xapp.engine.runner import EarlyExitEngine, TaskTable
+from xapp.harness import HarnessError
 from xapp.model import Encoder, exit_flops
 from xapp.model.precision import device_autocast
 from xapp.ops.metrics import Metrics
+from xapp.vocab import Request
 
 REPEATS = 3
 WARMUP_S = 1.5

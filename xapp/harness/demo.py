@@ -26,10 +26,10 @@ import yaml
 from xapp.app import AppError, Overrides, XApp
 from xapp.config import DescriptorError, load_descriptor
 from xapp.config.descriptor import descriptor_root, resolve_path
-from xapp.e2.types import NodeEndpoint
 from xapp.harness import HarnessError
 from xapp.harness.loadgen import LoadGenError, LoadGenerator, Received
 from xapp.ops.metrics import Metrics
+from xapp.vocab import NodeEndpoint
 
 NODES = 4
 

@@ -24,18 +24,19 @@ import torch
 import zmq
 from torch import nn
 
-from xapp.e2.frames import decode_indication, encode_indication
 from xapp.e2.e2sm_iq import indication_message
+from xapp.e2.frames import decode_indication, encode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
-from xapp.e2.types import FrameLimits, Request
+from xapp.e2.types import FrameLimits
 from xapp.engine.batcher import Batcher, BatchLimits
 from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.model.policies import Policy
-from xapp.ops.metrics import Metrics
 from xapp.ops.decision_metrics import record_decisions
+from xapp.ops.metrics import Metrics
 from xapp.publish.codec import redis_fields
 from xapp.publish.zmq_pub import ZmqPublisher
+from xapp.vocab import Request
 
 BATCH_SIZES = (1, 32, 256, 512)
 STAGES = ("decode_validate", "batching", "trunk_launch", "heads", "decision_building", "publish")
@@ -99,7 +100,7 @@ def _decode_all(items: list, limits: FrameLimits) -> list[Request]:
 
 def _batch_through(requests: list[Request], size: int) -> None:
     async def run() -> None:
-        batcher = Batcher(BatchLimits(max_batch=size, max_wait_ms=0.0, queue_limit=len(requests), deadline_ms=1e6),
+        batcher = Batcher(BatchLimits(max_batch=size, max_wait_ms=0.0, queue_limit=len(requests)),
                           Metrics())
         for r in requests:
             batcher.submit(r)

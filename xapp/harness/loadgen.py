@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
-from xapp.e2.types import NodeEndpoint
+from xapp.vocab import NodeEndpoint
 
 
 class Received(NamedTuple):

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from xapp.e2.types import Request
 from xapp.engine.precision import cpu_has_bf16
 from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.model import Encoder
 from xapp.ops.metrics import Metrics
+from xapp.vocab import Request
 
 Serve = Callable[[list[Request]], dict[tuple[str, int], int]]  # frames -> {(task, seq): class index}
 REPEATS = 3

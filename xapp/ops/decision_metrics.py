@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
-from xapp.engine.decision import Decision, DecisionBatch, as_batch
 from xapp.ops.metrics import Metrics
+from xapp.vocab import Decision, DecisionBatch, as_batch
 
 
 def record_decisions(metrics: Metrics, decisions: DecisionBatch | Iterable[Decision]) -> None:

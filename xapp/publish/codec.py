@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from xapp.e2.gen import decision_pb2
-from xapp.engine.decision import Decision, DecisionBatch, as_batch
+from xapp.vocab import Decision, DecisionBatch, as_batch
 
 
 def encoded(decisions: DecisionBatch | Iterable[Decision]) -> list[tuple[bytes, bytes]]:

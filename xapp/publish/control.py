@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
-from xapp.engine.decision import Decision, DecisionBatch, as_batch
+from xapp.vocab import Decision, DecisionBatch, as_batch
 
 log = logging.getLogger(__name__)
 

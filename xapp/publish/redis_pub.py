@@ -18,10 +18,9 @@ from collections.abc import Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from xapp.config.descriptor import TlsFiles
-from xapp.engine.decision import Decision, DecisionBatch
 from xapp.ops.metrics import Metrics
 from xapp.publish.codec import redis_fields
+from xapp.vocab import Decision, DecisionBatch, TlsFiles
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,9 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from xapp.config.descriptor import ZmqCurve
-from xapp.engine.decision import Decision, DecisionBatch
 from xapp.ops.metrics import Metrics
 from xapp.publish.codec import encoded
+from xapp.vocab import Decision, DecisionBatch, ZmqCurve
 
 
 class ZmqPublisher:

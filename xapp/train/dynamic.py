@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from xapp.e2.types import Request
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.model import Encoder, Head
 from xapp.model.flops import block_flops, patch_embed_flops
 from xapp.model.policies import Policy
 from xapp.ops.metrics import Metrics
+from xapp.vocab import Request
 
 # Strictest first: each step lets more rows leave early.
 SWEEPS: dict[str, tuple[float, ...]] = {

@@ -1,9 +1,58 @@
-"""What the engine hands to the publishers: one served frame's Decision, or a batch of them as columns."""
+"""The serving path's shared words, its ground floor: where a frame comes from (`NodeEndpoint`),
+the validated frame on its way to the engine (`Request`), what the engine hands to the publishers
+(`Decision`, or a `DecisionBatch` of them as columns), and how a link is secured (`TlsFiles`,
+`ZmqCurve`). config, e2, engine, publish and ops speak these to each other; this module imports
+nothing of the package."""
 
 from __future__ import annotations
 
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEndpoint:
+    """An E2 node the xApp subscribes to: its id and gRPC address "host:port", as in the descriptor."""
+
+    id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """PEM files of one TLS link: the CA that signs the peer, and our own certificate and key (mTLS)."""
+
+    ca: Path
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None  # expected in the peer's certificate when not the address's host
+
+
+@dataclass(frozen=True, slots=True)
+class ZmqCurve:
+    """CURVE security of the ZMQ decision feed."""
+
+    secret_key: Path  # zmq.auth certificate file holding the PUB socket's key pair
+    authorized_keys: Path | None = None  # directory of subscribers' public certificates; None: any
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One validated I/Q frame on its way through the batcher to the engine."""
+
+    node_id: str
+    task: str
+    frame: np.ndarray  # complex64 [A, S], read-only view of the payload bytes
+    seq: int
+    cell_id: str
+    t_node_ns: int  # node timestamp (time.time_ns() at the node)
+    t_arrival: float  # time.monotonic() at arrival
+    deadline: float  # t_arrival + deadline_ms / 1000
+    label: str | None = None  # ground truth, only from simulated nodes
+
 
 
 @dataclass(frozen=True, slots=True)
