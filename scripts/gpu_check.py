@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from xapp.app import build_table
+from xapp.engine.build import build_table
 from xapp.config import load_descriptor
 from xapp.harness.bench import bench_frames, early_exit_pass, offline
 from xapp.engine.runner import EarlyExitEngine

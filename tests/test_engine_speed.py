@@ -155,7 +155,7 @@ def test_ingest_ceiling_is_the_highest_offer_served_in_full():
 
 
 def test_ingest_descriptor_serves_a_trivial_model_at_the_same_exits(tmp_path):
-    from xapp.app import build_table
+    from xapp.engine.build import build_table
     from xapp.config import load_descriptor
     from xapp.config.shipped import default_descriptor
     from xapp.data import TASKS

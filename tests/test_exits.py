@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from xapp.app import build_table
+from xapp.engine.build import build_table
 from xapp.cli import main
 from xapp.config import DescriptorError, PolicySpec, TaskSpec, load_descriptor
 from xapp.config.descriptor import ControlSpec

@@ -1,54 +1,39 @@
-"""The xApp process: descriptor -> encoder and heads -> E2 subscribers -> batcher -> engine ->
-publishers (ZMQ, Redis, E2 Control), with ops endpoints and descriptor hot reload.
-
-Threads: everything runs on one asyncio loop except model compute, which runs in a single
-dedicated worker thread (torch uses its own intra-op pool inside it). The engine hands each group
-of released decisions back to the loop with call_soon_threadsafe, so publishing never waits for
-the rest of the batch and never blocks compute.
-
-Hot reload swaps an immutable task table between batches: a batch started under the old table
-finishes under it, the next one uses the new one; queued frames are kept.
-"""
+"""The xApp process, wiring only: the descriptor's E2 subscribers feed the batcher, the serving
+loop (xapp.engine.serving) takes batches to the engine, and released decisions fan out to the
+publishers (ZMQ, Redis, E2 Control) and the decision metrics; plus the ops endpoints and descriptor
+hot reload, which swaps the immutable task table between batches."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
-import os
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
-from xapp.config import Descriptor, DescriptorWatcher, Shard, TaskSpec, select_nodes
-from xapp.e2.client import E2Subscriber
-from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
-from xapp.e2.types import AppIdentity, Backoff, FrameLimits
-from xapp.engine.batcher import Batcher, BatcherClosed, BatchLimits
+from xapp.config import Descriptor, DescriptorWatcher, Shard, select_nodes
+from xapp.e2.client import E2Subscriber, Subscribers
+from xapp.e2.types import AppIdentity, Backoff
+from xapp.engine.batcher import Batcher
+from xapp.engine.build import DeviceError, batch_limits, build_table, engine_threads, frame_limits, resolve_device
 from xapp.engine.precision import PrecisionError
-from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, TaskTable, load_plan
-from xapp.model import Encoder, WeightsFileError, load_encoder
-from xapp.model.policies import Policy
+from xapp.engine.runner import EarlyExitEngine, PlanError, TaskTable
+from xapp.engine.serving import ServingLoop
+from xapp.model import WeightsFileError, load_encoder
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
-from xapp.publish.control import ControlLoop
+from xapp.publish.control import CONTROL_KINDS, ControlLoop
+from xapp.publish.fanout import Fanout
 from xapp.publish.redis_pub import RedisPublisher
 from xapp.publish.zmq_pub import PublishError, ZmqPublisher
-from xapp.vocab import DecisionBatch, NodeEndpoint, Request
+from xapp.vocab import NodeEndpoint
 
 log = logging.getLogger(__name__)
 
-
-
-def engine_threads(requested: int | None = None) -> int:
-    """Torch threads for the engine: as requested, else all cores but one, which the event loop
-    (gRPC streams, validation, publishing) needs; on 2 cores this halves the online p99 at half load
-    (`xapp bench --threads 2` vs `--threads 1`)."""
-    return requested or max(1, (os.cpu_count() or 1) - 1)
 
 def warn_plaintext(descriptor: Descriptor) -> None:
     """Plaintext links are the demo's default; say so where an operator looks."""
@@ -67,44 +52,10 @@ class AppError(Exception):
     """The xApp cannot start as configured (bad device, unreadable encoder, unusable head...)."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise AppError(f"encoder.device is {name} but CUDA is not available")
-    return torch.device(name)
-
-
-def frame_shapes(tasks: Mapping[str, TaskSpec]) -> dict[str, tuple[int, int]]:
-    from xapp.data import TASKS
-
-    return {name: tuple(TASKS[name].frame_shape) for name in tasks}
-
-
-def build_table(descriptor: Descriptor, encoder: Encoder) -> dict[str, TaskPlan]:
-    """Load every enabled task's heads; raises PlanError naming the task and file."""
-    from xapp.data import TASKS
-
-    table = {}
-    for name, spec in descriptor.enabled_tasks.items():
-        p = spec.policy
-        heads = [(e.exit, e.head, e.sha256) for e in p.exits] if p.kind != "fixed" else []
-        heads.append((spec.exit, spec.head, spec.sha256))
-        policy = Policy(p.kind, p.threshold or 0.0, p.patience or 2)
-        table[name] = load_plan(name, heads, policy, encoder, TASKS[name].classes)
-    return table
-
-
-def batch_limits(descriptor: Descriptor) -> BatchLimits:
-    b = descriptor.batching
-    return BatchLimits(b.max_batch, b.max_wait_ms, b.queue_limit)
-
-
 def controls(descriptor: Descriptor) -> dict[str, list[str]]:
-    out = {}
-    for name, spec in descriptor.enabled_tasks.items():
-        out[name] = [k for k in ("beam_switch", "interference_mitigation") if getattr(spec.control, k)]
-    return out
+    """Task -> the E2 Control kinds the descriptor enables for it."""
+    return {name: [kind for kind in CONTROL_KINDS if getattr(spec.control, kind)]
+            for name, spec in descriptor.enabled_tasks.items()}
 
 
 @dataclass(frozen=True)
@@ -124,13 +75,12 @@ class XApp:
         self.overrides = overrides
         self.engine: EarlyExitEngine | None = None
         self.table: TaskTable = {}
-        self.subscribers: dict[str, E2Subscriber] = {}
+        self.subscribers = Subscribers()
         self.zmq: ZmqPublisher | None = None
         self.redis: RedisPublisher | None = None
         self.ops: OpsServer | None = None
         self.batcher = Batcher(batch_limits(descriptor), metrics)
-        self.control = ControlLoop(self._send_control)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self.control = ControlLoop(self.subscribers.control)
         self._tasks: dict[str, asyncio.Task] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -166,8 +116,8 @@ class XApp:
     async def _start(self) -> None:
         d = self.descriptor
         torch.set_num_threads(engine_threads(self.overrides.threads))
-        device = resolve_device(d.encoder.device)
         try:
+            device = resolve_device(d.encoder.device)
             limits = HttpLimits(d.ops.max_connections, d.ops.request_timeout_s)
             ops = OpsServer(self.metrics, self.readiness, self.overrides.ops_host or d.ops.bind, d.ops.http_port, limits)
             await ops.start()  # alive (not ready) while the model loads
@@ -178,7 +128,7 @@ class XApp:
             self.engine = EarlyExitEngine(encoder, self.metrics, d.encoder.precision)
         except OSError as exc:
             raise AppError(f"ops http port {d.ops.http_port}: {exc}") from exc
-        except (PlanError, WeightsFileError, PublishError, PrecisionError) as exc:
+        except (DeviceError, PlanError, WeightsFileError, PublishError, PrecisionError) as exc:
             raise AppError(str(exc)) from exc
         self.metrics.serving({t: p.exit for t, p in self.table.items()}, d.batching.deadline_ms,
                              [n.id for n in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)])
@@ -191,8 +141,10 @@ class XApp:
             queue_limit=d.publish.redis_buffer, tls=d.publish.redis_tls,
         )
         warn_plaintext(d)
+        deliver = Fanout(self.zmq.publish, self.redis.publish, self.control.observe,
+                         functools.partial(record_decisions, self.metrics))
         self._spawn("redis", self.redis.run())
-        self._spawn("serve", self._serve())
+        self._spawn("serve", ServingLoop(self.batcher, self.engine, lambda: self.table, deliver, self.metrics).run())
         for node in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count):
             self._subscribe(node.id, node.address)
         if d.path is not None:
@@ -223,7 +175,6 @@ class XApp:
             self.zmq.close()
         if self.ops is not None:
             await self.ops.aclose()
-        self._executor.shutdown(wait=True)
         log.info("xapp stopped")
 
     def _spawn(self, name: str, coro) -> None:
@@ -241,12 +192,6 @@ class XApp:
 
     # -- E2 ----------------------------------------------------------------------------------
 
-    def _limits(self) -> FrameLimits:
-        d = self.descriptor
-        checks = d.e2.frame_checks
-        return FrameLimits(d.e2.max_frame_bytes, frame_shapes(d.enabled_tasks), d.batching.deadline_ms,
-                           max_clock_skew_s=checks.max_clock_skew_s, replay_window=checks.replay_window)
-
     def _subscribe(self, node_id: str, address: str) -> None:
         d = self.descriptor
         r = d.e2.reconnect
@@ -255,7 +200,7 @@ class XApp:
             AppIdentity(d.xapp.app_id, d.xapp.instance_id, d.e2.service_model.name, d.e2.service_model.version),
             self.batcher.submit,
             self.metrics,
-            self._limits(),
+            frame_limits(d),
             Backoff(r.initial_backoff_ms, r.max_backoff_ms, r.jitter),
             tls=d.e2.tls,
         )
@@ -276,43 +221,6 @@ class XApp:
 
         return asyncio.get_running_loop().create_task(stop())
 
-    async def _send_control(self, node_id: str, message: iq_pb2.ControlMessage, cell_id: str, task: str):
-        sub = self.subscribers.get(node_id)
-        if sub is None:
-            raise AppError(f"no subscription to node {node_id} to send a control through")
-        return await sub.control(message, cell_id=cell_id, task=task)
-
-    # -- serving -----------------------------------------------------------------------------
-
-    async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
-
-        def release(decisions: DecisionBatch) -> None:
-            loop.call_soon_threadsafe(self._deliver, decisions)
-
-        while True:
-            try:
-                batch: list[Request] = await self.batcher.next_batch()
-            except BatcherClosed:
-                return
-            started = time.monotonic()
-            for r in batch:
-                self.metrics.stage_latency.labels("queue").observe(started - r.t_arrival)
-            table = self.table  # one snapshot per batch: a reload never lands mid-batch
-            try:
-                report = await loop.run_in_executor(self._executor, self.engine.run, batch, table, release)
-                self.batcher.observe_service_time(report.seconds)
-            except Exception:
-                log.exception("engine failed on a batch of %d frames", len(batch))
-                for r in batch:
-                    self.metrics.frames_shed.labels(r.task, "engine_error").inc()
-
-    def _deliver(self, decisions: DecisionBatch) -> None:
-        self.zmq.publish(decisions)
-        self.redis.publish(decisions)
-        self.control.observe(decisions)
-        record_decisions(self.metrics, decisions)
-
     # -- hot reload --------------------------------------------------------------------------
 
     def apply(self, new: Descriptor) -> None:
@@ -329,7 +237,7 @@ class XApp:
         self.table = table
         self.batcher.reconfigure(batch_limits(new))
         self.control.configure(controls(new))
-        limits = self._limits()
+        limits = frame_limits(new)
         for sub in self.subscribers.values():
             sub.limits = limits
         wanted = {n.id: n.address for n in select_nodes(new.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)}

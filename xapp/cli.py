@@ -23,7 +23,7 @@ COMMAND_MODULES = [
     "xapp.train.baselines.cli",
     "xapp.e2.cli",
     "xapp.config.cli",
-    "xapp.engine.exits_cli",
+    "xapp.harness.exits_cli",
     "xapp.app_cli",
     "xapp.harness.cli",
     "xapp.chaos.cli",

@@ -17,16 +17,17 @@ from typing import Callable
 
 import grpc
 from google.protobuf.message import DecodeError
+
 from xapp.e2 import messages
 from xapp.e2.e2sm_iq import E2smDecodeError, decode
 from xapp.e2.frames import FrameRejected, decode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.gen import e2t_pb2, e2t_pb2_grpc
 from xapp.e2.sequence import SequenceGuard
-from xapp.e2.tls import TlsFiles, channel_credentials, channel_options
+from xapp.e2.tls import channel_credentials, channel_options
 from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.ops.metrics import Metrics
-from xapp.vocab import NodeEndpoint, Request
+from xapp.vocab import NodeEndpoint, Request, TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +306,13 @@ class E2Subscriber:
                 self._channel = grpc.aio.secure_channel(self.node.address, channel_credentials(self.tls), options=options)
         return self._channel
 
+
+
+class Subscribers(dict[str, E2Subscriber]):
+    """This replica's subscribers by node id; a Control to a node goes through that node's subscriber."""
+
+    async def control(self, node_id: str, message: iq_pb2.ControlMessage, cell_id: str, task: str) -> iq_pb2.ControlOutcome:
+        sub = self.get(node_id)
+        if sub is None:
+            raise E2ControlError(node_id, "no subscription to the node to send a control through")
+        return await sub.control(message, cell_id=cell_id, task=task)

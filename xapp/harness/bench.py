@@ -243,7 +243,7 @@ def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]])
 
 
 def bench(args: argparse.Namespace) -> int:
-    from xapp.app import build_table, engine_threads, resolve_device
+    from xapp.engine.build import DeviceError, build_table, engine_threads, resolve_device
     from xapp.config import DescriptorError, load_descriptor
     from xapp.engine.runner import PlanError
     from xapp.model import WeightsFileError, load_encoder
@@ -258,7 +258,7 @@ def bench(args: argparse.Namespace) -> int:
         table = build_table(descriptor, encoder)
     except ValueError:
         raise HarnessError(f"--loads: expected comma-separated percentages, got {args.loads!r}") from None
-    except (DescriptorError, PlanError, WeightsFileError) as exc:
+    except (DescriptorError, DeviceError, PlanError, WeightsFileError) as exc:
         raise HarnessError(str(exc)) from None
     torch.set_num_threads(engine_threads(args.threads))
     if args.host:
@@ -288,7 +288,7 @@ def bench(args: argparse.Namespace) -> int:
 
 def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
     """The descriptor's tasks and exits on a trivial trunk: host microseconds per frame by stage."""
-    from xapp.app import frame_shapes
+    from xapp.engine.build import frame_shapes
     from xapp.harness.hostbench import format_host_table, measure, trivial_encoder, trivial_table
 
     torch.set_num_threads(1)  # host work is timed as this thread's CPU time, so torch must run in it

@@ -51,11 +51,11 @@ def _manifest_path(args: argparse.Namespace, descriptor_manifest: Path | None) -
 def show_command(args: argparse.Namespace) -> int:
     import torch
 
-    from xapp.app import engine_threads
+    from xapp.engine.build import engine_threads
     from xapp.cli_error import CliError
     from xapp.config import DescriptorError, load_descriptor
     from xapp.config.manifest import ManifestError, read_manifest
-    from xapp.engine.exits import format_table, plot, profile_task
+    from xapp.harness.exits import format_table, plot, profile_task
     from xapp.model import WeightsFileError, load_encoder
 
     path = _descriptor_path(args)

@@ -1,0 +1,64 @@
+"""From the descriptor to what the serving path runs on: each task's plan (heads at their exits,
+policy), the batching limits, the torch device and threads, and what a valid frame looks like."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import torch
+
+from xapp.config import Descriptor, TaskSpec
+from xapp.data import TASKS
+from xapp.e2.types import FrameLimits
+from xapp.engine.batcher import BatchLimits
+from xapp.engine.runner import TaskPlan, load_plan
+from xapp.model import Encoder
+from xapp.model.policies import Policy
+
+
+class DeviceError(Exception):
+    """The descriptor's encoder.device is not usable on this machine."""
+
+
+def engine_threads(requested: int | None = None) -> int:
+    """Torch threads for the engine: as requested, else all cores but one, which the event loop
+    (gRPC streams, validation, publishing) needs; on 2 cores this halves the online p99 at half load
+    (`xapp bench --threads 2` vs `--threads 1`)."""
+    return requested or max(1, (os.cpu_count() or 1) - 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"encoder.device is {name} but CUDA is not available")
+    return torch.device(name)
+
+
+def frame_shapes(tasks: Mapping[str, TaskSpec]) -> dict[str, tuple[int, int]]:
+    """(antennas, samples) of each task's frames."""
+    return {name: tuple(TASKS[name].frame_shape) for name in tasks}
+
+
+def build_table(descriptor: Descriptor, encoder: Encoder) -> dict[str, TaskPlan]:
+    """Load every enabled task's heads; raises PlanError naming the task and file."""
+    table = {}
+    for name, spec in descriptor.enabled_tasks.items():
+        p = spec.policy
+        heads = [(e.exit, e.head, e.sha256) for e in p.exits] if p.kind != "fixed" else []
+        heads.append((spec.exit, spec.head, spec.sha256))
+        policy = Policy(p.kind, p.threshold or 0.0, p.patience or 2)
+        table[name] = load_plan(name, heads, policy, encoder, TASKS[name].classes)
+    return table
+
+
+def batch_limits(descriptor: Descriptor) -> BatchLimits:
+    b = descriptor.batching
+    return BatchLimits(b.max_batch, b.max_wait_ms, b.queue_limit)
+
+
+def frame_limits(descriptor: Descriptor) -> FrameLimits:
+    e2 = descriptor.e2
+    return FrameLimits(e2.max_frame_bytes, frame_shapes(descriptor.enabled_tasks), descriptor.batching.deadline_ms,
+                       max_clock_skew_s=e2.frame_checks.max_clock_skew_s, replay_window=e2.frame_checks.replay_window)
