@@ -117,7 +117,7 @@ class EarlyExitEngine:
         deepest = 0
         with torch.inference_mode(), serving_autocast(self.device, self.precision):
             for tokens, rows in groups.items():
-                deepest = max(deepest, self._run_group(rows, tokens, table, release))
+                deepest = max(deepest, self.run_group(rows, tokens, table, release))
         seconds = time.perf_counter() - start
         if served:
             self._metrics.exit_depth.observe(deepest)
@@ -136,7 +136,8 @@ class EarlyExitEngine:
             ordered.extend(same)
         return ordered, torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def _run_group(self, rows: list[Request], tokens: int, table: TaskTable, release) -> int:
+    def run_group(self, rows: list[Request], tokens: int, table: TaskTable, release) -> int:
+        """Serve rows of `tokens` tokens each; returns the deepest block run. Subclasses replace how."""
         rows, h = self.embed(rows)
         tasks = list(table)
         plans = [table[t] for t in tasks]
@@ -171,8 +172,9 @@ class EarlyExitEngine:
             positions = read[0][1] if len(read) == 1 else np.concatenate([p for _, p in read])
             leaves = leaves.astype(bool)
             if leaves.any():
-                release(self._decisions(rows, alive[positions[leaves]], plans, task_of, label[leaves].astype(np.int64),
-                                        confidence[leaves], k, gflops[k - 1] + head_cost, offset_ns))
+                release(self.build_decisions(rows, alive[positions[leaves]], plans, task_of,
+                                             label[leaves].astype(np.int64), confidence[leaves], k,
+                                             gflops[k - 1] + head_cost, offset_ns))
                 staying = np.ones(len(alive), dtype=bool)
                 staying[positions[leaves]] = False
                 if not staying.any():
@@ -198,8 +200,8 @@ class EarlyExitEngine:
             stop = confident(plan.policy, probs)
         return torch.stack([labels.float(), conf, stop.float()])
 
-    def _decisions(self, rows: list[Request], index: np.ndarray, plans: list[TaskPlan], task_of: np.ndarray,
-                   labels: np.ndarray, confidence: np.ndarray, k: int, gflops: np.ndarray, offset_ns: int) -> DecisionBatch:
+    def build_decisions(self, rows: list[Request], index: np.ndarray, plans: list[TaskPlan], task_of: np.ndarray,
+                        labels: np.ndarray, confidence: np.ndarray, k: int, gflops: np.ndarray, offset_ns: int) -> DecisionBatch:
         """The decisions of rows `index` (original positions) leaving at exit k, as columns."""
         picked = [rows[i] for i in index.tolist()]
         their_plans = [plans[t] for t in task_of[index].tolist()]
