@@ -11,8 +11,11 @@ import sys
 
 import pytest
 from conftest import TINY, single_frame_nodes, write_descriptor
+from polling import until
 
 from xapp.ops.redis_server import free_port
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 XAPP = [sys.executable, "-m", "xapp"]
 
@@ -42,11 +45,11 @@ def test_run_serves_listen_prints_and_sigint_stops_cleanly(tiny_model, redis_url
         run = await asyncio.create_subprocess_exec(*XAPP, "run", "--descriptor", str(path), "--threads", "1",
                                                    stderr=subprocess.PIPE, env=env)
         try:
-            for _ in range(600):
-                if await http_status(http_port, "/ric/v1/health/ready") == 200:
-                    break
+            async def ready() -> bool:
                 assert run.returncode is None, (await run.stderr.read()).decode()[-2000:]
-                await asyncio.sleep(0.1)
+                return await http_status(http_port, "/ric/v1/health/ready") == 200
+
+            await until(ready, "xapp run ready", timeout=60)
             assert await http_status(http_port, "/ric/v1/health/alive") == 200
             listen = await asyncio.create_subprocess_exec(
                 *XAPP, "listen", "--endpoint", zmq_endpoint, "--task", "beam", "--count", "5", stdout=subprocess.PIPE)

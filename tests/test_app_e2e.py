@@ -11,10 +11,12 @@ import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import redis
 import yaml
 from conftest import TINY_TASKS as TASKS
 from conftest import single_frame_nodes, write_descriptor
+from polling import until
 
 from xapp.app import Overrides, XApp
 from xapp.config import load_descriptor
@@ -23,6 +25,8 @@ from xapp.ops.metrics import Metrics
 from xapp.ops.redis_server import free_port
 from xapp.publish.listen import DecisionListener
 from xapp.publish.redis_pub import hash_key, stream_key
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 
 class System:
@@ -42,14 +46,6 @@ class System:
         """The label of the frame a decision is about: each node streams one task from a 1-frame pool."""
         node = next(n for n in self.nodes if n.node_id == d.node_id)
         return node.pools[d.task].labels[0]
-
-
-async def until(predicate, what: str, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for: {what}")
-        await asyncio.sleep(0.05)
 
 
 @asynccontextmanager

@@ -12,6 +12,8 @@ from xapp.chaos.campaign import Campaign, ChaosPlan
 from xapp.e2.sim import MALFORMED
 from xapp.vocab import NodeEndpoint
 
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
+
 PLAN = ChaosPlan(nodes=2, rate_hz=40.0, flood_rounds=2, wire_rounds=1, churn_cycles=1, max_down_s=0.5,
                  outage_s=1.5, redis_outage_s=1.5, redis_buffer=16, soak_s=3.0, pool=8, threads=1)
 

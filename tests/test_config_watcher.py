@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from polling import until
 from test_config import base_doc, make_root, write_doc, write_head
 from xapp.config import Descriptor, DescriptorWatcher, load_descriptor
 from xapp.ops.metrics import Metrics
@@ -37,11 +38,9 @@ def test_watcher_applies_valid_edits_and_keeps_the_old_on_invalid(tmp_path: Path
 
             doc["tasks"]["beam"]["exit"] = 11  # deeper than the encoder: refused
             write_doc(tmp_path, doc)
-            while reloads(metrics, "rejected") == 0:
-                await asyncio.sleep(0.01)
+            await until(lambda: reloads(metrics, "rejected") >= 1, "the too-deep exit refused")
             path.write_text("tasks: [unclosed\n")  # and unparsable: refused too
-            while reloads(metrics, "rejected") == 1:
-                await asyncio.sleep(0.01)
+            await until(lambda: reloads(metrics, "rejected") >= 2, "the unparsable file refused")
 
             doc["tasks"]["beam"]["exit"] = 2
             doc["tasks"]["beam"]["policy"] = {"kind": "fixed"}
@@ -71,8 +70,7 @@ def test_watcher_counts_a_failed_apply_as_rejected(tmp_path: Path) -> None:
         task = asyncio.create_task(DescriptorWatcher(path, refuse, metrics, interval_s=0.01, current=running).run())
         doc["batching"]["max_batch"] = 8
         write_doc(tmp_path, doc)
-        while reloads(metrics, "rejected") == 0:
-            await asyncio.sleep(0.01)
+        await until(lambda: reloads(metrics, "rejected") >= 1, "the edit refused")
         task.cancel()
 
     asyncio.run(asyncio.wait_for(scenario(), 10))

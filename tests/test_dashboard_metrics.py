@@ -8,10 +8,14 @@ import json
 import re
 import urllib.request
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-from test_app_e2e import running, until
+from polling import until
+from test_app_e2e import running
 from test_helm import CHART, OBSERVABILITY, render
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 # Added by Prometheus when it scrapes a pod (namespace, pod) or by histograms (le), not by the xApp.
 SCRAPE_LABELS = {"namespace", "pod", "le"}

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from polling import until_sync
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 REPO = Path(__file__).resolve().parents[1]
 XAPP = [sys.executable, "-m", "xapp"]
@@ -82,10 +85,7 @@ def test_demo_prints_endpoints_takes_live_edits_and_refuses_a_wrong_exit(tree: P
         # One line: the exit. The manifest supplies the head; the running xApp moves the task there.
         subprocess.run([*XAPP, "exits", "set", "beam", str(new_exit), "--descriptor", str(descriptor)], check=True, timeout=60)
         out.wait_for(rf"descriptor edit applied: serving .*beam@{new_exit}")
-        end = time.monotonic() + 30
-        while decisions_at(http, "beam", new_exit) == 0:
-            assert time.monotonic() < end, "no beam decision at the new exit"
-            time.sleep(0.2)
+        until_sync(lambda: decisions_at(http, "beam", new_exit) > 0, "a beam decision at the new exit")
 
         # A custom head trained at another exit: refused by validate and by the running demo alike.
         doc = yaml.safe_load(descriptor.read_text())

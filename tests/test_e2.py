@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from polling import until
 
 from xapp.e2 import codegen
 from xapp.e2.client import E2ControlError, E2Subscriber
@@ -32,16 +33,6 @@ FAST_BACKOFF = Backoff(initial_ms=20, max_ms=200, jitter=0.2, rng=random.Random(
 @pytest.fixture(scope="module")
 def pools():
     return build_pools(list(SHAPES), 8, seed=3)
-
-
-async def until(condition, what: str, timeout: float = 15.0) -> None:
-    """Wait for a condition of the running system; fails (does not time anything) if never reached."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    while not condition():
-        if loop.time() > give_up:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.01)
 
 
 class Harness:

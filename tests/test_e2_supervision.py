@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping
 
 import pytest
-from test_e2 import until
+from polling import until
 
 from xapp.chaos.proxy import WIRE_FAULTS, FaultProxy
 from xapp.e2.client import E2Subscriber

@@ -39,7 +39,7 @@ from xapp.e2.types import AppIdentity, FrameLimits
 from xapp.ops.redis_server import free_port
 from xapp.vocab import NodeEndpoint
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 ONOS_API = "onos-api==0.10.31"
 PEER = Path(__file__).with_name("onos_e2t_peer.py")

@@ -4,6 +4,7 @@ import asyncio
 import time
 
 from conftest import single_frame_nodes
+from polling import until
 
 from xapp.e2.client import E2Subscriber
 from xapp.e2.types import AppIdentity, FrameLimits
@@ -39,18 +40,12 @@ def test_controls_follow_changes_only_and_end_on_the_latest_decision(tiny_model)
             loop.observe([decision(node.node_id, cell, "beam", f"beam{k:02d}", k)])
 
         beam(3)
-        for _ in range(200):
-            if node.serving_beam == 3:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: node.serving_beam == 3, "the node serving beam 3")
         beam(3)  # unchanged: no control
         beam(5)  # superseded before it is sent: coalesced into 7
         beam(7)
         loop.observe([decision(node.node_id, cell, "interference", "chirp", 2)])
-        for _ in range(200):
-            if node.serving_beam == 7 and "chirp" in node.mitigations:
-                break
-            await asyncio.sleep(0.02)
+        await until(lambda: node.serving_beam == 7 and "chirp" in node.mitigations, "beam 7 and the chirp mitigated")
         await loop.aclose()
         await node.stop()
         await sub.stop()

@@ -19,6 +19,7 @@ import yaml
 import zmq
 import zmq.auth
 from conftest import write_descriptor
+from polling import until
 from tlscerts import CertAuthority
 
 from xapp.e2.client import E2Subscriber
@@ -31,6 +32,8 @@ from xapp.publish.listen import CurveClient, DecisionListener
 from xapp.publish.redis_pub import RedisPublisher, hash_key
 from xapp.publish.zmq_pub import ZmqPublisher
 from xapp.vocab import Decision, NodeEndpoint, TlsFiles, ZmqCurve
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 SHAPES = {"modulation": (1, 1024), "beam": (16, 64)}
 LIMITS = FrameLimits(64 * 1024, SHAPES, 100)
@@ -137,21 +140,18 @@ def test_xapp_run_against_xapp_e2sim_over_mtls(client, pki, tiny_model, redis_ur
         run = await asyncio.create_subprocess_exec(*XAPP, "run", "--descriptor", str(path), "--threads", "1",
                                                    stderr=subprocess.PIPE, env={**os.environ, "XAPP_SHARD_COUNT": "1"})
         listener = DecisionListener(zmq_endpoint)
+
+        async def ready_is(status: int) -> bool:
+            assert run.returncode is None
+            return await ready_status(http_port) == status
+
         try:
             if client == "mtls":
-                for _ in range(900):
-                    if await ready_status(http_port) == 200:
-                        break
-                    assert run.returncode is None
-                    await asyncio.sleep(0.1)
+                await until(lambda: ready_is(200), "xapp run ready over mTLS", timeout=90)
                 _, d = await asyncio.wait_for(listener.recv(), 30)
                 assert d.node_id == "e2node-0"
             else:
-                for _ in range(900):  # the xApp is up (its ops endpoint answers) ...
-                    if await ready_status(http_port) == 503:
-                        break
-                    assert run.returncode is None
-                    await asyncio.sleep(0.1)
+                await until(lambda: ready_is(503), "xapp run answering not-ready", timeout=90)  # the xApp is up ...
                 deadline = time.monotonic() + 5
                 while time.monotonic() < deadline:  # ... and never gets a subscription
                     assert await ready_status(http_port) == 503

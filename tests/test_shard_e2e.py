@@ -7,15 +7,18 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections import defaultdict
 
+import pytest
 from conftest import ROOT, TINY_TASKS, write_descriptor
+from polling import until
 
 from xapp.config.shard import shard_of
 from xapp.e2.sim import FramePool, SimulatedNode
 from xapp.ops.redis_server import free_port
 from xapp.publish.listen import DecisionListener
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 NODES = 6
 SHARDS = 2
@@ -58,11 +61,11 @@ def test_two_replicas_split_six_nodes_and_decide_each_frame_once(tiny_model, red
                     decided[index].append((d.node_id, d.task, d.sequence_number))
 
             collectors = [asyncio.create_task(collect(i)) for i in range(SHARDS)]
-            deadline = time.monotonic() + 90
-            while {n for r in decided.values() for n, _, _ in r} != {n.node_id for n in nodes}:
-                assert time.monotonic() < deadline, f"nodes decided so far: {dict(decided)}"
+            def every_node_decided() -> bool:
                 assert all(p.poll() is None for p in replicas), "a replica exited early"
-                await asyncio.sleep(0.2)
+                return {n for r in decided.values() for n, _, _ in r} == {n.node_id for n in nodes}
+
+            await until(every_node_decided, "a decision on every node from the replicas", timeout=90)
             await asyncio.sleep(2.0)  # let every node stream a while longer
             for c in collectors:
                 c.cancel()

@@ -6,10 +6,13 @@ import asyncio
 import re
 
 import pytest
-from test_app_e2e import running, until
+from polling import until
+from test_app_e2e import running
 
 from xapp.cli import main
 from xapp.ops.top import quantile
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 
 def test_quantile_interpolates_within_the_bucket_as_prometheus_does():

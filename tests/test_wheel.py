@@ -15,7 +15,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from xapp.model.checkpoint import read_config
+
+pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp
 
 REPO = Path(__file__).resolve().parents[1]
 LEFT_OUT = shutil.ignore_patterns(".git", ".venv", "build", "dist", "runs", "*.egg-info", "__pycache__", ".pytest_cache", "_shipped")
