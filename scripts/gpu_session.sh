@@ -57,7 +57,7 @@ say "heads: rc $?"
 check_left=$(( budget - $(elapsed) - 10 ))
 say "gpu_check on the tree as it came, at most $check_left s"
 # shellcheck disable=SC2086
-(cd "$repo" && PYTHONPATH=$repo timeout "$check_left" python3 scripts/gpu_check.py --json "$out/gpu_check.json" $check \
+(cd "$repo" && PYTHONPATH=$repo:$PYTHONPATH timeout "$check_left" python3 scripts/gpu_check.py --json "$out/gpu_check.json" $check \
   > "$out/gpu_check.log" 2>&1; echo "gpu_check rc $?")
 tail -n 30 "$out/gpu_check.log"
 
