@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # the slow tier: the whole script in a subprocess, 15-40 s on 2 cores
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
