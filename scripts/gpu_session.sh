@@ -5,8 +5,8 @@
 #   scripts/gpu_session.sh OUT_DIR BUDGET_S
 #
 # In a copy of the tree, with the documented commands plus `--device cuda`:
-#   1. stage 1, self-supervised and exit-aware (configs/pretrain.yaml), for SSL_S seconds;
-#   2. stage 2, cross-entropy at every exit (configs/labelled.yaml), for LABELLED_S seconds, exported as
+#   1. stage 1, self-supervised and exit-aware (configs/gpu/pretrain.yaml), for SSL_S seconds;
+#   2. stage 2, cross-entropy at every exit (configs/gpu/labelled.yaml), for LABELLED_S seconds, exported as
 #      the packaged encoder;
 #   3. heads at every exit for every task (`xapp heads train`), into the copy's heads/;
 # then scripts/gpu_check.py in the tree as it came (the encoder and heads shipped before this run) with
@@ -23,7 +23,7 @@ out=$(realpath -m "$1") budget=$2
 start=$(date +%s)
 device=${DEVICE:-cuda}
 workers=${DATA_WORKERS:-$(( $(nproc) - 2 ))}
-configs=${CONFIGS:-configs}
+configs=${CONFIGS:-configs/gpu}
 ssl_s=${SSL_S:-80} labelled_s=${LABELLED_S:-150} check_s=${CHECK_S:-140}
 heads=${HEADS:-"--train 30000 --val 3000 --test 4000 --epochs 8 --batch 1024"}
 check=${CHECK:-}
@@ -38,14 +38,14 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tail
 python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__)"
 rm -rf "$work" && mkdir -p "$work"
 tar -C "$repo" --exclude=.git --exclude=.whl --exclude=.venv --exclude=runs -cf - . | tar -C "$work" -xf -
-cp "$configs/pretrain.yaml" "$work/configs/pretrain.yaml" && cp "$configs/labelled.yaml" "$work/configs/labelled.yaml"
+mkdir -p "$work/configs/gpu" && cp "$configs/pretrain.yaml" "$configs/labelled.yaml" "$work/configs/gpu/"
 cd "$work" || exit 1
 
 say "stage 1: self-supervised, $ssl_s s, $workers data workers"
-python3 -m xapp.cli pretrain --config configs/pretrain.yaml --out runs/pretrain --device "$device" \
+python3 -m xapp.cli pretrain --config configs/gpu/pretrain.yaml --out runs/pretrain --device "$device" \
   --data-workers "$workers" --time-budget "$ssl_s" --export runs/encoder-ssl.safetensors 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
 say "stage 2: labelled at every exit, $labelled_s s"
-python3 -m xapp.cli pretrain --config configs/labelled.yaml --out runs/labelled --device "$device" \
+python3 -m xapp.cli pretrain --config configs/gpu/labelled.yaml --out runs/labelled --device "$device" \
   --data-workers "$workers" --time-budget "$labelled_s" --export 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
 heads_s=$(( budget - $(elapsed) - check_s - 20 ))
 say "heads at every exit, at most $heads_s s"
