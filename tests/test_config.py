@@ -145,7 +145,7 @@ def test_every_problem_is_listed_with_its_path(root: Path) -> None:
     problems = problems_of(write_doc(root, doc))
     expected = [
         "xapp.colour: unknown key",
-        "tasks.weather: unknown task (known: modulation, interference, beam, fingerprint, los)",
+        "tasks.weather: unknown task (known: modulation, interference, beam, los, fingerprint)",
         f"tasks.modulation.head: {root}/heads/modulation/exit9.safetensors: no such weights file",
         "tasks.beam.policy.threshold: 1.5 is outside (0, 1] for the confidence policy",
         "tasks.beam.policy.exits[0].exit: 5 is not before the task's exit (4)",

@@ -1,8 +1,8 @@
-"""Descriptor schema, loading and validation, hot reload, and replica sharding of E2 nodes."""
+"""Descriptor types, schema, loading and rules, hot reload, and replica sharding of E2 nodes."""
 
-from xapp.config.descriptor import (
-    CONFIG_FILE_ENV,
-    SCHEMA_PATH,
+from xapp.config.descriptor import CONFIG_FILE_ENV, SCHEMA_PATH, descriptor_path_from_env, load_descriptor
+from xapp.config.shard import Shard, ShardError, select_nodes, shard_from_env, shard_of
+from xapp.config.types import (
     Batching,
     ControlSpec,
     Descriptor,
@@ -17,10 +17,7 @@ from xapp.config.descriptor import (
     ServiceModel,
     TaskSpec,
     XappIdentity,
-    descriptor_path_from_env,
-    load_descriptor,
 )
-from xapp.config.shard import Shard, ShardError, select_nodes, shard_from_env, shard_of
 from xapp.config.watcher import DescriptorWatcher
 
 __all__ = [

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def validate_command(args: argparse.Namespace) -> int:
-    from xapp.config.descriptor import DescriptorError, load_descriptor
+    from xapp.config import DescriptorError, load_descriptor
 
     failures = []
     for path in args.files:
@@ -43,7 +43,7 @@ def validate_command(args: argparse.Namespace) -> int:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    from xapp.config.descriptor import DescriptorError
+    from xapp.config.types import DescriptorError
     from xapp.config.osc import export_osc
 
     try:

@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from xapp.config.descriptor import Descriptor, load_descriptor, load_schema
+from xapp.config.descriptor import load_descriptor, load_schema
+from xapp.config.types import Descriptor
 from xapp.ops.metrics import Metrics
 
 ALIVE_PATH = "/ric/v1/health/alive"

@@ -11,7 +11,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from xapp.config.descriptor import Descriptor, DescriptorError, parse_descriptor
+from xapp.config.descriptor import parse_descriptor
+from xapp.config.types import Descriptor, DescriptorError
 from xapp.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ import yaml
 
 from xapp.app import AppError, Overrides, XApp
 from xapp.config import DescriptorError, load_descriptor
-from xapp.config.descriptor import descriptor_root, resolve_path
+from xapp.config.paths import descriptor_root, resolve_path
 from xapp.harness import HarnessError
 from xapp.harness.loadgen import LoadGenError, LoadGenerator, Received
 from xapp.ops.metrics import Metrics

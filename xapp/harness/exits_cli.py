@@ -93,7 +93,7 @@ def set_command(args: argparse.Namespace) -> int:
     import yaml
 
     from xapp.cli_error import CliError
-    from xapp.config.descriptor import descriptor_root, resolve_path
+    from xapp.config.paths import descriptor_root, resolve_path
     from xapp.config.manifest import ManifestError, head_at, read_manifest
     from xapp.train.select import Choice, SelectionError, write_choices
 

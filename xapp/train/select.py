@@ -123,7 +123,9 @@ def write_choices(descriptor: str | os.PathLike[str], choices: Mapping[str, Choi
     own head file; heads.sha256 to the named manifest's current digest); returns the tasks it does
     not list (left alone). The file is replaced atomically, and only if the result validates as well
     as the original did (`strict`: only if it validates)."""
-    from xapp.config.descriptor import DescriptorError, descriptor_root, file_sha256, parse_descriptor, resolve_path
+    from xapp.config.descriptor import parse_descriptor
+    from xapp.config.types import DescriptorError
+    from xapp.config.paths import descriptor_root, file_sha256, resolve_path
 
     path = Path(descriptor)
     text = path.read_text()
