@@ -9,7 +9,7 @@ import pytest
 from conftest import write_descriptor
 
 from xapp.chaos.campaign import Campaign, ChaosPlan
-from xapp.e2.sim import MALFORMED
+from xapp.e2.faults import MALFORMED
 from xapp.vocab import NodeEndpoint
 
 pytestmark = pytest.mark.e2e  # the slow end-to-end tier: real processes, sockets, the whole xApp

@@ -17,7 +17,8 @@ from polling import until
 from xapp.e2 import codegen
 from xapp.e2.client import E2ControlError, E2Subscriber
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
-from xapp.e2.sim import MALFORMED, SimulatedNode, SimulatedNodes, build_pools
+from xapp.e2.faults import MALFORMED
+from xapp.e2.sim import SimulatedNode, SimulatedNodes, build_pools
 from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.ops.metrics import Metrics
 from xapp.vocab import NodeEndpoint

@@ -35,8 +35,10 @@ from xapp.app import Overrides, XApp
 from xapp.chaos.http_attacks import idle_connections, oversized, probe_alive, slowloris
 from xapp.chaos.proxy import FaultProxy
 from xapp.config import load_descriptor
-from xapp.e2.sim import MALFORMED, SimulatedNodes
+from xapp.e2.faults import MALFORMED
+from xapp.e2.sim import SimulatedNodes
 from xapp.harness.demo import adapt_descriptor
+from xapp.ops.http import READY
 from xapp.ops.metrics import Metrics
 from xapp.ops.redis_server import RedisServer, free_port
 from xapp.publish.listen import DecisionListener
@@ -398,7 +400,7 @@ class Campaign:
     async def _http_ready(self) -> tuple[int, str]:
         reader, writer = await asyncio.open_connection("127.0.0.1", self.app.ops.port)
         try:
-            writer.write(b"GET /ric/v1/health/ready HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n\r\n")
+            writer.write(f"GET {READY} HTTP/1.1\r\nHost: chaos\r\nConnection: close\r\n\r\n".encode())
             raw = await asyncio.wait_for(reader.read(), 5.0)
         finally:
             writer.close()

@@ -7,7 +7,9 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 
-ALIVE_REQUEST = b"GET /ric/v1/health/alive HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n"
+from xapp.ops.http import ALIVE
+
+ALIVE_REQUEST = f"GET {ALIVE} HTTP/1.1\r\nHost: probe\r\nConnection: close\r\n\r\n".encode()
 
 
 async def probe_alive(port: int, host: str = "127.0.0.1", timeout: float = 5.0) -> tuple[int, float]:
@@ -35,7 +37,7 @@ async def oversized(port: int, where: str, size: int = 1 << 20, host: str = "127
     if where == "line":
         request = b"GET /" + filler + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     else:
-        request = b"GET /ric/v1/health/alive HTTP/1.1\r\nHost: x\r\nX-Filler: " + filler + b"\r\n\r\n"
+        request = f"GET {ALIVE} HTTP/1.1\r\nHost: x\r\nX-Filler: ".encode() + filler + b"\r\n\r\n"
     reader, writer = await asyncio.open_connection(host, port)
     try:
         writer.write(request)
@@ -56,7 +58,7 @@ async def slowloris(port: int, seconds: float, interval: float = 0.2, host: str 
     reader, writer = await asyncio.open_connection(host, port)
     start = time.monotonic()
     try:
-        writer.write(b"GET /ric/v1/health/alive HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        writer.write(f"GET {ALIVE} HTTP/1.1\r\nHost: x\r\nX-Slow: ".encode())
         while time.monotonic() - start < seconds:
             writer.write(b"a")
             await writer.drain()

@@ -17,10 +17,9 @@ from prometheus_client.metrics_core import Metric
 
 from xapp.config.descriptor import load_descriptor, load_schema
 from xapp.config.types import Descriptor
+from xapp.ops.http import ALIVE, READY
 from xapp.ops.metrics import Metrics
 
-ALIVE_PATH = "/ric/v1/health/alive"
-READY_PATH = "/ric/v1/health/ready"
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 
 
@@ -55,8 +54,8 @@ def config_file(descriptor: Descriptor, controls: dict[str, Any], registry: str,
         "containers": [
             {"name": name, "image": {"registry": registry, "name": image, "tag": tag}, "command": ["xapp"], "args": ["run"]}
         ],
-        "livenessProbe": _probe(ALIVE_PATH, port),
-        "readinessProbe": _probe(READY_PATH, port),
+        "livenessProbe": _probe(ALIVE, port),
+        "readinessProbe": _probe(READY, port),
         "messaging": {"ports": ports},
         "controls": controls,
         "metrics": metric_descriptions(name),

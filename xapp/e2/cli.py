@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--rate", type=float, default=100.0,
                    help="Indications per second per subscription, tasks round-robin (default: %(default)s)")
-    p.add_argument("--tasks", default="modulation,interference,beam", help="comma-separated (default: %(default)s)")
+    p.add_argument("--tasks", help="comma-separated (default: the in-distribution tasks, xapp.data.PRETRAIN_TASKS)")
     p.add_argument("--snr-min", type=float, help="lowest SNR in dB (default: each task's own range)")
     p.add_argument("--snr-max", type=float, help="highest SNR in dB")
     p.add_argument("--seed", type=int, default=0, help="frame generator seed (default: %(default)s)")
@@ -55,10 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_e2sim(args: argparse.Namespace) -> int:
     from xapp.cli_error import CliError
-    from xapp.data import TASKS
+    from xapp.data import PRETRAIN_TASKS, TASKS
     from xapp.e2.sim import SimulatedNodes
 
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else list(PRETRAIN_TASKS)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         raise CliError(f"--tasks: unknown task(s) {unknown or tasks}; choose from {', '.join(TASKS)}")

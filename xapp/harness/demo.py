@@ -28,6 +28,7 @@ from xapp.config import DescriptorError, load_descriptor
 from xapp.config.paths import descriptor_root, resolve_path
 from xapp.harness import HarnessError
 from xapp.harness.loadgen import LoadGenError, LoadGenerator, Received
+from xapp.ops.http import READY
 from xapp.ops.metrics import Metrics
 from xapp.vocab import NodeEndpoint
 
@@ -278,7 +279,7 @@ def format_endpoints(env: Embedded, descriptor: str | Path) -> str:
         f"  descriptor  {Path(descriptor).absolute()}  (watched: edits apply live)",
         f"  ZMQ         {env.zmq_endpoint}  (xapp listen --endpoint {env.zmq_endpoint})",
         f"  Redis       {env.redis_url}",
-        f"  HTTP        {env.http_url}/metrics, {env.http_url}/ric/v1/health/ready  (xapp top --url {env.http_url})",
+        f"  HTTP        {env.http_url}/metrics, {env.http_url}{READY}  (xapp top --url {env.http_url})",
     ])
 
 

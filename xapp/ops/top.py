@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-READY_PATH = "/ric/v1/health/ready"
+from xapp.ops.http import READY
+
 
 
 class TopError(Exception):
@@ -40,11 +41,11 @@ def scrape(url: str, timeout_s: float = 2.0) -> Scrape:
     except (urllib.error.URLError, OSError) as exc:
         raise TopError(f"{base}/metrics: {getattr(exc, 'reason', exc)}") from exc
     try:
-        body = urllib.request.urlopen(f"{base}{READY_PATH}", timeout=timeout_s).read()
+        body = urllib.request.urlopen(f"{base}{READY}", timeout=timeout_s).read()
     except urllib.error.HTTPError as exc:
         body = exc.read()
     except (urllib.error.URLError, OSError) as exc:
-        raise TopError(f"{base}{READY_PATH}: {getattr(exc, 'reason', exc)}") from exc
+        raise TopError(f"{base}{READY}: {getattr(exc, 'reason', exc)}") from exc
     samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
