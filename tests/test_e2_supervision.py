@@ -14,7 +14,7 @@ import pytest
 from polling import until
 
 from xapp.chaos.proxy import WIRE_FAULTS, FaultProxy
-from xapp.e2.client import E2Subscriber
+from xapp.e2.client import TRANSITIONS, E2Subscriber, LinkState
 from xapp.e2.sim import SimulatedNode, build_pools
 from xapp.e2.types import AppIdentity, Backoff, FrameLimits
 from xapp.ops.metrics import Metrics
@@ -138,5 +138,29 @@ def test_down_time_is_tracked_per_node(pools):
             assert rig.sub.down_for(time.monotonic()) >= 0.2
             await rig.node.start()
             await until(lambda: rig.sub.up, "subscription up again")
+
+    asyncio.run(scenario())
+
+
+def test_link_state_walks_the_transition_table(pools):
+    """UP -> RECONNECTING when the node goes, back to UP with one counted reconnect; new limits renew
+    through RENEWING/RENEWED without a reconnect; stop() ends in STOPPED, which nothing leaves. Every step
+    the subscriber took is in TRANSITIONS: it raises on any other."""
+    async def scenario():
+        async with Rig(pools) as rig:
+            assert rig.sub.state is LinkState.UP
+            await rig.node.stop()
+            await until(lambda: rig.sub.state is LinkState.RECONNECTING, "reconnecting after the node went")
+            await rig.node.start()
+            await until(lambda: rig.sub.state is LinkState.UP, "up again")
+            assert rig.value("xapp_e2_reconnects_total", node="e2node-0") == 1
+            rig.sub.limits = FrameLimits(1 << 20, {"beam": SHAPES["beam"]}, 100.0)
+            assert rig.sub.state is LinkState.RENEWING
+            await until(lambda: rig.sub.state is LinkState.UP, "up with the new limits")
+            assert rig.value("xapp_e2_reconnects_total", node="e2node-0") == 1
+            await rig.sub.stop()
+            assert rig.sub.state is LinkState.STOPPED and not rig.sub.up
+            rig.sub.limits = FrameLimits(1 << 20, dict(SHAPES), 100.0)  # no renewal once stopped
+            assert rig.sub.state is LinkState.STOPPED and not TRANSITIONS[LinkState.STOPPED]
 
     asyncio.run(scenario())

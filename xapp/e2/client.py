@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from enum import Enum
 from typing import Callable
 
 import grpc
@@ -77,6 +78,31 @@ class E2ControlError(Exception):
         self.detail = detail
 
 
+class LinkState(Enum):
+    """Where a node's subscription stands. What an Ack means follows from it: the first one, a
+    reconnect (counted), or the renewal that new limits asked for (not counted)."""
+
+    CONNECTING = "connecting"  # subscribing, never acknowledged yet
+    UP = "up"  # acknowledged and streaming
+    RECONNECTING = "reconnecting"  # subscribing again after a stream that was up ended
+    RENEWING = "renewing"  # the call is being cancelled to subscribe with new limits
+    RENEWED = "renewed"  # subscribing with the new limits
+    STOPPED = "stopped"  # stop() was called, or run() ended
+
+
+_ACTIVE = frozenset(LinkState) - {LinkState.STOPPED}
+# Every transition of LinkState, in one place: state -> the states it may go to.
+TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
+    LinkState.CONNECTING: frozenset({LinkState.UP, LinkState.RENEWING, LinkState.STOPPED}),
+    LinkState.UP: frozenset({LinkState.RECONNECTING, LinkState.RENEWING, LinkState.STOPPED}),
+    LinkState.RECONNECTING: frozenset({LinkState.UP, LinkState.RENEWING, LinkState.STOPPED}),
+    LinkState.RENEWING: frozenset({LinkState.RENEWED, LinkState.STOPPED}),
+    LinkState.RENEWED: frozenset({LinkState.UP, LinkState.CONNECTING, LinkState.RECONNECTING, LinkState.RENEWING,
+                                  LinkState.STOPPED}),
+    LinkState.STOPPED: frozenset(),
+}
+
+
 class E2Subscriber:
     def __init__(
         self,
@@ -101,31 +127,59 @@ class E2Subscriber:
         self._transaction_id = f"{app.app_instance_id}/{node.id}"
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.UnaryStreamCall | None = None
-        self._up = False
+        self._state = LinkState.CONNECTING
         self._down_since = time.monotonic()  # never up yet counts as down from construction
-        self._ever_up = False
-        self._acked_this_attempt = False
-        self._renewing = False  # new limits cancelled the call to resubscribe with new tasks
-        self._renewed = False  # ...and the next Ack is therefore no reconnect
-        self._stopping = False
+        self._ever_up = False  # whether any Ack has arrived: a failed renewal resubscribes as a reconnect then
         self._wake = asyncio.Event()
         self._sequence = SequenceGuard(limits.replay_window, metrics.seq_gaps.labels(node.id))
 
     @property
+    def state(self) -> LinkState:
+        return self._state
+
+    @property
     def up(self) -> bool:
         """Acknowledged and streaming."""
-        return self._up
+        return self._state is LinkState.UP
 
     def down_for(self, now: float) -> float:
         """Seconds (time.monotonic() based) without a live subscription; 0 while up."""
-        return 0.0 if self._up else max(0.0, now - self._down_since)
+        return 0.0 if self.up else max(0.0, now - self._down_since)
+
+    def _enter(self, state: LinkState) -> None:
+        """The one place the state changes: checks the transition and keeps the up/down metrics."""
+        if state is self._state:
+            return
+        if state not in TRANSITIONS[self._state]:
+            raise RuntimeError(f"e2 subscriber {self.node.id}: no transition {self._state.name} -> {state.name}")
+        if self._state is LinkState.UP:
+            self._down_since = time.monotonic()
+            self._metrics.subscriptions_up.dec()
+            self._metrics.node_up.labels(self.node.id).set(0)
+        if state is LinkState.UP:
+            if self._state is LinkState.RECONNECTING:
+                self._metrics.reconnects.labels(self.node.id).inc()
+            self._ever_up = True
+            self._metrics.subscriptions_up.inc()
+            self._metrics.node_up.labels(self.node.id).set(1)
+        self._state = state
+
+    def _ended(self) -> bool:
+        """After a stream ended: move to the state the next attempt starts in. True: retry at once
+        (a renewal), False: back off first."""
+        if self._state is LinkState.RENEWING:
+            self._enter(LinkState.RENEWED)
+            return True
+        if self._state in (LinkState.UP, LinkState.RENEWED):
+            self._enter(LinkState.RECONNECTING if self._ever_up else LinkState.CONNECTING)
+        return False
 
     async def run(self) -> None:
         """Subscribe and keep resubscribing until stop() or cancellation."""
         attempt = 0
         self._metrics.node_up.labels(self.node.id).set(0)
         try:
-            while not self._stopping:
+            while self._state is not LinkState.STOPPED:
                 try:
                     await self._stream()
                     why, cause = "stream ended by node", "stream_end"
@@ -145,16 +199,13 @@ class E2Subscriber:
                 except Exception as exc:  # noqa: BLE001 - supervision: no failure may end the node's task
                     log.exception("e2 subscriber for %s failed", self.node.id, extra={"node": self.node.id})
                     why, cause = f"{type(exc).__name__}: {exc}", "internal_error"
-                finally:
-                    self._set_down()
-                if self._stopping:
+                if self._state is LinkState.STOPPED:
                     break
-                if self._renewing:
-                    self._renewing, self._renewed = False, True
+                acked = self.up  # this attempt was acknowledged: back off from the start again
+                if self._ended():
                     attempt = 0
                     continue
-                self._renewed = False
-                if self._acked_this_attempt:
+                if acked:
                     attempt = 0
                 delay = self.backoff.delay(attempt)
                 attempt += 1
@@ -170,7 +221,7 @@ class E2Subscriber:
                 except TimeoutError:
                     pass
         finally:
-            self._set_down()
+            self._enter(LinkState.STOPPED)
             if self._channel is not None:
                 channel, self._channel = self._channel, None
                 await channel.close()
@@ -187,15 +238,16 @@ class E2Subscriber:
         renew = (set(limits.tasks), limits.reporting_period_ms) != (
             set(self._limits.tasks), self._limits.reporting_period_ms)
         self._limits = limits
-        if renew and self._call is not None:
-            self._renewing = True
+        if renew and self._call is not None and self._state in _ACTIVE:
+            self._enter(LinkState.RENEWING)
             self._call.cancel()
 
     async def stop(self) -> None:
         """Unsubscribe (best effort) and make run() return."""
-        self._stopping = True
+        was_up = self.up
+        self._enter(LinkState.STOPPED)
         self._wake.set()
-        if self._up and self._channel is not None:
+        if was_up and self._channel is not None:
             stub = e2t_pb2_grpc.SubscriptionServiceStub(self._channel)
             request = messages.unsubscribe_request(self.app, self.node.id, self._transaction_id)
             try:
@@ -224,7 +276,6 @@ class E2Subscriber:
         return outcome
 
     async def _stream(self) -> None:
-        self._acked_this_attempt = False
         request = messages.subscribe_request(self.app, self.node.id, self._transaction_id, self.limits)
         call = self._ensure_channel().unary_stream(
             _SUBSCRIBE, request_serializer=e2t_pb2.SubscribeRequest.SerializeToString, response_deserializer=_parse_response
@@ -271,23 +322,11 @@ class E2Subscriber:
             log.exception("submit failed for node=%s seq=%s", self.node.id, request.seq)
 
     def _set_up(self, channel_id: str) -> None:
-        if self._ever_up and not self._renewed:
-            self._metrics.reconnects.labels(self.node.id).inc()
-        self._renewed = False
+        if self._state in (LinkState.RENEWING, LinkState.STOPPED):
+            return  # an Ack that raced the cancel of its own call: that call is going away
         self._sequence = SequenceGuard(self.limits.replay_window, self._metrics.seq_gaps.labels(self.node.id))
-        self._acked_this_attempt = True
-        self._ever_up = True
-        self._up = True
-        self._metrics.subscriptions_up.inc()
-        self._metrics.node_up.labels(self.node.id).set(1)
+        self._enter(LinkState.UP)
         log.info("e2 subscription to %s up (channel %s)", self.node.id, channel_id, extra={"node": self.node.id})
-
-    def _set_down(self) -> None:
-        if self._up:
-            self._up = False
-            self._down_since = time.monotonic()
-            self._metrics.subscriptions_up.dec()
-            self._metrics.node_up.labels(self.node.id).set(0)
 
     def _ensure_channel(self) -> grpc.aio.Channel:
         if self._channel is None:
