@@ -77,7 +77,8 @@ def test_export_writes_weights_manifest_and_card(tmp_path):
 
 
 def test_card_names_the_frame_views_only_when_they_were_trained():
-    manifest = {k: v for k, v in read_manifest(DEFAULT_ENCODER).items() if k != "init_from"}  # one stage only
+    manifest = {k: v for k, v in read_manifest(DEFAULT_ENCODER).items()
+                if k not in ("init_from", "earlier_stages")}  # one stage only
     on = {**manifest, "pretraining": {**manifest["pretraining"], "stage": "mae", "frame_weight": 4, "frame_pass": "full"}}
     off = {**manifest, "pretraining": {**manifest["pretraining"], "stage": "mae", "frame_weight": 0}}
     assert "angular spectrum" in render_card(on) and "all tokens" in render_card(on)
@@ -203,6 +204,23 @@ def test_labelled_stage_starts_from_the_mae_run_and_learns_every_exit(tmp_path):
     for task in ("modulation", "interference", "beam"):
         assert last[f"ce_{task}"] < first[f"ce_{task}"]
     assert all(head.out.weight.grad.abs().sum() > 0 for heads in model.heads.values() for head in heads)
+
+
+def test_a_stage_started_from_an_exported_encoder_carries_every_earlier_stage_into_its_card(tmp_path):
+    pretrain(TINY, tmp_path / "mae", device="cpu", progress=False)
+    second_cfg = PretrainConfig(**{**LABELLED.__dict__, "steps": 2, "init_from": str(tmp_path / "mae")})
+    second, state = pretrain(second_cfg, tmp_path / "second", device="cpu", progress=False)
+    second_file = tmp_path / "second.safetensors"
+    export_encoder(second, second_cfg, state, second_file, tmp_path / "second", "xapp pretrain --config two.yaml")
+    third_cfg = PretrainConfig(**{**second_cfg.__dict__, "seed": 5, "init_from": str(second_file)})
+    third, state = pretrain(third_cfg, tmp_path / "third", device="cpu", progress=False)
+    third_file = tmp_path / "assets" / "encoder.safetensors"
+    export_encoder(third, third_cfg, state, third_file, tmp_path / "third", "xapp pretrain --config three.yaml")
+    earlier = read_manifest(third_file)["earlier_stages"]
+    assert [e["run"] for e in earlier] == [(tmp_path / "mae").as_posix(), second_file.as_posix()]
+    assert [e["pretraining"]["stage"] for e in earlier] == ["mae", "labelled"]
+    card = (third_file.parent / "ENCODER_CARD.md").read_text()
+    assert "- Stage 1 (" in card and "- Stage 2 (" in card and "- Stage 3: labelled stage" in card
 
 
 def test_labelled_stage_resumes_to_the_same_result(tmp_path):

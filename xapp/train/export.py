@@ -49,8 +49,8 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         "command": command,
         "loss_curve": "ENCODER_LOSS.png",
     }
-    if cfg.init_from and (Path(cfg.init_from) / "state.json").exists():
-        manifest["init_from"] = _earlier_stage(Path(cfg.init_from))
+    if cfg.init_from:
+        manifest["earlier_stages"] = earlier_stages(Path(cfg.init_from))
     if manifest_path(out).exists() and read_manifest(out).get("sha256") == sha:
         previous = read_manifest(out)  # same weights: keep the probe measured on them
         manifest.update({k: previous[k] for k in ("probe",) if k in previous})
@@ -59,6 +59,27 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         out.with_name("ENCODER_LOSS.png").write_bytes(src_plot.read_bytes())
     write_manifest(out, manifest)
     return sha
+
+
+def earlier_stages(source: Path) -> list[dict]:
+    """What the stages before this one did, first to last: from a run directory its own record, from an
+    exported encoder the stages its manifest records plus its own."""
+    if source.is_dir():
+        return [_earlier_stage(source)] if (source / "state.json").exists() else []
+    if not manifest_path(source).exists():
+        return []
+    m = read_manifest(source)
+    own = {"run": source.as_posix(), "pretraining": m["pretraining"], "steps": m["steps"],
+           "frames_seen": m["frames_seen"], "wall_minutes": m["wall_minutes"], "hardware": m["hardware"],
+           "final_loss": m["final_loss"], "final_view_losses": m.get("final_view_losses", {})}
+    return [*stages_before(m), own]
+
+
+def stages_before(manifest: dict) -> list[dict]:
+    """The earlier stages a manifest records (older manifests held one, as `init_from`)."""
+    if "earlier_stages" in manifest:
+        return manifest["earlier_stages"]
+    return [manifest["init_from"]] if manifest.get("init_from") else []
 
 
 def _earlier_stage(run: Path) -> dict:
@@ -143,12 +164,12 @@ def _losses(m: dict) -> str:
 
 def render_card(m: dict) -> str:
     c = m["config"]
-    stages = []
-    first = m.get("init_from")
-    if first:
-        stages.append(f"- Stage 1 (`{first['run']}`): " + _stage_line(first["pretraining"], first["steps"],
-                      first["frames_seen"], first["hardware"], first["wall_minutes"]) + f". Loss at the end: {_losses(first)}.")
-    label = "Stage 2" if first else "Pre-training"
+    earlier = stages_before(m)
+    stages = [f"- Stage {i} (`{e['run']}`): " + _stage_line(e["pretraining"], e["steps"], e["frames_seen"],
+                                                           e["hardware"], e["wall_minutes"])
+              + f". Loss at the end: {_losses(e)}." for i, e in enumerate(earlier, start=1)]
+    label = f"Stage {len(earlier) + 1}" if earlier else "Pre-training"
+    runs = ", ".join(f"`{e['run']}`" for e in earlier)
     stages.append(f"- {label}: " + _stage_line(m["pretraining"], m["steps"], m["frames_seen"], m["hardware"],
                                                m["wall_minutes"]) + f". Loss: {m['first_loss']:.4f} at step 1 -> "
                   f"{_losses(m)}; curve in `{m['loss_curve']}`.")
@@ -163,7 +184,7 @@ def render_card(m: dict) -> str:
         f"- Weights: `{m['file']}`, fp16, {m['bytes'] / 1e6:.1f} MB, sha256 `{m['sha256']}`.",
         *stages,
         f"- Data: {m['data']}.",
-        f"- Reproduce: `{m['command']}`" + (f" after stage 1's run in `{first['run']}`" if first else ""),
+        f"- Reproduce: `{m['command']}`" + (f" after the earlier stages ({runs})" if earlier else ""),
     ]
     probe = m.get("probe")
     if probe:
