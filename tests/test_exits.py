@@ -14,7 +14,7 @@ import yaml
 
 from xapp.engine.build import build_table
 from xapp.cli import main
-from xapp.config import DescriptorError, PolicySpec, TaskSpec, load_descriptor
+from xapp.config import DescriptorError, PolicySpec, TaskSettings, load_descriptor
 from xapp.config.types import ControlSpec
 from xapp.data import TASKS
 from xapp.engine.runner import PlanError
@@ -83,7 +83,7 @@ def test_validate_and_the_xapp_refuse_the_same_heads_with_the_same_message(tree,
 
     # The xApp's loader on the same head, bypassing validation: what a running xApp would load.
     head = (tree / bad["head"]).absolute()
-    spec = TaskSpec("beam", True, bad["exit"], head, bad.get("sha256"), PolicySpec("fixed"), ControlSpec(beam_switch=True, interference_mitigation=False))
+    spec = TaskSettings("beam", True, bad["exit"], head, bad.get("sha256"), PolicySpec("fixed"), ControlSpec(beam_switch=True, interference_mitigation=False))
     unvalidated = dataclasses.replace(good, tasks={**good.tasks, "beam": spec})
     with pytest.raises(PlanError) as info:
         build_table(unvalidated, encoder)

@@ -37,11 +37,12 @@ log = logging.getLogger(__name__)
 
 def warn_plaintext(descriptor: Descriptor) -> None:
     """Plaintext links are the demo's default; say so where an operator looks."""
-    p = descriptor.publish
+    publish = descriptor.publish
     links = {
         "e2 gRPC (no e2.tls)": descriptor.e2.tls is None,
-        "redis (not rediss://)": not p.redis_url.startswith("rediss://"),
-        "zmq (no publish.zmq.curve)": p.zmq_curve is None and not p.zmq_endpoint.startswith(("ipc://", "inproc://")),
+        "redis (not rediss://)": not publish.redis_url.startswith("rediss://"),
+        "zmq (no publish.zmq.curve)": publish.zmq_curve is None
+                                      and not publish.zmq_endpoint.startswith(("ipc://", "inproc://")),
     }
     for link, plain in links.items():
         if plain:
@@ -114,45 +115,46 @@ class XApp:
         return Readiness(not reasons, {"reasons": reasons, "nodes_down": stale, "nodes": nodes})
 
     async def _start(self) -> None:
-        d = self.descriptor
+        descriptor = self.descriptor
+        ops, publish = descriptor.ops, descriptor.publish
         torch.set_num_threads(engine_threads(self.overrides.threads))
         try:
-            device = resolve_device(d.encoder.device)
-            limits = HttpLimits(d.ops.max_connections, d.ops.request_timeout_s)
-            ops = OpsServer(self.metrics, self.readiness, self.overrides.ops_host or d.ops.bind, d.ops.http_port, limits)
-            await ops.start()  # alive (not ready) while the model loads
-            self.ops = ops
-            encoder = await asyncio.to_thread(load_encoder, d.encoder.checkpoint, str(device))
-            self.table = await asyncio.to_thread(build_table, d, encoder)
-            self.zmq = ZmqPublisher(d.publish.zmq_endpoint, self.metrics, curve=d.publish.zmq_curve)
-            self.engine = EarlyExitEngine(encoder, self.metrics, d.encoder.precision)
+            device = resolve_device(descriptor.encoder.device)
+            limits = HttpLimits(ops.max_connections, ops.request_timeout_s)
+            server = OpsServer(self.metrics, self.readiness, self.overrides.ops_host or ops.bind, ops.http_port, limits)
+            await server.start()  # alive (not ready) while the model loads
+            self.ops = server
+            encoder = await asyncio.to_thread(load_encoder, descriptor.encoder.checkpoint, str(device))
+            self.table = await asyncio.to_thread(build_table, descriptor, encoder)
+            self.zmq = ZmqPublisher(publish.zmq_endpoint, self.metrics, curve=publish.zmq_curve)
+            self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision)
         except OSError as exc:
-            raise AppError(f"ops http port {d.ops.http_port}: {exc}") from exc
+            raise AppError(f"ops http port {ops.http_port}: {exc}") from exc
         except (DeviceError, PlanError, WeightsFileError, PublishError, PrecisionError) as exc:
             raise AppError(str(exc)) from exc
-        self.metrics.serving({t: p.exit for t, p in self.table.items()}, d.batching.deadline_ms,
-                             [n.id for n in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)])
+        self.metrics.serving(self._exits(), descriptor.batching.deadline_ms, [n.id for n in self._served_nodes(descriptor)])
         # Everything loaded so far lives as long as the process: keep it out of the collector's full
         # passes, which otherwise walk torch's and gRPC's object graphs (tens of ms) while serving.
         gc.freeze()
-        self.control.configure(controls(d))
+        self.control.configure(controls(descriptor))
         self.redis = RedisPublisher(
-            d.publish.redis_url, d.publish.stream_maxlen, self.metrics, d.publish.redis_password,
-            queue_limit=d.publish.redis_buffer, tls=d.publish.redis_tls,
+            publish.redis_url, publish.stream_maxlen, self.metrics, publish.redis_password,
+            queue_limit=publish.redis_buffer, tls=publish.redis_tls,
         )
-        warn_plaintext(d)
+        warn_plaintext(descriptor)
         deliver = Fanout(self.zmq.publish, self.redis.publish, self.control.observe,
                          functools.partial(record_decisions, self.metrics))
         self._spawn("redis", self.redis.run())
         self._spawn("serve", ServingLoop(self.batcher, self.engine, lambda: self.table, deliver, self.metrics).run())
-        for node in select_nodes(d.e2.nodes, self.overrides.shard.index, self.overrides.shard.count):
+        for node in self._served_nodes(descriptor):
             self._subscribe(node.id, node.address)
-        if d.path is not None:
-            watcher = DescriptorWatcher(d.path, self.apply, self.metrics, self.overrides.watch_interval_s, current=d)
+        if descriptor.path is not None:
+            interval = self.overrides.watch_interval_s
+            watcher = DescriptorWatcher(descriptor.path, self.apply, self.metrics, interval, current=descriptor)
             self._spawn("watcher", watcher.run())
         log.info(
             "xapp started",
-            extra={"tasks": {t: p.exit for t, p in self.table.items()}, "nodes": sorted(self.subscribers),
+            extra={"tasks": self._exits(), "nodes": sorted(self.subscribers),
                    "device": str(device), "threads": torch.get_num_threads()},
         )
 
@@ -190,19 +192,27 @@ class XApp:
         if not task.cancelled() and task.exception() is not None:
             log.error("xapp task %s died", task.get_name(), exc_info=task.exception())
 
+    def _exits(self) -> dict[str, int]:
+        return {task: plan.exit for task, plan in self.table.items()}
+
     # -- E2 ----------------------------------------------------------------------------------
 
+    def _served_nodes(self, descriptor: Descriptor) -> tuple[NodeEndpoint, ...]:
+        """The descriptor's E2 nodes that this replica's shard serves."""
+        return select_nodes(descriptor.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)
+
     def _subscribe(self, node_id: str, address: str) -> None:
-        d = self.descriptor
-        r = d.e2.reconnect
+        descriptor = self.descriptor
+        reconnect = descriptor.e2.reconnect
+        service_model = descriptor.e2.service_model
         sub = E2Subscriber(
             NodeEndpoint(node_id, address),
-            AppIdentity(d.xapp.app_id, d.xapp.instance_id, d.e2.service_model.name, d.e2.service_model.version),
+            AppIdentity(descriptor.xapp.app_id, descriptor.xapp.instance_id, service_model.name, service_model.version),
             self.batcher.submit,
             self.metrics,
-            frame_limits(d),
-            Backoff(r.initial_backoff_ms, r.max_backoff_ms, r.jitter),
-            tls=d.e2.tls,
+            frame_limits(descriptor),
+            Backoff(reconnect.initial_backoff_ms, reconnect.max_backoff_ms, reconnect.jitter),
+            tls=descriptor.e2.tls,
         )
         self.subscribers[node_id] = sub
         self._spawn(f"e2:{node_id}", sub.run())
@@ -240,13 +250,13 @@ class XApp:
         limits = frame_limits(new)
         for sub in self.subscribers.values():
             sub.limits = limits
-        wanted = {n.id: n.address for n in select_nodes(new.e2.nodes, self.overrides.shard.index, self.overrides.shard.count)}
-        self.metrics.serving({t: p.exit for t, p in table.items()}, new.batching.deadline_ms, wanted)
+        wanted = {n.id: n.address for n in self._served_nodes(new)}
+        self.metrics.serving(self._exits(), new.batching.deadline_ms, wanted)
         for node_id, sub in list(self.subscribers.items()):
             if wanted.get(node_id) != sub.node.address:
                 self._detach(node_id)
         for node_id, address in wanted.items():
             if node_id not in self.subscribers or self.subscribers[node_id].node.address != address:
                 self._subscribe(node_id, address)
-        log.info("descriptor applied", extra={"tasks": {t: p.exit for t, p in table.items()}})
+        log.info("descriptor applied", extra={"tasks": self._exits()})
 

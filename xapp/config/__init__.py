@@ -15,7 +15,7 @@ from xapp.config.types import (
     Publish,
     Reconnect,
     ServiceModel,
-    TaskSpec,
+    TaskSettings,
     XappIdentity,
 )
 from xapp.config.watcher import DescriptorWatcher
@@ -38,7 +38,7 @@ __all__ = [
     "ServiceModel",
     "Shard",
     "ShardError",
-    "TaskSpec",
+    "TaskSettings",
     "XappIdentity",
     "descriptor_path_from_env",
     "load_descriptor",

@@ -42,7 +42,7 @@ from xapp.config.types import (
     Publish,
     Reconnect,
     ServiceModel,
-    TaskSpec,
+    TaskSettings,
     XappIdentity,
 )
 from xapp.vocab import NodeEndpoint, TlsFiles, ZmqCurve
@@ -217,7 +217,7 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: Des
     tasks = {}
     for name, t in doc["tasks"].items():
         p = t["policy"]
-        tasks[name] = TaskSpec(
+        tasks[name] = TaskSettings(
             name=name,
             enabled=t["enabled"],
             exit=t["exit"],

@@ -91,7 +91,9 @@ class ControlSpec:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskSpec:
+class TaskSettings:
+    """One task's block of the descriptor: how it is served (the task itself is xapp.data's TaskSpec)."""
+
     name: str
     enabled: bool
     exit: int
@@ -137,12 +139,12 @@ class Descriptor:
     xapp: XappIdentity
     encoder: EncoderSpec
     e2: E2Spec
-    tasks: Mapping[str, TaskSpec]  # read-only, in descriptor order, disabled tasks included
+    tasks: Mapping[str, TaskSettings]  # read-only, in descriptor order, disabled tasks included
     batching: Batching
     publish: Publish
     ops: Ops
     heads_manifest: Path | None = None  # heads.manifest, resolved
 
     @property
-    def enabled_tasks(self) -> dict[str, TaskSpec]:
+    def enabled_tasks(self) -> dict[str, TaskSettings]:
         return {name: t for name, t in self.tasks.items() if t.enabled}

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 import torch
 
-from xapp.config import Descriptor, TaskSpec
+from xapp.config import Descriptor, TaskSettings
 from xapp.data import TASKS
 from xapp.e2.types import FrameLimits
 from xapp.engine.batcher import BatchLimits
@@ -36,7 +36,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def frame_shapes(tasks: Mapping[str, TaskSpec]) -> dict[str, tuple[int, int]]:
+def frame_shapes(tasks: Mapping[str, TaskSettings]) -> dict[str, tuple[int, int]]:
     """(antennas, samples) of each task's frames."""
     return {name: tuple(TASKS[name].frame_shape) for name in tasks}
 

@@ -95,41 +95,41 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     # Naive and early exit take turns chunk by chunk (max_batch frames of every task), so that a
     # machine whose load changes during the run slows both alike.
     chunks = _batches(frames, max_batch * len(table))
-    naive_s, ee_s, mm = [], [], []
+    naive_seconds, early_exit_seconds, matmul_rates = [], [], []
     for _ in range(REPEATS):
-        naive_t = ee_t = 0.0
+        naive_t = early_exit_t = 0.0
         decisions = []
         for chunk in chunks:
             naive_t += _naive(encoder, table, chunk, max_batch)
             t, released = early_exit_pass(engine, table, chunk, max_batch)
-            ee_t += t
+            early_exit_t += t
             decisions += released
-        naive_s.append(naive_t)
-        ee_s.append(ee_t)
-        mm.append(matmul_gflops(max_batch * tokens, cfg.dim, int(cfg.dim * cfg.mlp_ratio)))
+        naive_seconds.append(naive_t)
+        early_exit_seconds.append(early_exit_t)
+        matmul_rates.append(matmul_gflops(max_batch * tokens, cfg.dim, int(cfg.dim * cfg.mlp_ratio)))
     n = len(frames)
     naive_gflops = float(np.mean([
         exit_flops(cfg, tokens)[-1] + table[r.task].heads[table[r.task].exit].flops(tokens)
         for r in frames
     ])) / 1e9
-    ee_gflops = float(np.mean([d.gflops for d in decisions]))
-    naive_fps, ee_fps = n / statistics.median(naive_s), n / statistics.median(ee_s)
-    ratios = [a / b for a, b in zip(naive_s, ee_s)]
+    early_exit_gflops = float(np.mean([d.gflops for d in decisions]))
+    naive_fps, early_exit_fps = n / statistics.median(naive_seconds), n / statistics.median(early_exit_seconds)
+    ratios = [a / b for a, b in zip(naive_seconds, early_exit_seconds)]
     accuracy = float(np.mean([d.label == d.truth for d in decisions]))
     return {
         "frames": n,
         "max_batch": max_batch,
         "naive_frames_per_s": naive_fps,
-        "early_exit_frames_per_s": ee_fps,
+        "early_exit_frames_per_s": early_exit_fps,
         "speedup_measured": statistics.median(ratios),
         "speedup_per_repeat": ratios,
         "gflops_per_frame_naive": naive_gflops,
-        "gflops_per_frame_early_exit": ee_gflops,
-        "flop_ratio": naive_gflops / ee_gflops,
+        "gflops_per_frame_early_exit": early_exit_gflops,
+        "flop_ratio": naive_gflops / early_exit_gflops,
         "achieved_gflops_per_s_naive": naive_fps * naive_gflops,
-        "achieved_gflops_per_s_early_exit": ee_fps * ee_gflops,
-        "matmul_gflops_per_s": statistics.median(mm),
-        "early_exit_batch_ms": 1000.0 * max_batch / ee_fps,
+        "achieved_gflops_per_s_early_exit": early_exit_fps * early_exit_gflops,
+        "matmul_gflops_per_s": statistics.median(matmul_rates),
+        "early_exit_batch_ms": 1000.0 * max_batch / early_exit_fps,
         "early_exit_accuracy": accuracy,
         "exits": {t: p.exit for t, p in table.items()},
     }
@@ -199,19 +199,19 @@ def _online_row(r: dict) -> str:
             f"{r['xapp_cpu_percent']:>8.0f}")
 
 
-def targets(off: dict, on: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:
+def targets(offline_result: dict, online_rows: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:
     out = []
-    need = 0.8 * off["flop_ratio"]
-    out.append(("speed-up >= 80% of FLOP ratio", off["speedup_measured"] >= need,
-                f"{off['speedup_measured']:.2f}x vs {need:.2f}x needed"))
-    by_load = {r["load_percent"]: r for r in on}
+    need = 0.8 * offline_result["flop_ratio"]
+    out.append(("speed-up >= 80% of FLOP ratio", offline_result["speedup_measured"] >= need,
+                f"{offline_result['speedup_measured']:.2f}x vs {need:.2f}x needed"))
+    by_load = {r["load_percent"]: r for r in online_rows}
     if 50 in by_load:
         r = by_load[50]
         ok = r["p99_ms"] is not None and r["p99_ms"] < 20 and r["shed"] == 0
         out.append(("50% load: p99 < 20 ms, zero sheds", ok, f"p99 {r['p99_ms']} ms, {r['shed']:.0f} shed"))
     if 150 in by_load:
         r = by_load[150]
-        bound = max_wait_ms + 2 * off["early_exit_batch_ms"]
+        bound = max_wait_ms + 2 * offline_result["early_exit_batch_ms"]
         growth = r["rss_end_mb"] - r["rss_start_mb"]
         ok = r["shed"] > 0 and r["p99_ms"] is not None and r["p99_ms"] <= bound and growth < 50
         out.append(("150% load: sheds counted, memory flat, p99 <= max_wait + 2 batch times", ok,
@@ -219,23 +219,24 @@ def targets(off: dict, on: list[dict], max_wait_ms: float) -> list[tuple[str, bo
     return out
 
 
-def format_table(off: dict, on: list[dict], checks: list[tuple[str, bool, str]]) -> str:
-    lines = ["offline (same frames, batch %d, exits %s)" % (off["max_batch"], off["exits"]),
+def format_bench_table(offline_result: dict, online_rows: list[dict], checks: list[tuple[str, bool, str]]) -> str:
+    lines = ["offline (same frames, batch %d, exits %s)" % (offline_result["max_batch"], offline_result["exits"]),
              "naive = one full-depth model per task, each frame through its task's model, batched per task",
              f"{'':<24}{'frames/s':>10}{'GFLOP/frame':>13}{'GFLOP/s':>10}",
-             f"{'naive (full depth)':<24}{off['naive_frames_per_s']:>10.1f}{off['gflops_per_frame_naive']:>13.3f}"
-             f"{off['achieved_gflops_per_s_naive']:>10.1f}",
-             f"{'shared-trunk early exit':<24}{off['early_exit_frames_per_s']:>10.1f}{off['gflops_per_frame_early_exit']:>13.3f}"
-             f"{off['achieved_gflops_per_s_early_exit']:>10.1f}",
-             f"{'matmul (MLP shape)':<24}{'':>10}{'':>13}{off['matmul_gflops_per_s']:>10.1f}",
-             f"speed-up measured {off['speedup_measured']:.2f}x (per repeat "
-             + ", ".join(f"{x:.2f}" for x in off["speedup_per_repeat"])
-             + f"), FLOP ratio {off['flop_ratio']:.2f}x, early-exit accuracy {off['early_exit_accuracy']:.3f}",
+             f"{'naive (full depth)':<24}{offline_result['naive_frames_per_s']:>10.1f}"
+             f"{offline_result['gflops_per_frame_naive']:>13.3f}{offline_result['achieved_gflops_per_s_naive']:>10.1f}",
+             f"{'shared-trunk early exit':<24}{offline_result['early_exit_frames_per_s']:>10.1f}"
+             f"{offline_result['gflops_per_frame_early_exit']:>13.3f}{offline_result['achieved_gflops_per_s_early_exit']:>10.1f}",
+             f"{'matmul (MLP shape)':<24}{'':>10}{'':>13}{offline_result['matmul_gflops_per_s']:>10.1f}",
+             f"speed-up measured {offline_result['speedup_measured']:.2f}x (per repeat "
+             + ", ".join(f"{x:.2f}" for x in offline_result["speedup_per_repeat"])
+             + f"), FLOP ratio {offline_result['flop_ratio']:.2f}x, "
+               f"early-exit accuracy {offline_result['early_exit_accuracy']:.3f}",
              ""]
-    if on:
+    if online_rows:
         lines.append("online (xApp in this process, real Redis; simulated E2 nodes and listener in a child process)")
         lines.append(ONLINE_HEADER)
-        lines.extend(_online_row(r) for r in on)
+        lines.extend(_online_row(r) for r in online_rows)
         lines.append("")
     for name, ok, detail in checks:
         lines.append(f"[{'PASS' if ok else 'MISS'}] {name}: {detail}")
@@ -269,18 +270,18 @@ def bench(args: argparse.Namespace) -> int:
         return ingest_bench(descriptor, encoder, table, args)
     frames = bench_frames(list(table), args.frames)
     print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
-    off = offline(encoder, table, frames, descriptor.batching.max_batch)
-    on: list[dict] = []
+    offline_result = offline(encoder, table, frames, descriptor.batching.max_batch)
+    online_rows: list[dict] = []
     if loads and args.seconds > 0:
-        print(f"online: capacity {off['early_exit_frames_per_s']:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each",
-              flush=True)
-        capacity = off["early_exit_frames_per_s"]
-        on = asyncio.run(online(Path(args.descriptor), [(level, capacity * level / 100.0) for level in loads], args.seconds,
-                                args.threads))
-    checks = targets(off, on, descriptor.batching.max_wait_ms)
+        capacity = offline_result["early_exit_frames_per_s"]
+        print(f"online: capacity {capacity:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each", flush=True)
+        levels = [(level, capacity * level / 100.0) for level in loads]
+        online_rows = asyncio.run(online(Path(args.descriptor), levels, args.seconds, args.threads))
+    checks = targets(offline_result, online_rows, descriptor.batching.max_wait_ms)
     print()
-    print(format_table(off, on, checks))
-    result = {"offline": off, "online": on, "targets": [{"name": n, "met": ok, "detail": d} for n, ok, d in checks],
+    print(format_bench_table(offline_result, online_rows, checks))
+    result = {"offline": offline_result, "online": online_rows,
+              "targets": [{"name": name, "met": met, "detail": detail} for name, met, detail in checks],
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
     _write_json(args.json_path, result)
     return 0

@@ -77,7 +77,7 @@ def profile_task(encoder: Encoder, manifest: dict, manifest_path: Path, task: st
     return rows
 
 
-def format_table(rows: Sequence[ExitRow], batch: int, descriptor: str) -> str:
+def format_exit_table(rows: Sequence[ExitRow], batch: int, descriptor: str) -> str:
     lines = [f"per exit: validation accuracy (manifest), GFLOPs per frame, latency per batch of {batch} on this host; "
              f"* = the exit in {descriptor}", ""]
     lines.append(f"{'task':<14}{'exit':>5}{'val acc':>9}{'GFLOP/frame':>13}{'ms/batch':>10}")

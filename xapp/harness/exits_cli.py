@@ -55,7 +55,7 @@ def show_command(args: argparse.Namespace) -> int:
     from xapp.cli_error import CliError
     from xapp.config import DescriptorError, load_descriptor
     from xapp.config.manifest import ManifestError, read_manifest
-    from xapp.harness.exits import format_table, plot, profile_task
+    from xapp.harness.exits import format_exit_table, plot, profile_task
     from xapp.model import WeightsFileError, load_encoder
 
     path = _descriptor_path(args)
@@ -83,7 +83,7 @@ def show_command(args: argparse.Namespace) -> int:
         print(json.dumps({"descriptor": str(path), "manifest": str(manifest_path), "batch": batch,
                           "threads": torch.get_num_threads(), "exits": [r.to_dict() for r in rows]}, indent=1))
     else:
-        print(format_table(rows, batch, str(path)))
+        print(format_exit_table(rows, batch, str(path)))
     if args.plot:
         print(f"wrote {plot(rows, args.plot, batch)}")
     return 0
