@@ -15,16 +15,17 @@ import numpy as np
 
 from xapp.data import generate
 from xapp.model import Encoder, load_head
+from xapp.model.policies import KINDS as POLICY_KINDS
 from xapp.train.baselines import compare
 from xapp.train.baselines.frames import CROSSCHECK_SEED
+from xapp.train.baselines.run import BASELINE_TASKS
 from xapp.train.dynamic import accuracy_at, sweep_size, sweep_task
 from xapp.train.heads import SNR_BIN_DB, task_heads
 from xapp.train.select import ExitScore, shallowest_within
 
 UNSEEN = ("fingerprint", "los")
-POLICIES = ("entropy", "confidence", "patience")
+POLICIES = tuple(kind for kind in POLICY_KINDS if kind != "fixed")  # the dynamic ones
 PAPER_SAVING = 93.0
-COMPARED = ("modulation", "interference", "beam", "los")  # tasks with a cross-check set or baselines
 KEPT_SECTIONS = (  # written by hand; they survive regeneration
     "Heads retrained on the broad data, previous encoder",
     "The self-supervised trunk beside the labelled stage",
@@ -68,7 +69,7 @@ def build_results(manifest: dict, manifest_path: str | Path, encoder: Encoder, f
     if baselines is not None:
         results |= {"baselines_file": str(baselines), "baselines": compare.read_baselines(baselines),
                     "crosscheck_seed": CROSSCHECK_SEED, "comparison": {}}
-        for task in (t for t in COMPARED if t in tasks):
+        for task in (t for t in BASELINE_TASKS if t in tasks):
             heads = {h["exit"]: load_head(h["path"], h["sha256"])[0] for h in task_heads(manifest, task, manifest_path)}
             results["comparison"][task] = compare.heads_on_both_sets(encoder, heads, manifest, task)
     return results

@@ -9,7 +9,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("baselines", help="classical and supervised baselines on the heads' frames "
                                                 "(our test set and the cross-check), cached for `xapp report`")
     p.add_argument("--manifest", default=None, help="heads manifest whose splits to use (default: the shipped one)")
-    p.add_argument("--tasks", default="modulation,interference,beam,los")
+    p.add_argument("--tasks", help="comma-separated (default: every task with a baseline, BASELINE_TASKS)")
     p.add_argument("--epochs", type=int, default=20, help="epochs of the supervised networks (default 20)")
     p.add_argument("--train-frames", type=int, default=4000,
                    help="train on the first N frames of the heads' training split (default 4000; 0: all)")
@@ -29,7 +29,7 @@ def baselines_command(args: argparse.Namespace) -> int:
     from xapp.train.heads import ManifestError, read_manifest
     from xapp.train.cli import command_line
 
-    from .run import TASKS, run_baselines
+    from .run import BASELINE_TASKS, run_baselines
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -40,11 +40,11 @@ def baselines_command(args: argparse.Namespace) -> int:
         manifest = read_manifest(args.manifest)
     except ManifestError as exc:
         raise CliError(str(exc)) from exc
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in TASKS or t not in manifest["tasks"]]
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else list(BASELINE_TASKS)
+    unknown = [t for t in tasks if t not in BASELINE_TASKS or t not in manifest["tasks"]]
     if unknown or not tasks:
         raise CliError(f"no baseline for task(s) {unknown or args.tasks!r}; choose from "
-                       f"{', '.join(t for t in TASKS if t in manifest['tasks'])}")
+                       f"{', '.join(t for t in BASELINE_TASKS if t in manifest['tasks'])}")
     results = {"command": command_line(), "manifest": str(args.manifest), **run_baselines(manifest, tasks, args.epochs, args.seed, args.train_frames or None)}
     try:
         with open(args.out, "w") as fh:
