@@ -59,9 +59,7 @@ install_carried_wheels()
 
 from xapp.config import load_descriptor  # noqa: E402
 from xapp.data import generate  # noqa: E402
-from xapp.e2.e2sm_iq import indication_message  # noqa: E402
-from xapp.e2.frames import decode_indication, encode_indication  # noqa: E402
-from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2  # noqa: E402
+from xapp.e2.frames import decode_indication  # noqa: E402
 from xapp.e2.types import FrameLimits  # noqa: E402
 from xapp.engine.batcher import Batcher, BatcherClosed, BatchLimits  # noqa: E402
 from xapp.engine.build import build_table, frame_limits, frame_shapes  # noqa: E402
@@ -287,43 +285,12 @@ def peak(rows: list[dict], device: torch.device, quick: bool) -> dict:
 
 # -- 5. end to end ----------------------------------------------------------------------------
 
-def encoded_indications(frames: list[Request], nodes: int) -> list[tuple[str, object]]:
-    """(node, E2 Indication) per frame, sequence numbers unique per node."""
-    out = []
-    for i, r in enumerate(frames):
-        a, s = r.frame.shape
-        node = f"e2node-{i % nodes}"
-        header = iq_pb2.IndicationHeader(
-            node_id=node, cell_id="cell0", sequence_number=i // nodes, timestamp_ns=time.time_ns(),
-            sample_rate_hz=30.72e6, center_frequency_hz=3.5e9, antennas=a, samples=s, task=r.task)
-        out.append((node, encode_indication(header, indication_message(np.ascontiguousarray(r.frame).tobytes())).indication))
-    return out
-
-
-def zmq_sink(metrics: Metrics):
-    """A ZMQ publisher and a subscriber draining it, or None when pyzmq is not installed."""
-    try:
-        import zmq
-
-        from xapp.publish.zmq_pub import ZmqPublisher
-    except ImportError:
-        return None
-    context = zmq.Context()
-    publisher = ZmqPublisher("tcp://127.0.0.1:*", metrics, context=context, hwm=1 << 20)
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.RCVHWM, 1 << 20)
-    sub.connect(publisher.endpoint)
-    time.sleep(0.2)  # the subscription reaches the publisher, so sends are real sends
-    return context, publisher, sub
-
-
 async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: list, limits: FrameLimits,
                        batching: BatchLimits, rate: float, seconds: float) -> dict:
-    from xapp.publish.codec import encoded
+    from xapp.harness.hostbench import zmq_loopback  # needs pyzmq, which a GPU machine may lack
 
     metrics = Metrics()
-    sink = zmq_sink(metrics)
+    sink = zmq_loopback(metrics)
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(1, thread_name_prefix="engine")
     batcher = Batcher(batching, metrics)
@@ -331,13 +298,10 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
     received = [0]
 
     def deliver(decisions: DecisionBatch) -> None:
-        if sink is None:
-            encoded(decisions)
-        else:
-            sink[1].publish(decisions)
-            while sink[2].poll(0):
-                sink[2].recv_multipart()
-                received[0] += 1
+        sink[1].publish(decisions)
+        while sink[2].poll(0):
+            sink[2].recv_multipart()
+            received[0] += 1
         latencies.append((time.time_ns() - np.array(decisions.t_arrival_ns, dtype=np.int64)) / 1e6)
 
     async def serve_loop() -> None:
@@ -356,7 +320,8 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
         for _ in range(int(elapsed * rate) - sent):
             node, indication = indications[sent % len(indications)]
             try:
-                batcher.submit(decode_indication(indication, node, limits, time.monotonic()))
+                for request in decode_indication(indication, node, limits, time.monotonic()):
+                    batcher.submit(request)
             except Exception:  # counted: a frame this check made should never be rejected
                 rejected += 1
             sent += 1
@@ -366,10 +331,9 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
     await server
     await asyncio.sleep(0.05)  # the last call_soon_threadsafe deliveries
     executor.shutdown()
-    if sink is not None:
-        sink[2].close()
-        sink[1].close()
-        sink[0].term()
+    sink[2].close()
+    sink[1].close()
+    sink[0].term()
     lat = np.concatenate(latencies) if latencies else np.zeros(0)
     served = len(lat)
     return {
@@ -379,8 +343,7 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
         "p99_ms": float(np.percentile(lat, 99)) if served else None,
         "p999_ms": float(np.percentile(lat, 99.9)) if served else None,
         "max_ms": float(lat.max()) if served else None,
-        "published_on": "zmq" if sink is not None else "protobuf encode only (no pyzmq)",
-        "zmq_messages_received": received[0] if sink is not None else None,
+        "zmq_messages_received": received[0],
     }
 
 
@@ -389,7 +352,9 @@ def e2e(encoder, table: TaskTable, descriptor, frames: list[Request], rate: floa
     """One run per (engine kind, max_batch, max_wait_ms) setting, each `seconds` at `rate` frames/s."""
     shapes = frame_shapes(descriptor.enabled_tasks)
     limits = frame_limits(descriptor)  # the xApp's own checks; no sequence guard, so the frames can cycle
-    indications = encoded_indications(frames, nodes=4)
+    from xapp.harness.hostbench import NODES, indications as random_indications  # needs pyzmq
+
+    indications = [(f"e2node-{i % NODES}", ind) for i, ind in enumerate(random_indications(shapes, len(frames)))]
     static = StaticGraphEngine(encoder, Metrics())
     runs = []
     try:

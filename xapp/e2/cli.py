@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s)")
     p.add_argument("--rate", type=float, default=100.0,
                    help="Indications per second per subscription, tasks round-robin (default: %(default)s)")
+    p.add_argument("--frames-per-indication", type=int, default=1, metavar="N",
+                   help="frames of one task in each Indication (E2SM-IQ multi-frame form when > 1; default: %(default)s)")
     p.add_argument("--tasks", help="comma-separated (default: the in-distribution tasks, xapp.data.PRETRAIN_TASKS)")
     p.add_argument("--snr-min", type=float, help="lowest SNR in dB (default: each task's own range)")
     p.add_argument("--snr-max", type=float, help="highest SNR in dB")
@@ -62,8 +64,8 @@ def run_e2sim(args: argparse.Namespace) -> int:
     unknown = [t for t in tasks if t not in TASKS]
     if unknown or not tasks:
         raise CliError(f"--tasks: unknown task(s) {unknown or tasks}; choose from {', '.join(TASKS)}")
-    if args.nodes < 1 or args.pool < 1 or args.rate < 0 or args.duration < 0:
-        raise CliError("--nodes and --pool must be >= 1, --rate and --duration >= 0")
+    if args.nodes < 1 or args.pool < 1 or args.frames_per_indication < 1 or args.rate < 0 or args.duration < 0:
+        raise CliError("--nodes, --pool and --frames-per-indication must be >= 1, --rate and --duration >= 0")
     if not 0 <= args.base_port <= 65535 - args.nodes:
         raise CliError(f"--base-port {args.base_port}: ports {args.base_port}..{args.base_port + args.nodes - 1} "
                        "do not all exist")
@@ -73,7 +75,8 @@ def run_e2sim(args: argparse.Namespace) -> int:
     if snr is not None and snr[0] > snr[1]:
         raise CliError(f"--snr-min {snr[0]} is above --snr-max {snr[1]}")
     nodes = SimulatedNodes(args.nodes, tasks=tasks, base_port=args.base_port, host=args.host, rate_hz=args.rate,
-                           snr_db=snr, seed=args.seed, pool_size=args.pool, tls=_server_tls(args))
+                           snr_db=snr, seed=args.seed, pool_size=args.pool, tls=_server_tls(args),
+                           frames_per_indication=args.frames_per_indication)
     return asyncio.run(_serve(nodes, args.duration))
 
 

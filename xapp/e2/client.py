@@ -307,19 +307,20 @@ class E2Subscriber:
 
     def _handle(self, indication: e2t_pb2.Indication) -> None:
         try:
-            request = decode_indication(indication, self.node.id, self.limits, time.monotonic(), self._sequence)
+            requests = decode_indication(indication, self.node.id, self.limits, time.monotonic(), self._sequence)
         except FrameRejected as exc:
-            self._metrics.frames_rejected.labels(self.node.id, exc.reason).inc()
+            self._metrics.frames_rejected.labels(self.node.id, exc.reason).inc(exc.frames)
             log.warning(
                 "frame rejected: node=%s seq=%s reason=%s: %s", self.node.id, exc.seq, exc.reason, exc.detail,
                 extra={"node": self.node.id, "seq": exc.seq, "reason": exc.reason},
             )
             return
-        self._metrics.frames_in.labels(self.node.id, request.task).inc()
-        try:
-            self._submit(request)
-        except Exception:
-            log.exception("submit failed for node=%s seq=%s", self.node.id, request.seq)
+        self._metrics.frames_in.labels(self.node.id, requests[0].task).inc(len(requests))
+        for request in requests:
+            try:
+                self._submit(request)
+            except Exception:
+                log.exception("submit failed for node=%s seq=%s", self.node.id, request.seq)
 
     def _set_up(self, channel_id: str) -> None:
         if self._state in (LinkState.RENEWING, LinkState.STOPPED):
@@ -332,7 +333,8 @@ class E2Subscriber:
         if self._channel is None:
             initial = int(self.backoff.initial_ms)
             options = [
-                ("grpc.max_receive_message_length", max(_GRPC_RECEIVE_LIMIT, 2 * self.limits.max_frame_bytes)),
+                ("grpc.max_receive_message_length",
+                 max(_GRPC_RECEIVE_LIMIT, 2 * self.limits.max_frame_bytes * self.limits.max_frames_per_indication)),
                 # Let our own backoff pace retries rather than the channel's (1 s .. 120 s).
                 ("grpc.initial_reconnect_backoff_ms", initial),
                 ("grpc.min_reconnect_backoff_ms", initial),

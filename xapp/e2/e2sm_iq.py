@@ -10,6 +10,7 @@ ServiceModelMismatch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
@@ -71,6 +72,12 @@ def indication_message(iq: bytes, label: str | None = None, snr_db: float | None
     if snr_db is not None:
         message.snr_db = snr_db
     return message.SerializeToString()
+
+
+def frames_message(iq: bytes, labels: Sequence[str] = (), snr_dbs: Sequence[float] = ()) -> bytes:
+    """Indication.payload of a multi-frame Indication: the frames' I/Q bytes back to back, with one
+    ground-truth label and SNR per frame when a simulator knows them."""
+    return iq_pb2.IndicationMessage(iq=iq, labels=labels, snr_dbs=snr_dbs).SerializeToString()
 
 
 def control_header(cell_id: str = "", task: str = "") -> bytes:

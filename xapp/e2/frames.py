@@ -24,8 +24,8 @@ MAX_CENTER_FREQUENCY_HZ = 3e11  # 300 GHz, the top of the sub-THz bands
 
 # Reason codes, in the order the checks run. Size comes first so that nothing oversized is decoded.
 REJECT_REASONS = (
-    "oversize",  # header + payload bytes above max_frame_bytes
-    "bad_header",  # header bytes do not parse, or lack node, task or dimensions
+    "oversize",  # header + payload bytes above max_frame_bytes per frame
+    "bad_header",  # header bytes do not parse, lack node, task or dimensions, or claim too many frames
     "node_mismatch",  # header names another node than the one subscribed to
     "replay",  # sequence number already received on this subscription, or older than the replay window
     "bad_timestamp",  # node timestamp further from the xApp's clock than max_clock_skew_s
@@ -47,6 +47,7 @@ class FrameRejected(Exception):
         self.reason = reason
         self.detail = detail
         self.seq = seq
+        self.frames = 1  # frames the rejected Indication carried, as far as its header tells
 
 
 def encode_indication(header: iq_pb2.IndicationHeader, payload: bytes) -> e2t_pb2.SubscribeResponse:
@@ -61,24 +62,43 @@ def decode_indication(
     t_arrival: float,
     sequence: SequenceGuard | None = None,
     now_ns: int | None = None,
-) -> Request:
-    """Validate one Indication from `node_id` and turn it into a Request; raises FrameRejected.
-    `sequence` tracks the subscription's sequence numbers (replays, gaps); `now_ns` is the wall
-    clock the node's timestamp is checked against (default: now)."""
+) -> list[Request]:
+    """Validate one Indication from `node_id` (one frame, or several of one task) and turn it into a
+    Request per frame, in one pass over its header and samples; raises FrameRejected, which rejects the
+    Indication whole. `sequence` tracks the subscription's sequence numbers (replays, gaps); `now_ns`
+    is the wall clock the node's timestamp is checked against (default: now)."""
     size = len(indication.header) + len(indication.payload)
-    if size > limits.max_frame_bytes:
-        raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes}")
+    largest = limits.max_frame_bytes * limits.max_frames_per_indication
+    if size > largest:
+        raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes} x "
+                            f"{limits.max_frames_per_indication} frames")
     try:
         header = decode(iq_pb2.IndicationHeader, indication.header)
     except E2smDecodeError as exc:
         raise FrameRejected("bad_header", f"header does not parse: {exc}") from None
+    try:
+        return _frames(indication, header, node_id, limits, t_arrival, size, sequence, now_ns)
+    except FrameRejected as exc:
+        if header.frames <= limits.max_frames_per_indication:  # a header claiming more is not believed
+            exc.frames = max(1, header.frames)
+        raise
+
+
+def _frames(indication: e2t_pb2.Indication, header: iq_pb2.IndicationHeader, node_id: str, limits: FrameLimits,
+            t_arrival: float, size: int, sequence: SequenceGuard | None, now_ns: int | None) -> list[Request]:
     seq = header.sequence_number
+    frames = max(1, header.frames)
     if not header.node_id or not header.task or header.antennas == 0 or header.samples == 0:
         raise FrameRejected("bad_header", "header lacks node_id, task, antennas or samples", seq)
+    if frames > limits.max_frames_per_indication:
+        raise FrameRejected("bad_header", f"{frames} frames in one Indication > {limits.max_frames_per_indication}", seq)
+    if size > limits.max_frame_bytes * frames:
+        raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes} x {frames} frames", seq)
     if header.node_id != node_id:
         raise FrameRejected("node_mismatch", f"header node_id {header.node_id!r}", seq)
     if sequence is not None:
-        sequence.admit(seq)
+        for i in range(frames):
+            sequence.admit(seq + i)
     _check_sanity(header, limits, time.time_ns() if now_ns is None else now_ns)
     shape = limits.tasks.get(header.task)
     if shape is None:
@@ -93,23 +113,29 @@ def decode_indication(
         payload = decode(iq_pb2.IndicationMessage, indication.payload)
     except E2smDecodeError as exc:
         raise FrameRejected("bad_payload", f"payload does not parse: {exc}", seq) from None
-    expected = header.antennas * header.samples * IQ_DTYPE.itemsize
+    expected = frames * header.antennas * header.samples * IQ_DTYPE.itemsize
     if len(payload.iq) != expected:
         raise FrameRejected("length", f"{len(payload.iq)} I/Q bytes, header implies {expected}", seq)
-    frame = np.frombuffer(payload.iq, dtype=IQ_DTYPE).reshape(header.antennas, header.samples)
-    if not np.isfinite(frame.view(np.float32)).all():
+    samples = np.frombuffer(payload.iq, dtype=IQ_DTYPE).reshape(frames, header.antennas, header.samples)
+    if not np.isfinite(samples.view(np.float32)).all():
         raise FrameRejected("non_finite", "NaN or Inf samples", seq)
-    return Request(
-        node_id=node_id,
-        task=header.task,
-        frame=frame,
-        seq=seq,
-        cell_id=header.cell_id,
-        t_node_ns=header.timestamp_ns,
-        t_arrival=t_arrival,
-        deadline=t_arrival + limits.deadline_ms / 1000.0,
-        label=payload.label if payload.HasField("label") else None,
-    )
+    labels = _labels(payload, frames)
+    deadline = t_arrival + limits.deadline_ms / 1000.0
+    return [
+        Request(node_id=node_id, task=header.task, frame=samples[i], seq=seq + i, cell_id=header.cell_id,
+                t_node_ns=header.timestamp_ns + i * header.frame_interval_ns, t_arrival=t_arrival, deadline=deadline,
+                label=labels[i])
+        for i in range(frames)
+    ]
+
+
+def _labels(payload: iq_pb2.IndicationMessage, frames: int) -> list[str | None]:
+    """Ground truth per frame, when a simulator sent it (`labels` for several frames, `label` for one)."""
+    if len(payload.labels) == frames:
+        return list(payload.labels)
+    if frames == 1 and payload.HasField("label"):
+        return [payload.label]
+    return [None] * frames
 
 
 def _check_sanity(header: iq_pb2.IndicationHeader, limits: FrameLimits, now_ns: int) -> None:

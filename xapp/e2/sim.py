@@ -48,6 +48,7 @@ class FramePool:
     frames: np.ndarray  # complex64 [N, A, S]
     labels: tuple[str, ...]
     payloads: tuple[bytes, ...]
+    snr_db: tuple[float, ...] = ()
 
     @classmethod
     def generate(cls, task: str, n: int, seed: int, snr_db: tuple[float, float] | None = None) -> FramePool:
@@ -67,11 +68,19 @@ class FramePool:
             e2sm_iq.indication_message(frame.astype(IQ_DTYPE).tobytes(), label, float(snr))
             for frame, label, snr in zip(frames, labels, snr_db)
         )
-        return cls(task, frames, tuple(labels), payloads)
+        return cls(task, frames, tuple(labels), payloads, tuple(float(v) for v in snr_db))
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.frames.shape[1], self.frames.shape[2]
+
+    def payload(self, start: int, count: int) -> bytes:
+        """Indication.payload of `count` frames from `start` on (cycling): the single-frame form for one."""
+        if count == 1:
+            return self.payloads[start % len(self.payloads)]
+        index = np.arange(start, start + count) % len(self.frames)
+        return e2sm_iq.frames_message(self.frames[index].astype(IQ_DTYPE).tobytes(), [self.labels[i] for i in index],
+                                      [self.snr_db[i] for i in index] if self.snr_db else ())
 
 
 def build_pools(
@@ -100,7 +109,8 @@ class _Stream:
 
 class SimulatedNode:
     """One E2 node. `rate_hz` is Indications per second per subscription (all tasks together) and
-    may be changed while streaming."""
+    `frames_per_indication` the frames of one task each carries (1: the single-frame form); both may
+    be changed while streaming."""
 
     def __init__(
         self,
@@ -115,15 +125,19 @@ class SimulatedNode:
         sample_rate_hz: float = 1e6,
         center_frequency_hz: float = 3.5e9,
         tls: ServerTls | None = None,
+        frames_per_indication: int = 1,
     ) -> None:
         if not pools:
             raise SimError(f"{node_id}: no tasks to serve")
+        if frames_per_indication < 1:
+            raise SimError(f"{node_id}: frames_per_indication must be >= 1, got {frames_per_indication}")
         self.node_id = node_id
         self.cell_id = cell_id or f"{node_id}-cell0"
         self.pools = dict(pools)
         self.host = host
         self.port = port
         self.rate_hz = rate_hz
+        self.frames_per_indication = frames_per_indication
         self.sample_rate_hz = sample_rate_hz
         self.center_frequency_hz = center_frequency_hz
         self.tls = tls  # None: plaintext
@@ -234,7 +248,7 @@ class SimulatedNode:
                     task = tasks[k % len(tasks)]
                     if self._faults:
                         yield self._malformed(self._faults.popleft(), task)
-                    yield self._frame(task, k // len(tasks))
+                    yield self._frame(task, k // len(tasks), period)
                     next_t += period
                 await asyncio.sleep(min(MAX_SLEEP, max(0.0, next_t - loop.time())))
             if stream.end == "abort":
@@ -269,23 +283,33 @@ class SimulatedNode:
             stream.end = "end"
         return len(ended)
 
-    def _header(self, task: str, shape: tuple[int, int]) -> iq_pb2.IndicationHeader:
+    def _header(self, task: str, shape: tuple[int, int], frames: int = 1, interval_ns: int = 0) -> iq_pb2.IndicationHeader:
+        """The header of the next Indication; it takes `frames` sequence numbers, and its frames were
+        captured `interval_ns` apart, the last one now."""
+        seq = next(self._seq)
+        if frames > 1:
+            self._seq = itertools.count(seq + frames)
         return iq_pb2.IndicationHeader(
             node_id=self.node_id,
             cell_id=self.cell_id,
-            sequence_number=next(self._seq),
-            timestamp_ns=time.time_ns(),
+            sequence_number=seq,
+            timestamp_ns=time.time_ns() - (frames - 1) * interval_ns,
             sample_rate_hz=self.sample_rate_hz,
             center_frequency_hz=self.center_frequency_hz,
             antennas=shape[0],
             samples=shape[1],
             task=task,
+            frames=frames if frames > 1 else 0,
+            frame_interval_ns=interval_ns,
         )
 
-    def _frame(self, task: str, index: int) -> e2t_pb2.SubscribeResponse:
+    def _frame(self, task: str, index: int, period: float) -> e2t_pb2.SubscribeResponse:
+        """Indication number `index` of `task`: one frame, or frames_per_indication spread over `period` s."""
         pool = self.pools[task]
-        self.frames_sent += 1
-        return encode_indication(self._header(task, pool.shape), pool.payloads[index % len(pool.payloads)])
+        count = self.frames_per_indication
+        self.frames_sent += count
+        interval_ns = int(period * 1e9 / count) if count > 1 else 0
+        return encode_indication(self._header(task, pool.shape, count, interval_ns), pool.payload(index * count, count))
 
     def _malformed(self, kind: str, task: str) -> e2t_pb2.SubscribeResponse:
         pool = self.pools[task]
@@ -375,6 +399,7 @@ class SimulatedNodes:
         pool_size: int = 64,
         id_prefix: str = "e2node-",
         tls: ServerTls | None = None,
+        frames_per_indication: int = 1,
     ) -> None:
         if count < 1:
             raise SimError(f"need at least one node, got {count}")
@@ -392,6 +417,7 @@ class SimulatedNodes:
         self.pool_size = pool_size
         self.id_prefix = id_prefix
         self.tls = tls
+        self.frames_per_indication = frames_per_indication
         self.nodes: list[SimulatedNode] = []
 
     async def start(self) -> None:
@@ -400,7 +426,7 @@ class SimulatedNodes:
             self.nodes = [
                 SimulatedNode(
                     f"{self.id_prefix}{i}", pools, host=self.host, port=self.base_port + i if self.base_port else 0,
-                    rate_hz=self.rate_hz, offset=i * 7, tls=self.tls,
+                    rate_hz=self.rate_hz, offset=i * 7, tls=self.tls, frames_per_indication=self.frames_per_indication,
                 )
                 for i in range(self.count)
             ]

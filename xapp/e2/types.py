@@ -33,6 +33,7 @@ class FrameLimits:
     reporting_period_ms: int = 0  # asked of the node on subscribe; 0 keeps the node's rate
     max_clock_skew_s: float = 30.0  # node timestamps further from now are rejected
     replay_window: int = 4096  # sequence numbers remembered per subscription against replays
+    max_frames_per_indication: int = 64  # a multi-frame Indication may hold this many frames of max_frame_bytes
 
 
 @dataclass(frozen=True, slots=True)

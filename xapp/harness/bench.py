@@ -18,8 +18,9 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
@@ -31,6 +32,9 @@ from xapp.model import Encoder, exit_flops
 from xapp.model.precision import device_autocast
 from xapp.ops.metrics import Metrics
 from xapp.vocab import Request
+
+if TYPE_CHECKING:
+    from xapp.harness.demo import Embedded
 
 REPEATS = 3
 WARMUP_S = 1.5
@@ -135,14 +139,17 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     }
 
 
-async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, float]], seconds: float,
-                 threads: int | None) -> list[dict]:
-    """One row per (load percent or None, offered frames/s), each level held `seconds`."""
+async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float, threads: int | None,
+                 on_ready: Callable[[Embedded], None] | None = None) -> list[dict]:
+    """One row per level (load percent or None, offered frames/s[, frames per Indication]), each held
+    `seconds`; `on_ready` sees the xApp once it is up, before any load."""
     from xapp.harness.demo import NODES, embedded
 
     process = psutil.Process()
     results = []
     async with embedded(descriptor_path, threads) as (env, load):
+        if on_ready is not None:
+            on_ready(env)
         peak = [process.memory_info().rss]
 
         async def sample_rss() -> None:
@@ -152,7 +159,9 @@ async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, flo
 
         sampler = asyncio.create_task(sample_rss())
         try:
-            for level, offered in levels:
+            for level, offered, *frames in levels:
+                if frames:
+                    await asyncio.to_thread(load.set_frames_per_indication, frames[0])
                 await asyncio.to_thread(load.set_rate, offered / NODES)
                 await asyncio.sleep(WARMUP_S)
                 shed0 = env.metrics.total("xapp_frames_shed_total")
@@ -166,6 +175,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple[float | None, flo
                 results.append({
                     "load_percent": level,
                     "offered_frames_per_s": offered,
+                    "frames_per_indication": frames[0] if frames else 1,
                     "frames_in_per_s": (env.metrics.total("xapp_frames_in_total") - in0) / (t1 - t0),
                     "decisions_per_s": len(lat) / (t1 - t0),
                     "xapp_cpu_percent": 100.0 * (sum(process.cpu_times()[:2]) - cpu0) / (t1 - t0),
@@ -193,7 +203,7 @@ def _online_row(r: dict) -> str:
     def ms(v):
         return "-" if v is None else f"{v:.1f}"
 
-    level = "-" if r["load_percent"] is None else f"{r['load_percent']:.0f}%"
+    level = f"{r['load_percent']:.0f}%" if r["load_percent"] is not None else f"{r.get('frames_per_indication', 1)}/ind"
     return (f"{level:>6}{r['offered_frames_per_s']:>10.1f}{r['frames_in_per_s']:>10.1f}{r['decisions_per_s']:>10.1f}"
             f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}"
             f"{r['xapp_cpu_percent']:>8.0f}")
@@ -326,12 +336,21 @@ def ingest_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.
         rates = [float(x) for x in args.ingest.split(",") if x.strip()]
     except ValueError:
         raise HarnessError(f"--ingest: expected comma-separated frames/s, got {args.ingest!r}") from None
-    print(f"ingest: trivial trunk, offered {rates} frames/s for {args.seconds:.0f} s each", flush=True)
+    try:
+        frames = [int(x) for x in args.frames_per_indication.split(",") if x.strip()]
+    except ValueError:
+        frames = []
+    if not frames or min(frames) < 1:
+        raise HarnessError(f"--frames-per-indication: expected comma-separated counts >= 1, got {args.frames_per_indication!r}")
+    print(f"ingest: {args.ingest_trunk} trunk, offered {rates} frames/s for {args.seconds:.0f} s each, "
+          f"{frames} frame(s) per Indication taking turns at each rate", flush=True)
     print(ONLINE_HEADER, flush=True)
     result = asyncio.run(ingest(descriptor, encoder, {t: p.classes for t, p in table.items()}, rates, args.seconds,
-                                args.threads))
+                                args.threads, frames, args.ingest_trunk))
     result |= {"cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
-    print(f"ingest ceiling: {result['ingest_frames_per_s']:.0f} frames/s (highest offer served in full, nothing shed)")
+    for count, rate in result["ceiling_by_frames_per_indication"].items():
+        print(f"ingest ceiling, {count} frame(s) per Indication: {rate:.0f} frames/s "
+              "(highest offer served in full, nothing shed)")
     _write_json(args.json_path, result)
     return 0
 

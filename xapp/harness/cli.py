@@ -35,6 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="engine fp32 / int8 / bf16 and ONNX Runtime fp32 / int8 side by side: frames/s, agreement, accuracy")
     p.add_argument("--ingest", metavar="RATES",
                    help="end-to-end ingest ceiling: offered frames/s to try, comma-separated (trivial trunk)")
+    p.add_argument("--frames-per-indication", default="1", metavar="N[,N...]",
+                   help="with --ingest: frames each E2SM-IQ Indication carries, several taking turns at each rate "
+                        "(default: %(default)s, the single-frame form)")
+    p.add_argument("--ingest-trunk", choices=("identity", "tiny"), default="identity",
+                   help="with --ingest: identity blocks (the ingest path alone) or width-8 blocks (default: %(default)s)")
     p.set_defaults(handler=run_bench)
 
 

@@ -78,6 +78,19 @@ def indications(shapes: Mapping[str, tuple[int, int]], n: int, seed: int = 7) ->
     return out
 
 
+def zmq_loopback(metrics: Metrics) -> tuple[zmq.Context, ZmqPublisher, zmq.Socket]:
+    """A ZMQ publisher on a free local port and a subscriber to everything it sends, already joined
+    (so that sends are real sends); the caller closes all three."""
+    context = zmq.Context()
+    publisher = ZmqPublisher("tcp://127.0.0.1:*", metrics, context=context, hwm=1 << 20)
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.RCVHWM, 1 << 20)
+    sub.connect(publisher.endpoint)
+    time.sleep(0.2)  # the subscription reaches the publisher (ZMQ's slow joiner)
+    return context, publisher, sub
+
+
 def _per_frame_us(seconds: float, frames: int) -> float:
     return 1e6 * seconds / frames
 
@@ -95,7 +108,7 @@ def _timed(fn: Callable[[], object], repeats: int) -> float:
 
 def _decode_all(items: list, limits: FrameLimits) -> list[Request]:
     now = time.monotonic()
-    return [decode_indication(ind, f"e2node-{i % NODES}", limits, now) for i, ind in enumerate(items)]
+    return [r for i, ind in enumerate(items) for r in decode_indication(ind, f"e2node-{i % NODES}", limits, now)]
 
 
 def _batch_through(requests: list[Request], size: int) -> None:
@@ -143,13 +156,7 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
     requests = _decode_all(items, limits)
     metrics = Metrics()
     engine = EarlyExitEngine(encoder, metrics)
-    context = zmq.Context()
-    zmq_pub = ZmqPublisher("tcp://127.0.0.1:*", metrics, context=context, hwm=1 << 20)
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.RCVHWM, 1 << 20)
-    sub.connect(zmq_pub.endpoint)
-    time.sleep(0.2)  # let the subscription reach the publisher, so sends are real sends
+    context, zmq_pub, sub = zmq_loopback(metrics)
     out: dict[str, dict[str, float]] = {}
     try:
         decode_s = _timed(lambda: _decode_all(items, limits), repeats)

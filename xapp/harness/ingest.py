@@ -4,9 +4,13 @@ trunk costs next to nothing.
 
 The descriptor's tasks, exits and frame checks are kept; its encoder is replaced by one of the same
 depth and token layout at width 8 (one attention head) with random heads, written to a temporary
-directory, and batches may grow to INGEST_MAX_BATCH. The simulated nodes and the listener run in a
-child process (as in `xapp bench` online) at each offered rate in turn. The ceiling is the highest
-rate served with nothing shed and decisions within 2 % of what was offered.
+directory, and batches may grow to INGEST_MAX_BATCH. With the `identity` trunk (the default) the
+running xApp's blocks are then made identities, so that the trunk costs what an accelerator would
+leave on the host (token embedding, heads, decisions) and the ingest path is what is measured; the
+`tiny` trunk keeps the width-8 blocks (on 2 CPU cores their arithmetic caps the rate first). The simulated nodes and the listener run in a
+child process (as in `xapp bench` online) at each offered rate in turn, each Indication carrying
+one frame or, with `--frames-per-indication N`, N frames of one task (E2SM-IQ's multi-frame form).
+The ceiling is the highest rate served with nothing shed and decisions within 2 % of what was offered.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ import dataclasses
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from xapp.config import Descriptor
 from xapp.model import Encoder, Head, save_encoder, save_head
+
+if TYPE_CHECKING:
+    from xapp.harness.demo import Embedded
 
 INGEST_DIM = 8
 INGEST_MAX_BATCH = 256
@@ -53,6 +62,12 @@ def trivial_model_descriptor(descriptor: Descriptor, encoder: Encoder, classes: 
                             http_port=descriptor.ops.http_port, edit=edit)
 
 
+def identity_trunk(env: Embedded) -> None:
+    """Make the running xApp's trunk blocks identities (the bench's own xApp, before any load)."""
+    encoder = env.app.engine.encoder
+    encoder.blocks = nn.ModuleList(nn.Identity() for _ in encoder.blocks)
+
+
 def ceiling(rows: Sequence[dict]) -> float:
     """Highest offered rate served in full: nothing shed, decisions within 2 % of the offer."""
     served = [r["offered_frames_per_s"] for r in rows
@@ -61,11 +76,17 @@ def ceiling(rows: Sequence[dict]) -> float:
 
 
 async def ingest(descriptor: Descriptor, encoder: Encoder, classes: dict[str, Sequence[str]], rates: Sequence[float],
-                 seconds: float, threads: int | None) -> dict:
+                 seconds: float, threads: int | None, frames_per_indication: Sequence[int] = (1,),
+                 trunk: str = "identity") -> dict:
+    """Each rate offered with each count of frames per Indication in turn (so that a machine whose
+    load drifts slows them alike); the ceiling per count and the best of them."""
     from xapp.harness.bench import online
 
+    levels = [(None, rate, count) for rate in rates for count in frames_per_indication]
     with tempfile.TemporaryDirectory(prefix="xapp-ingest-") as tmp:
         path = trivial_model_descriptor(descriptor, encoder, classes, Path(tmp))
-        rows = await online(path, [(None, rate) for rate in rates], seconds, threads)
-    return {"ingest_frames_per_s": ceiling(rows), "levels": rows, "max_batch": INGEST_MAX_BATCH,
+        rows = await online(path, levels, seconds, threads, identity_trunk if trunk == "identity" else None)
+    by_count = {count: ceiling([r for r in rows if r["frames_per_indication"] == count]) for count in frames_per_indication}
+    return {"ingest_frames_per_s": max(by_count.values()), "ceiling_by_frames_per_indication": by_count, "levels": rows,
+            "max_batch": INGEST_MAX_BATCH, "trunk": trunk,
             "exits": {t: s.exit for t, s in descriptor.enabled_tasks.items()}}

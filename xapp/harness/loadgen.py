@@ -73,7 +73,12 @@ class LoadGenerator:
         self._process = None
 
     def set_rate(self, hz_per_node: float) -> None:
+        """Frames per second per node (Indications per second times frames per Indication)."""
         self._call("rate", hz_per_node)
+
+    def set_frames_per_indication(self, frames: int) -> None:
+        """Frames each Indication carries from now on (1: the single-frame form); the frame rate stays."""
+        self._call("frames", frames)
 
     def record(self) -> None:
         """Start keeping decisions (and forget earlier ones)."""
@@ -114,6 +119,7 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
     received: list[Received] | None = None
+    rate, frames = 0.0, 1  # frames per second per node, frames per Indication
 
     async with SimulatedNodes(count, tasks=tasks, rate_hz=0.0) as nodes:
         listener = DecisionListener(zmq_endpoint)
@@ -125,16 +131,24 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
                     received.append(Received(d.task, (d.t_decision_ns - d.t_indication_ns) / 1e6, d.gflops,
                                              d.exit_layer))
 
+        def pace() -> None:
+            for node in nodes:
+                node.frames_per_indication = frames
+                node.rate_hz = rate / frames
+
         def on_command() -> None:
-            nonlocal received
+            nonlocal received, rate, frames
             try:
                 command, *args = conn.recv()
             except EOFError:  # the parent is gone
                 stopped.set()
                 return
-            if command == "rate":
-                for node in nodes:
-                    node.rate_hz = float(args[0])
+            if command in ("rate", "frames"):
+                if command == "rate":
+                    rate = float(args[0])
+                else:
+                    frames = int(args[0])
+                pace()
                 conn.send(("ok", None))
             elif command == "record":
                 received = []

@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\re2sm_iq.proto\x12\x0fxapp.e2sm_iq.v1\"5\n\x16\x45ventTriggerDefinition\x12\x1b\n\x13reporting_period_ms\x18\x01 \x01(\r\"C\n\x10\x41\x63tionDefinition\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x10\n\x08\x61ntennas\x18\x02 \x01(\r\x12\x0f\n\x07samples\x18\x03 \x01(\r\"\xff\x01\n\x10IndicationHeader\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x17\n\x0fsequence_number\x18\x03 \x01(\x04\x12\x14\n\x0ctimestamp_ns\x18\x04 \x01(\x03\x12\x16\n\x0esample_rate_hz\x18\x05 \x01(\x01\x12\x1b\n\x13\x63\x65nter_frequency_hz\x18\x06 \x01(\x01\x12\x10\n\x08\x61ntennas\x18\x07 \x01(\r\x12\x0f\n\x07samples\x18\x08 \x01(\r\x12\x0c\n\x04task\x18\t \x01(\t\x12\x34\n\rsample_format\x18\n \x01(\x0e\x32\x1d.xapp.e2sm_iq.v1.SampleFormat\"]\n\x11IndicationMessage\x12\n\n\x02iq\x18\x01 \x01(\x0c\x12\x12\n\x05label\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06snr_db\x18\x03 \x01(\x02H\x01\x88\x01\x01\x42\x08\n\x06_labelB\t\n\x07_snr_db\".\n\rControlHeader\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\" \n\nBeamSwitch\x12\x12\n\nbeam_index\x18\x01 \x01(\r\"Y\n\x16InterferenceMitigation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x31\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32!.xapp.e2sm_iq.v1.MitigationAction\"\x98\x01\n\x0e\x43ontrolMessage\x12\x32\n\x0b\x62\x65\x61m_switch\x18\x01 \x01(\x0b\x32\x1b.xapp.e2sm_iq.v1.BeamSwitchH\x00\x12J\n\x17interference_mitigation\x18\x02 \x01(\x0b\x32\'.xapp.e2sm_iq.v1.InterferenceMitigationH\x00\x42\x06\n\x04kind\"1\n\x0e\x43ontrolOutcome\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*D\n\x0cSampleFormat\x12\x19\n\x15SAMPLE_FORMAT_CF32_LE\x10\x00\x12\x19\n\x15SAMPLE_FORMAT_CI16_LE\x10\x01*\x97\x01\n\x10MitigationAction\x12\x1a\n\x16MITIGATION_ACTION_NONE\x10\x00\x12\"\n\x1eMITIGATION_ACTION_NOTCH_FILTER\x10\x01\x12#\n\x1fMITIGATION_ACTION_FREQUENCY_HOP\x10\x02\x12\x1e\n\x1aMITIGATION_ACTION_BLANKING\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\re2sm_iq.proto\x12\x0fxapp.e2sm_iq.v1\"5\n\x16\x45ventTriggerDefinition\x12\x1b\n\x13reporting_period_ms\x18\x01 \x01(\r\"C\n\x10\x41\x63tionDefinition\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x10\n\x08\x61ntennas\x18\x02 \x01(\r\x12\x0f\n\x07samples\x18\x03 \x01(\r\"\xaa\x02\n\x10IndicationHeader\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x65ll_id\x18\x02 \x01(\t\x12\x17\n\x0fsequence_number\x18\x03 \x01(\x04\x12\x14\n\x0ctimestamp_ns\x18\x04 \x01(\x03\x12\x16\n\x0esample_rate_hz\x18\x05 \x01(\x01\x12\x1b\n\x13\x63\x65nter_frequency_hz\x18\x06 \x01(\x01\x12\x10\n\x08\x61ntennas\x18\x07 \x01(\r\x12\x0f\n\x07samples\x18\x08 \x01(\r\x12\x0c\n\x04task\x18\t \x01(\t\x12\x34\n\rsample_format\x18\n \x01(\x0e\x32\x1d.xapp.e2sm_iq.v1.SampleFormat\x12\x0e\n\x06\x66rames\x18\x0b \x01(\r\x12\x19\n\x11\x66rame_interval_ns\x18\x0c \x01(\x03\"~\n\x11IndicationMessage\x12\n\n\x02iq\x18\x01 \x01(\x0c\x12\x12\n\x05label\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x06snr_db\x18\x03 \x01(\x02H\x01\x88\x01\x01\x12\x0e\n\x06labels\x18\x04 \x03(\t\x12\x0f\n\x07snr_dbs\x18\x05 \x03(\x02\x42\x08\n\x06_labelB\t\n\x07_snr_db\".\n\rControlHeader\x12\x0f\n\x07\x63\x65ll_id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\" \n\nBeamSwitch\x12\x12\n\nbeam_index\x18\x01 \x01(\r\"Y\n\x16InterferenceMitigation\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x31\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32!.xapp.e2sm_iq.v1.MitigationAction\"\x98\x01\n\x0e\x43ontrolMessage\x12\x32\n\x0b\x62\x65\x61m_switch\x18\x01 \x01(\x0b\x32\x1b.xapp.e2sm_iq.v1.BeamSwitchH\x00\x12J\n\x17interference_mitigation\x18\x02 \x01(\x0b\x32\'.xapp.e2sm_iq.v1.InterferenceMitigationH\x00\x42\x06\n\x04kind\"1\n\x0e\x43ontrolOutcome\x12\x0f\n\x07success\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t*D\n\x0cSampleFormat\x12\x19\n\x15SAMPLE_FORMAT_CF32_LE\x10\x00\x12\x19\n\x15SAMPLE_FORMAT_CI16_LE\x10\x01*\x97\x01\n\x10MitigationAction\x12\x1a\n\x16MITIGATION_ACTION_NONE\x10\x00\x12\"\n\x1eMITIGATION_ACTION_NOTCH_FILTER\x10\x01\x12#\n\x1fMITIGATION_ACTION_FREQUENCY_HOP\x10\x02\x12\x1e\n\x1aMITIGATION_ACTION_BLANKING\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'e2sm_iq_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SAMPLEFORMAT']._serialized_start=890
-  _globals['_SAMPLEFORMAT']._serialized_end=958
-  _globals['_MITIGATIONACTION']._serialized_start=961
-  _globals['_MITIGATIONACTION']._serialized_end=1112
+  _globals['_SAMPLEFORMAT']._serialized_start=966
+  _globals['_SAMPLEFORMAT']._serialized_end=1034
+  _globals['_MITIGATIONACTION']._serialized_start=1037
+  _globals['_MITIGATIONACTION']._serialized_end=1188
   _globals['_EVENTTRIGGERDEFINITION']._serialized_start=34
   _globals['_EVENTTRIGGERDEFINITION']._serialized_end=87
   _globals['_ACTIONDEFINITION']._serialized_start=89
   _globals['_ACTIONDEFINITION']._serialized_end=156
   _globals['_INDICATIONHEADER']._serialized_start=159
-  _globals['_INDICATIONHEADER']._serialized_end=414
-  _globals['_INDICATIONMESSAGE']._serialized_start=416
-  _globals['_INDICATIONMESSAGE']._serialized_end=509
-  _globals['_CONTROLHEADER']._serialized_start=511
-  _globals['_CONTROLHEADER']._serialized_end=557
-  _globals['_BEAMSWITCH']._serialized_start=559
-  _globals['_BEAMSWITCH']._serialized_end=591
-  _globals['_INTERFERENCEMITIGATION']._serialized_start=593
-  _globals['_INTERFERENCEMITIGATION']._serialized_end=682
-  _globals['_CONTROLMESSAGE']._serialized_start=685
-  _globals['_CONTROLMESSAGE']._serialized_end=837
-  _globals['_CONTROLOUTCOME']._serialized_start=839
-  _globals['_CONTROLOUTCOME']._serialized_end=888
+  _globals['_INDICATIONHEADER']._serialized_end=457
+  _globals['_INDICATIONMESSAGE']._serialized_start=459
+  _globals['_INDICATIONMESSAGE']._serialized_end=585
+  _globals['_CONTROLHEADER']._serialized_start=587
+  _globals['_CONTROLHEADER']._serialized_end=633
+  _globals['_BEAMSWITCH']._serialized_start=635
+  _globals['_BEAMSWITCH']._serialized_end=667
+  _globals['_INTERFERENCEMITIGATION']._serialized_start=669
+  _globals['_INTERFERENCEMITIGATION']._serialized_end=758
+  _globals['_CONTROLMESSAGE']._serialized_start=761
+  _globals['_CONTROLMESSAGE']._serialized_end=913
+  _globals['_CONTROLOUTCOME']._serialized_start=915
+  _globals['_CONTROLOUTCOME']._serialized_end=964
 # @@protoc_insertion_point(module_scope)
