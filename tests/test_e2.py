@@ -210,6 +210,7 @@ def test_generated_code_matches_protos(tmp_path: Path):
         )
 
 
+@pytest.mark.e2e  # an `xapp e2sim` process
 def test_e2sim_cli_serves_and_takes_fault_commands(tmp_path: Path):
     async def scenario():
         proc = await asyncio.create_subprocess_exec(
