@@ -87,15 +87,16 @@ def test_budget_below_every_exit_is_a_clear_error():
 def test_text_edit_changes_only_the_values_and_keeps_comments():
     text = DEFAULT.read_text()
     sha = "ab" * 32
-    new = set_task_values(text, "beam", {"exit": 3})
+    exit_ = 6 if yaml.safe_load(text)["tasks"]["beam"]["exit"] == 5 else 5  # a value the shipped file lacks
+    new = set_task_values(text, "beam", {"exit": exit_})
     old_lines, new_lines = text.splitlines(), new.splitlines()
     assert len(old_lines) == len(new_lines)
     changed = [(a, b) for a, b in zip(old_lines, new_lines) if a != b]
-    assert [b.strip() for _, b in changed] == ["exit: 3"]
+    assert [b.strip() for _, b in changed] == [f"exit: {exit_}"]
     new = set_block_values(new, ("heads",), {"sha256": sha})
-    assert [b.strip() for a, b in zip(old_lines, new.splitlines()) if a != b] == [f"sha256: {sha}", "exit: 3"]
+    assert [b.strip() for a, b in zip(old_lines, new.splitlines()) if a != b] == [f"sha256: {sha}", f"exit: {exit_}"]
     doc = yaml.safe_load(new)
-    assert doc["tasks"]["beam"]["exit"] == 3 and doc["heads"]["sha256"] == sha
+    assert doc["tasks"]["beam"]["exit"] == exit_ and doc["heads"]["sha256"] == sha
     assert doc["tasks"]["modulation"] == yaml.safe_load(text)["tasks"]["modulation"]
     assert [line for line in new_lines if "#" in line] == [line for line in old_lines if "#" in line]
 
@@ -179,8 +180,10 @@ def test_write_choices_refuses_a_result_that_would_not_validate(repo_copy):
     path = root / "descriptors" / "default.yaml"
     write_choices(path, {})  # pins the copy's manifest
     before = path.read_text()
-    missing = {"beam": Choice(3, root / "heads" / "beam" / "exit3.safetensors", "0" * 64)}
-    with pytest.raises(SelectionError, match="has no beam head at exit 3"):
+    listed = yaml.safe_load(before)["tasks"]["beam"]["exit"]
+    absent = next(k for k in range(3, 13) if k not in (8, listed))  # the fixture has no head there
+    missing = {"beam": Choice(absent, root / "heads" / "beam" / f"exit{absent}.safetensors", "0" * 64)}
+    with pytest.raises(SelectionError, match=f"has no beam head at exit {absent}"):
         write_choices(path, missing)
     path.write_text(set_task_values(before, "beam", {"head": "heads/beam/exit2.safetensors"}))
     wrong_sha = {"beam": Choice(2, root / "heads" / "beam" / "exit2.safetensors", "0" * 64)}
