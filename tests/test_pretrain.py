@@ -6,7 +6,7 @@ import torch
 from xapp.model import load_encoder
 from xapp.model.checkpoint import DEFAULT_ENCODER
 from xapp.model.config import EncoderConfig
-from xapp.train.export import export_encoder, read_manifest, render_card, verify_manifest
+from xapp.train.export import export_encoder, read_export_manifest, render_card, verify_manifest
 from xapp.train.pretrain import PretrainConfig, pretrain
 
 TINY = PretrainConfig(encoder=EncoderConfig(dim=32, depth=2, heads=2), steps=4, batch=12, warmup=2,
@@ -66,7 +66,7 @@ def test_export_writes_weights_manifest_and_card(tmp_path):
     encoder, state = pretrain(TINY, tmp_path / "run", device="cpu", progress=False)
     out = tmp_path / "assets" / "encoder.safetensors"
     sha = export_encoder(encoder, TINY, state, out, tmp_path / "run", "xapp pretrain --config tiny.yaml")
-    manifest = read_manifest(out)
+    manifest = read_export_manifest(out)
     assert manifest["sha256"] == sha and manifest["steps"] == 4 and manifest["config"]["depth"] == 2
     verify_manifest(out)
     assert "xapp pretrain --config tiny.yaml" in (out.parent / "ENCODER_CARD.md").read_text()
@@ -77,7 +77,7 @@ def test_export_writes_weights_manifest_and_card(tmp_path):
 
 
 def test_card_names_the_frame_views_only_when_they_were_trained():
-    manifest = {k: v for k, v in read_manifest(DEFAULT_ENCODER).items()
+    manifest = {k: v for k, v in read_export_manifest(DEFAULT_ENCODER).items()
                 if k not in ("init_from", "earlier_stages")}  # one stage only
     on = {**manifest, "pretraining": {**manifest["pretraining"], "stage": "mae", "frame_weight": 4, "frame_pass": "full"}}
     off = {**manifest, "pretraining": {**manifest["pretraining"], "stage": "mae", "frame_weight": 0}}
@@ -216,7 +216,7 @@ def test_a_stage_started_from_an_exported_encoder_carries_every_earlier_stage_in
     third, state = pretrain(third_cfg, tmp_path / "third", device="cpu", progress=False)
     third_file = tmp_path / "assets" / "encoder.safetensors"
     export_encoder(third, third_cfg, state, third_file, tmp_path / "third", "xapp pretrain --config three.yaml")
-    earlier = read_manifest(third_file)["earlier_stages"]
+    earlier = read_export_manifest(third_file)["earlier_stages"]
     assert [e["run"] for e in earlier] == [(tmp_path / "mae").as_posix(), second_file.as_posix()]
     assert [e["pretraining"]["stage"] for e in earlier] == ["mae", "labelled"]
     card = (third_file.parent / "ENCODER_CARD.md").read_text()

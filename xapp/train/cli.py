@@ -62,7 +62,7 @@ def probe_command(args: argparse.Namespace) -> int:
     import json
 
     from xapp.model.checkpoint import DEFAULT_ENCODER
-    from xapp.train.export import read_manifest, write_manifest
+    from xapp.train.export import read_export_manifest, write_export_manifest
     from xapp.train.probe import format_probe_table, run_probe
 
     results = run_probe(args.checkpoint, args.exit, args.tasks.split(","), args.train, args.test, args.device)
@@ -72,7 +72,7 @@ def probe_command(args: argparse.Namespace) -> int:
             json.dump(results, fh, indent=1)
     if args.card:
         weights = args.checkpoint or DEFAULT_ENCODER
-        manifest = read_manifest(weights)
+        manifest = read_export_manifest(weights)
         manifest["probe"] = {**results, "command": command_line()}
-        write_manifest(weights, manifest)
+        write_export_manifest(weights, manifest)
     return 0

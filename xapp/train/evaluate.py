@@ -81,7 +81,7 @@ def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: n
     return rows
 
 
-def format_table(task: str, source: str | Path, rows: list[dict]) -> str:
+def format_eval_table(task: str, source: str | Path, rows: list[dict]) -> str:
     lines = [f"{task} heads on {source} ({rows[0]['n']} frames)",
              f"{'exit':>4}  {'GFLOPs/frame':>12}  {'% of full':>9}  {'accuracy':>8}"]
     lines += [f"{r['exit']:>4}  {r['gflops']:>12.4f}  {r['percent_of_full']:>8.1f}%  {100 * r['accuracy']:>7.2f}%"

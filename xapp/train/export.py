@@ -51,13 +51,13 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
     }
     if cfg.init_from:
         manifest["earlier_stages"] = earlier_stages(Path(cfg.init_from))
-    if manifest_path(out).exists() and read_manifest(out).get("sha256") == sha:
-        previous = read_manifest(out)  # same weights: keep the probe measured on them
+    if manifest_path(out).exists() and read_export_manifest(out).get("sha256") == sha:
+        previous = read_export_manifest(out)  # same weights: keep the probe measured on them
         manifest.update({k: previous[k] for k in ("probe",) if k in previous})
     src_plot = Path(run) / "loss.png"
     if src_plot.exists():
         out.with_name("ENCODER_LOSS.png").write_bytes(src_plot.read_bytes())
-    write_manifest(out, manifest)
+    write_export_manifest(out, manifest)
     return sha
 
 
@@ -68,7 +68,7 @@ def earlier_stages(source: Path) -> list[dict]:
         return [_earlier_stage(source)] if (source / "state.json").exists() else []
     if not manifest_path(source).exists():
         return []
-    m = read_manifest(source)
+    m = read_export_manifest(source)
     own = {"run": source.as_posix(), "pretraining": m["pretraining"], "steps": m["steps"],
            "frames_seen": m["frames_seen"], "wall_minutes": m["wall_minutes"], "hardware": m["hardware"],
            "final_loss": m["final_loss"], "final_view_losses": m.get("final_view_losses", {})}
@@ -104,17 +104,17 @@ def _final_loss(losses: list[float]) -> float:
     return round(sum(tail) / len(tail), 5)
 
 
-def write_manifest(weights: str | Path, manifest: dict) -> None:
+def write_export_manifest(weights: str | Path, manifest: dict) -> None:
     manifest_path(weights).write_text(json.dumps(manifest, indent=1) + "\n")
     card_path(weights).write_text(render_card(manifest))
 
 
-def read_manifest(weights: str | Path) -> dict:
+def read_export_manifest(weights: str | Path) -> dict:
     return json.loads(manifest_path(weights).read_text())
 
 
 def verify_manifest(weights: str | Path) -> None:
-    manifest = read_manifest(weights)
+    manifest = read_export_manifest(weights)
     actual = sha256_file(weights)
     if actual != manifest["sha256"]:
         raise ValueError(f"{weights}: sha256 {actual} differs from its manifest's {manifest['sha256']}")

@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("train", help="train a head at every exit for every task (encoder frozen)")
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
-    p.add_argument("--tasks", default="modulation,interference,beam,fingerprint,los")
+    p.add_argument("--tasks", help="comma-separated (default: every task of xapp.data.TASKS)")
     p.add_argument("--out", default="heads", help="output directory (head files + manifest.yaml)")
     p.add_argument("--train", type=int, default=4000, help="training frames per task")
     p.add_argument("--val", type=int, default=1000, help="validation frames per task")
@@ -86,13 +86,13 @@ def _shipped_defaults(handler):
 def train_command(args: argparse.Namespace) -> int:
     import torch
 
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.data import TASKS
     from xapp.model import DEFAULT_ENCODER, WeightsFileError, load_encoder
     from xapp.model.safefile import sha256_file
     from xapp.train.heads import TrainSettings, train_all
 
-    tasks = _tasks(args.tasks, TASKS)
+    tasks = _tasks(args.tasks, TASKS) if args.tasks is not None else list(TASKS)
     if args.threads:
         torch.set_num_threads(args.threads)
     checkpoint = args.checkpoint or DEFAULT_ENCODER
@@ -122,7 +122,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def select_command(args: argparse.Namespace) -> int:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.train.heads import ManifestError, read_manifest, task_heads
     from xapp.train.report import profile
     from xapp.train.select import (Choice, SelectionError, best_under_budget, best_under_mean_budget,
@@ -171,7 +171,7 @@ def report_command(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.model import WeightsFileError
     from xapp.train.heads import ManifestError, read_manifest
     from xapp.train.report import build_results, write_report
@@ -193,9 +193,9 @@ def report_command(args: argparse.Namespace) -> int:
 def eval_command(args: argparse.Namespace) -> int:
     import json
 
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
     from xapp.model import WeightsFileError, load_head
-    from xapp.train.evaluate import EvalError, check_frames, evaluate_exits, format_table, labels_for, load_recording
+    from xapp.train.evaluate import EvalError, check_frames, evaluate_exits, format_eval_table, labels_for, load_recording
     from xapp.train.heads import ManifestError, read_manifest, task_heads
 
     try:
@@ -211,12 +211,12 @@ def eval_command(args: argparse.Namespace) -> int:
     except (ManifestError, EvalError, WeightsFileError) as exc:
         raise CliError(str(exc)) from exc
     print(json.dumps({"task": args.task, "data": args.data, "exits": rows}, indent=1) if args.json
-          else format_table(args.task, args.data, rows))
+          else format_eval_table(args.task, args.data, rows))
     return 0
 
 
 def _tasks(spec: str, known) -> list[str]:
-    from xapp.cli import CliError
+    from xapp.cli_error import CliError
 
     tasks = [t.strip() for t in spec.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in known]
