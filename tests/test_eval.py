@@ -9,7 +9,8 @@ from xapp.data import TaskData, generate
 from xapp.data.io import save_npz
 from xapp.model import Encoder, EncoderConfig, load_encoder, save_encoder
 from xapp.model.safefile import sha256_file
-from xapp.train.heads import TrainSettings, read_manifest, train_all
+from xapp.config.manifest import read_manifest
+from xapp.train.head_training import TrainSettings, train_all
 
 SMALL = EncoderConfig(dim=64, depth=4, heads=4)
 

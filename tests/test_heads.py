@@ -11,7 +11,8 @@ from xapp.data import TASKS, generate
 from xapp.model import Encoder, EncoderConfig, Head, WeightsFileError, exit_flops, head_flops, load_encoder, load_head, save_encoder
 from xapp.model.heads import normalised_mean
 from xapp.model.safefile import sha256_file
-from xapp.train.heads import TrainSettings, accuracy_by_snr, fit_head, read_manifest, split_seed, task_heads, train_all
+from xapp.config.manifest import read_manifest, task_heads
+from xapp.train.head_training import TrainSettings, accuracy_by_snr, fit_head, split_seed, train_all
 
 SMALL = EncoderConfig(dim=64, depth=4, heads=4)
 REPO = Path(__file__).resolve().parent.parent

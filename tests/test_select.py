@@ -127,7 +127,7 @@ def repo_copy(tmp_path):
     """The default descriptor in its own tree (descriptors/default.yaml) with a heads manifest and
     head files at exits 1, 2, 8 and the descriptor's own for every task it lists."""
     from xapp.data import TASKS
-    from xapp.train.heads import write_manifest
+    from xapp.train.head_training import write_manifest
 
     (tmp_path / "descriptors").mkdir()
     shutil.copy(DEFAULT, tmp_path / "descriptors" / "default.yaml")

@@ -90,7 +90,7 @@ def train_command(args: argparse.Namespace) -> int:
     from xapp.data import TASKS
     from xapp.model import DEFAULT_ENCODER, WeightsFileError, load_encoder
     from xapp.model.safefile import sha256_file
-    from xapp.train.heads import TrainSettings, train_all
+    from xapp.train.head_training import TrainSettings, train_all
 
     tasks = _tasks(args.tasks, TASKS) if args.tasks is not None else list(TASKS)
     if args.threads:
@@ -123,7 +123,7 @@ def train_command(args: argparse.Namespace) -> int:
 
 def select_command(args: argparse.Namespace) -> int:
     from xapp.cli_error import CliError
-    from xapp.train.heads import ManifestError, read_manifest, task_heads
+    from xapp.config.manifest import ManifestError, read_manifest, task_heads
     from xapp.train.report import profile
     from xapp.train.select import (Choice, SelectionError, best_under_budget, best_under_mean_budget,
                                    descriptor_tasks, shallowest_within, write_choices)
@@ -173,7 +173,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     from xapp.cli_error import CliError
     from xapp.model import WeightsFileError
-    from xapp.train.heads import ManifestError, read_manifest
+    from xapp.config.manifest import ManifestError, read_manifest
     from xapp.train.report import build_results, write_report
 
     if args.threads:
@@ -196,7 +196,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from xapp.cli_error import CliError
     from xapp.model import WeightsFileError, load_head
     from xapp.train.evaluate import EvalError, check_frames, evaluate_exits, format_eval_table, labels_for, load_recording
-    from xapp.train.heads import ManifestError, read_manifest, task_heads
+    from xapp.config.manifest import ManifestError, read_manifest, task_heads
 
     try:
         manifest = read_manifest(args.manifest)

@@ -20,7 +20,8 @@ from xapp.train.baselines import compare
 from xapp.train.baselines.frames import CROSSCHECK_SEED
 from xapp.train.baselines.run import BASELINE_TASKS
 from xapp.train.dynamic import accuracy_at, sweep_size, sweep_task
-from xapp.train.heads import SNR_BIN_DB, task_heads
+from xapp.config.manifest import task_heads
+from xapp.train.head_training import SNR_BIN_DB
 from xapp.train.select import ExitScore, shallowest_within
 
 UNSEEN = ("fingerprint", "los")

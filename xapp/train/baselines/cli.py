@@ -26,7 +26,7 @@ def baselines_command(args: argparse.Namespace) -> int:
 
     from xapp.cli_error import CliError
     from xapp.config.shipped import default_manifest
-    from xapp.train.heads import ManifestError, read_manifest
+    from xapp.config.manifest import ManifestError, read_manifest
     from xapp.train.cli import command_line
 
     from .run import BASELINE_TASKS, run_baselines

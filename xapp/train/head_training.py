@@ -25,7 +25,6 @@ import yaml
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from xapp.config.manifest import ManifestError, read_manifest, task_heads  # noqa: F401 - re-exported
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import normalised_mean
