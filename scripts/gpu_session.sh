@@ -15,6 +15,16 @@
 # encoder.safetensors, encoder-ssl.safetensors, gpu_check.json, session.log and results.tgz (run
 # configs and states, loss curves, cards, logs, the heads directory).
 #
+# The GPU image lacks some of xapp's dependencies; carry them as wheels (python 3.12, x86-64) in .whl
+# (ignored: `echo /.whl/ >> .git/info/exclude`), made here with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
+#     pyzmq==27.3.0 redis==8.1.0 protobuf==7.36.2
+# and the device command (carry [".whl"]; run from a clean `git archive HEAD` if others edit the tree):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site && CHECK="--budget-s 135" bash scripts/gpu_session.sh $OUT 572
+#
 # Dry run without a GPU:
 #   DEVICE=cpu CONFIGS=/tmp/tinycfg SSL_S=15 LABELLED_S=15 CHECK_S=60 \
 #     HEADS="--train 300 --val 100 --test 100 --epochs 2" CHECK="--device cpu --quick" scripts/gpu_session.sh /tmp/out 240
