@@ -37,14 +37,8 @@ def export_encoder(encoder: Encoder, cfg: PretrainConfig, state: dict, out: str 
         "bytes": out.stat().st_size,
         "parameters": sum(p.numel() for p in encoder.parameters()),
         "config": encoder.cfg.to_dict(),
-        "pretraining": {k: v for k, v in cfg.as_dict().items() if k != "encoder"},
+        **_stage_record(cfg.as_dict(), state),
         "data": MIXTURE,
-        "steps": state["step"],
-        "frames_seen": state["step"] * cfg.batch,
-        "wall_minutes": round(state["wall_s"] / 60, 1),
-        "hardware": _hardware(state.get("device", "cpu")),
-        "final_loss": _final_loss(state["losses"]),
-        "final_view_losses": {name: _final_loss(values) for name, values in state.get("view_losses", {}).items()},
         "first_loss": state["losses"][0],
         "command": command,
         "loss_curve": "ENCODER_LOSS.png",
@@ -69,10 +63,7 @@ def earlier_stages(source: Path) -> list[dict]:
     if not manifest_path(source).exists():
         return []
     m = read_export_manifest(source)
-    own = {"run": source.as_posix(), "pretraining": m["pretraining"], "steps": m["steps"],
-           "frames_seen": m["frames_seen"], "wall_minutes": m["wall_minutes"], "hardware": m["hardware"],
-           "final_loss": m["final_loss"], "final_view_losses": m.get("final_view_losses", {})}
-    return [*stages_before(m), own]
+    return [*stages_before(m), {"run": source.as_posix(), **{k: m[k] for k in STAGE_KEYS if k in m}}]
 
 
 def stages_before(manifest: dict) -> list[dict]:
@@ -86,7 +77,15 @@ def _earlier_stage(run: Path) -> dict:
     """What the run this one started from did: its settings, length and final losses."""
     state = json.loads((run / "state.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    return {"run": run.as_posix(), "pretraining": {k: v for k, v in config.items() if k != "encoder"},
+    return {"run": run.as_posix(), **_stage_record(config, state)}
+
+
+STAGE_KEYS = ("pretraining", "steps", "frames_seen", "wall_minutes", "hardware", "final_loss", "final_view_losses")
+
+
+def _stage_record(config: dict, state: dict) -> dict:
+    """One stage's settings, length and final losses (STAGE_KEYS), from its run's config and state."""
+    return {"pretraining": {k: v for k, v in config.items() if k != "encoder"},
             "steps": state["step"], "frames_seen": state["step"] * config["batch"],
             "wall_minutes": round(state["wall_s"] / 60, 1), "hardware": _hardware(state.get("device", "cpu")),
             "final_loss": _final_loss(state["losses"]),

@@ -33,6 +33,7 @@ from xapp.train.mae import MaskedAutoencoder
 
 STAGES = ("mae", "labelled")
 LABELLED_SEED_BASE = 50_000_000  # far from the head splits' and the probe's data seeds
+RATE_FROM_STEP = 10  # a time budget's rate is measured from here to the end of the warm-up (start-up excluded)
 
 
 @dataclass(frozen=True)
@@ -245,11 +246,12 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
         state = {"step": 0, "losses": [], "wall_s": 0.0, "device": device}
     calibrate_at = None
     if time_budget_s is not None:
-        if state["step"] or cfg.warmup < 20:
+        if state["step"] or cfg.warmup < 2 * RATE_FROM_STEP:
             raise ValueError("a time budget needs a fresh run with warmup >= 20 steps (the rate is measured over it)")
         calibrate_at = cfg.warmup
     model.to(device).train()
-    end = cfg.steps if stop_after is None else min(cfg.steps, state["step"] + stop_after)
+    stop_at = float("inf") if stop_after is None else state["step"] + stop_after
+    end = min(cfg.steps, stop_at)
     precision = device_autocast(torch.device(device))
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
     started = time.monotonic()
@@ -260,7 +262,7 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
     try:
         while state["step"] < end:
             step = state["step"]
-            if step == 10:
+            if step == RATE_FROM_STEP:
                 rate_from = time.monotonic()
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, step)
@@ -277,19 +279,20 @@ def pretrain(cfg: PretrainConfig, run: str | Path, device: str = "auto", progres
             state["step"] = step + 1
             bar.update(1)
             if state["step"] == calibrate_at:
-                rate = (calibrate_at - 10) / (time.monotonic() - rate_from)
+                rate = (calibrate_at - RATE_FROM_STEP) / (time.monotonic() - rate_from)
                 left = time_budget_s - (time.monotonic() - started)
-                cfg = dataclasses.replace(cfg, steps=max(calibrate_at, calibrate_at + int(rate * left)))
-                end = cfg.steps
+                cfg = dataclasses.replace(cfg, steps=calibrate_at + max(0, int(rate * left)))
+                end = min(cfg.steps, stop_at)
                 config_file.write_text(json.dumps(cfg.as_dict(), indent=1))
                 source.extend(end)
                 bar.total = end
                 print(f"time budget {time_budget_s:.0f} s: {rate:.2f} steps/s -> {end} steps", flush=True)
-            if len(pending) >= 25 or state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
+            checkpoint = state["step"] % cfg.checkpoint_every == 0 or state["step"] == end
+            if len(pending) >= 25 or checkpoint:
                 _record_losses(state, pending)
                 bar.set_postfix(loss=f"{state['losses'][-1]:.4f}")
             state["wall_s"] = wall_before + time.monotonic() - started
-            if state["step"] % cfg.checkpoint_every == 0 or state["step"] == end:
+            if checkpoint:
                 save_checkpoint(run, model, optimizer, state)
                 plot_loss(state["losses"], run / "loss.png")
     finally:
