@@ -12,8 +12,8 @@ from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_tab
 from xapp.harness.precisionbench import choose, compare
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.ops.decision_metrics import record_decisions
-from xapp.ops.metrics import Metrics
-from xapp.publish.codec import decode, encoded, redis_fields
+from xapp.ops.metrics import Metrics, observe_many
+from xapp.publish.codec import decode, encoded, redis_entries
 from xapp.vocab import Decision, DecisionBatch, Request
 
 CFG = EncoderConfig(dim=32, depth=3, heads=2)
@@ -44,9 +44,12 @@ def test_batch_serialisation_matches_each_decision():
         assert (msg.t_indication_ns, msg.t_arrival_ns, msg.t_decision_ns, msg.policy) == (
             d.t_node_ns, d.t_arrival_ns, d.t_decision_ns, d.policy)
         assert msg.confidence == pytest.approx(d.confidence) and msg.gflops == pytest.approx(d.gflops)
-    node, task, fields = redis_fields(ds)[2]
+    node, task, packed = redis_entries(ds)[2]
     assert (node, task) == ("n2", "modulation")
-    assert fields["confidence"] == "0.520000" and fields["exit_layer"] == "1" and fields["cell_id"] == "cell"
+    bulk = packed.split(b"\r\n")[1::2]  # "$<length>", value, ...: the values
+    fields = dict(zip(bulk[0::2], bulk[1::2]))
+    assert fields[b"confidence"] == b"0.520000" and fields[b"exit_layer"] == b"1" and fields[b"cell_id"] == b"cell"
+    assert fields[b"t_decision_ns"] == b"32" and len(fields) == 13
 
 
 def test_batch_metrics_count_what_per_decision_updates_would():
@@ -171,3 +174,20 @@ def test_ingest_descriptor_serves_a_trivial_model_at_the_same_exits(tmp_path):
     assert {t: s.exit for t, s in ingest.enabled_tasks.items()} == {t: s.exit for t, s in shipped.enabled_tasks.items()}
     assert ingest.batching.max_batch == INGEST_MAX_BATCH
     assert set(build_table(ingest, small)) == set(shipped.enabled_tasks)
+
+
+def test_observe_many_records_what_observe_per_value_would():
+    amounts = np.array([0.0, 0.0005, 0.00051, 0.002, 0.3, 2.0, 7.5, 0.01, 0.0101])  # on, just over and past bounds
+    one_by_one, at_once = Metrics(), Metrics()
+    for a in amounts:
+        one_by_one.stage_latency.labels("queue").observe(float(a))
+    observe_many(at_once.stage_latency.labels("queue"), amounts)
+    observe_many(at_once.stage_latency.labels("queue"), np.array([]))
+
+    def samples(metrics):
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in metrics.registry.collect() if family.name == "xapp_stage_latency_seconds"
+                for s in family.samples if not s.name.endswith("_created")}
+
+    assert samples(at_once) == pytest.approx(samples(one_by_one))
+    assert at_once.registry.get_sample_value("xapp_stage_latency_seconds_count", {"stage": "queue"}) == len(amounts)

@@ -1,12 +1,14 @@
 import asyncio
 import time
 
+import pytest
 import redis
 import zmq.asyncio
+from redis.exceptions import InvalidResponse, ResponseError
 
 from xapp.ops.metrics import Metrics
 from xapp.publish.listen import DecisionListener
-from xapp.publish.redis_pub import RedisPublisher, hash_key, stream_key
+from xapp.publish.redis_pub import RedisPublisher, hash_key, read_replies, stream_key
 from xapp.publish.zmq_pub import ZmqPublisher
 from xapp.vocab import Decision
 
@@ -91,3 +93,79 @@ def test_redis_down_never_blocks_and_counts_drops():
     dropped = metrics.registry.get_sample_value("xapp_publish_dropped_total", {"sink": "redis", "reason": "queue_full"})
     assert dropped >= 150
     assert (metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) or 0) == 0
+
+
+def test_replies_are_read_across_any_split_and_errors_raise():
+    replies = b"$15\r\n1700000000000-0\r\n:13\r\n+OK\r\n$-1\r\n$3\r\na\r\n\r\n"
+
+    async def read(chunks, count):
+        reader = asyncio.StreamReader()
+        for chunk in chunks:
+            reader.feed_data(chunk)
+        reader.feed_eof()
+        await read_replies(reader, count)
+        return await reader.read()
+
+    for cut in range(1, len(replies)):  # every place a reply may be split between two reads
+        assert asyncio.run(read([replies[:cut], replies[cut:]], 5)) == b""
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        asyncio.run(read([b":1\r\n-WRONGTYPE Operation against a key\r\n"], 2))
+    with pytest.raises(InvalidResponse):
+        asyncio.run(read([b"*2\r\n"], 1))
+    with pytest.raises(redis.exceptions.ConnectionError):
+        asyncio.run(read([b"$15\r\n1700"], 1))
+
+
+def test_an_error_reply_keeps_the_decisions_until_redis_takes_them(redis_url):
+    """A key of the wrong type makes every XADD fail: the writer keeps the batch and retries; once
+    the key is fixed every decision lands, in order."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r.delete(stream_key("interference"))
+    r.set(stream_key("interference"), "not a stream")
+
+    async def scenario():
+        metrics = Metrics()
+        pub = RedisPublisher(redis_url, stream_maxlen=1000, metrics=metrics)
+        writer = asyncio.create_task(pub.run())
+        for seq in range(40):
+            pub.publish([decision("n9", "interference", seq, "tone", 1)])
+        await asyncio.sleep(0.3)
+        assert (metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) or 0) == 0
+        r.delete(stream_key("interference"))
+        await pub.flush(10.0)
+        writer.cancel()
+        await pub.aclose()
+        return metrics
+
+    metrics = asyncio.run(scenario())
+    entries = r.xrange(stream_key("interference"))
+    assert [int(f["sequence_number"]) for _, f in entries] == list(range(40))
+    assert r.hgetall(hash_key("n9", "interference"))["sequence_number"] == "39"
+    assert metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) == 40
+
+
+def test_listener_takes_queued_decisions_in_bursts_in_order():
+    async def scenario():
+        ctx = zmq.asyncio.Context()
+        pub = ZmqPublisher("tcp://127.0.0.1:*", Metrics())
+        listener = DecisionListener(pub.endpoint, ["beam"], ctx)
+        for seq in range(200):  # slow joiner: until the subscription has reached the publisher
+            pub.publish([decision("n1", "beam", 10**6)])
+            try:
+                await asyncio.wait_for(listener.recv(), 0.05)
+                break
+            except asyncio.TimeoutError:
+                continue
+        pub.publish([decision("n1", "beam", seq) for seq in range(500)])
+        got, bursts = [], 0
+        while len(got) < 500:
+            burst = await asyncio.wait_for(listener.recv_queued(limit=300), 5)
+            assert len(burst) <= 300
+            got.extend(msg.sequence_number for _, msg in burst if msg.sequence_number < 10**6)  # not the joining ones
+            bursts += 1
+        listener.close(), pub.close()
+        ctx.term()
+        return got, bursts
+
+    got, bursts = asyncio.run(scenario())
+    assert got == list(range(500)) and bursts < 500

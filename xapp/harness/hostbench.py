@@ -34,7 +34,7 @@ from xapp.model import Encoder, EncoderConfig, Head
 from xapp.model.policies import Policy
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import redis_fields
+from xapp.publish.codec import redis_entries
 from xapp.publish.zmq_pub import ZmqPublisher
 from xapp.vocab import Request
 
@@ -172,7 +172,7 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
             def publish() -> None:
                 for group in groups:
                     zmq_pub.publish(group)
-                    redis_fields(group)
+                    redis_entries(group)
                     record_decisions(metrics, group)
 
             publish_s = _timed(publish, repeats)

@@ -126,10 +126,10 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
 
         async def listen() -> None:
             while True:
-                _, d = await listener.recv()
+                burst = await listener.recv_queued()
                 if received is not None:
-                    received.append(Received(d.task, (d.t_decision_ns - d.t_indication_ns) / 1e6, d.gflops,
-                                             d.exit_layer))
+                    received.extend(Received(d.task, (d.t_decision_ns - d.t_indication_ns) / 1e6, d.gflops, d.exit_layer)
+                                    for _, d in burst)
 
         def pace() -> None:
             for node in nodes:

@@ -1,10 +1,11 @@
 """Decisions into Redis (the RIC's shared data layer): hash `decision:<node>:<task>` holds the
 latest decision, stream `decisions:<task>` the history, capped with XADD MAXLEN ~.
 
-`publish` only appends to a bounded in-memory queue; a writer task drains it in pipelined batches,
-so a slow or absent Redis never stalls the engine. The batches are packed into the Redis protocol here
-(`resp_command`): redis-py's asyncio packer costs several times more per command, and at thousands
-of decisions a second it was the largest share of the event loop. When Redis is down the writer retries with
+`publish` packs each decision's fields into the Redis protocol once (`codec.redis_entries`) and
+appends them to a bounded in-memory queue; a writer task drains it in pipelined batches, each XADD and
+HSET a cached command head followed by those fields, so a slow or absent Redis never stalls the
+engine. redis-py's asyncio packer costs several times more per command, and at thousands of
+decisions a second it was the largest share of the event loop. When Redis is down the writer retries with
 backoff and the queue keeps the newest decisions, counting what it has to drop.
 
 A rediss:// URL speaks TLS, verified against `tls.ca` (and presenting `tls.cert` for mTLS); the
@@ -13,22 +14,23 @@ password is sent with AUTH."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
-from itertools import chain
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError, InvalidResponse, RedisError, ResponseError
 
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import redis_fields
+from xapp.publish.codec import REDIS_FIELD_COUNT, redis_entries, resp_bulk
 from xapp.vocab import Decision, DecisionBatch, TlsFiles
 
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 256
-Entry = tuple[str, str, dict[str, str]]  # node, task, fields
+TIMEOUT_S = 2.0  # connecting, and sending or reading one pipeline
+Entry = tuple[str, str, bytes]  # node, task, the fields packed in the Redis protocol
 
 
 def tls_options(tls: TlsFiles | None) -> dict[str, str]:
@@ -41,13 +43,38 @@ def tls_options(tls: TlsFiles | None) -> dict[str, str]:
     return options
 
 
-def resp_command(*args: str) -> bytes:
-    """One command in the Redis protocol: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+def command_head(count: int, *args: str) -> bytes:
+    """The start of a Redis-protocol command of `count` arguments: its first `args`, the rest to follow."""
+    return b"*%d\r\n" % count + b"".join(resp_bulk(arg.encode()) for arg in args)
+
+
+async def read_replies(reader: asyncio.StreamReader, count: int) -> None:
+    """Read `count` replies to XADD and HSET (bulk strings, integers, simple strings) off `reader`;
+    an error reply raises ResponseError, anything else InvalidResponse, a closed connection RedisConnectionError."""
+    buffer, pos = b"", 0
+    while count:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            raise RedisConnectionError("redis closed the connection mid-reply")
+        buffer, pos = buffer[pos:] + chunk, 0
+        while count:
+            end = buffer.find(b"\r\n", pos)
+            if end < 0:
+                break
+            kind = buffer[pos : pos + 1]
+            if kind == b"$":
+                length = int(buffer[pos + 1 : end])
+                after = end + 2 + (length + 2 if length >= 0 else 0)
+                if after > len(buffer):
+                    break
+                pos = after
+            elif kind in (b":", b"+"):
+                pos = end + 2
+            elif kind == b"-":
+                raise ResponseError(buffer[pos + 1 : end].decode(errors="replace"))
+            else:
+                raise InvalidResponse(f"unexpected redis reply {buffer[pos:end][:40]!r}")
+            count -= 1
 
 
 def hash_key(node_id: str, task: str) -> str:
@@ -56,6 +83,16 @@ def hash_key(node_id: str, task: str) -> str:
 
 def stream_key(task: str) -> str:
     return f"decisions:{task}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _xadd_head(task: str, maxlen: int) -> bytes:
+    return command_head(6 + 2 * REDIS_FIELD_COUNT, "XADD", stream_key(task), "MAXLEN", "~", str(maxlen), "*")
+
+
+@functools.lru_cache(maxsize=4096)
+def _hset_head(node_id: str, task: str) -> bytes:
+    return command_head(2 + 2 * REDIS_FIELD_COUNT, "HSET", hash_key(node_id, task))
 
 
 class RedisPublisher:
@@ -69,7 +106,7 @@ class RedisPublisher:
         tls: TlsFiles | None = None,
     ) -> None:
         self._client = aioredis.Redis.from_url(
-            url, password=password, socket_timeout=2.0, socket_connect_timeout=2.0, **tls_options(tls)
+            url, password=password, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S, **tls_options(tls)
         )
         self._url = url
         self._maxlen = stream_maxlen
@@ -80,7 +117,7 @@ class RedisPublisher:
         self._writing = False
 
     def publish(self, decisions: DecisionBatch | Iterable[Decision]) -> None:
-        self._queue.extend(redis_fields(decisions))
+        self._queue.extend(redis_entries(decisions))
         while len(self._queue) > self._limit:
             self._queue.popleft()
             self._metrics.publish_dropped.labels("redis", "queue_full").inc()
@@ -120,17 +157,17 @@ class RedisPublisher:
         await self._client.aclose()
 
     async def _write(self, batch: list[Entry]) -> None:
-        maxlen = str(self._maxlen)
         commands = []
-        latest: dict[tuple[str, str], dict[str, str]] = {}
-        for node_id, task, f in batch:
-            fields = chain.from_iterable(f.items())
-            commands.append(resp_command("XADD", stream_key(task), "MAXLEN", "~", maxlen, "*", *fields))
-            latest[(node_id, task)] = f
+        latest: dict[tuple[str, str], bytes] = {}
+        for node_id, task, fields in batch:
+            commands.append(_xadd_head(task, self._maxlen))
+            commands.append(fields)
+            latest[(node_id, task)] = fields
         # The hash holds the latest decision only: one HSET per (node, task) in this write, not per decision.
-        for (node_id, task), f in latest.items():
-            commands.append(resp_command("HSET", hash_key(node_id, task), *chain.from_iterable(f.items())))
-        await self._pipeline(b"".join(commands), len(commands))
+        for (node_id, task), fields in latest.items():
+            commands.append(_hset_head(node_id, task))
+            commands.append(fields)
+        await self._pipeline(b"".join(commands), len(commands) // 2)
 
     async def _pipeline(self, packed: bytes, replies: int) -> None:
         """Send packed commands on one pooled connection and read every reply; any error drops the
@@ -139,8 +176,10 @@ class RedisPublisher:
         connection = await pool.get_connection()
         try:
             await connection.send_packed_command(packed)
-            for _ in range(replies):
-                await connection.read_response()
+            # The replies are parsed here, in whatever chunks they arrive: redis-py's parser costs an
+            # await and tens of microseconds per reply. The connection's StreamReader is redis-py's
+            # own (`_reader`); nothing else reads from a connection while this holds it.
+            await asyncio.wait_for(read_replies(connection._reader, replies), TIMEOUT_S)
         except BaseException:
             await connection.disconnect()
             raise

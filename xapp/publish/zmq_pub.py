@@ -19,6 +19,9 @@ from xapp.publish.codec import encoded
 from xapp.vocab import Decision, DecisionBatch, ZmqCurve
 
 
+_MORE, _LAST = int(zmq.NOBLOCK | zmq.SNDMORE), int(zmq.NOBLOCK)  # flags as plain ints: no enum arithmetic per send
+
+
 class ZmqPublisher:
     def __init__(
         self,
@@ -48,8 +51,8 @@ class ZmqPublisher:
         send = self._socket.send
         for topic, payload in encoded(decisions):
             try:
-                send(topic, zmq.NOBLOCK | zmq.SNDMORE)
-                send(payload, zmq.NOBLOCK)
+                send(topic, _MORE)
+                send(payload, _LAST)
                 sent += 1
             except zmq.Again:
                 dropped += 1
