@@ -149,10 +149,11 @@ def test_descriptor_carries_the_engine_precision(tmp_path):
 def test_ingest_ceiling_is_the_highest_offer_served_in_full():
     from xapp.harness.ingest import ceiling
 
-    rows = [{"offered_frames_per_s": 500.0, "decisions_per_s": 499.0, "shed": 0},
-            {"offered_frames_per_s": 1000.0, "decisions_per_s": 990.0, "shed": 0},
-            {"offered_frames_per_s": 1500.0, "decisions_per_s": 1400.0, "shed": 0},  # 7 % short
-            {"offered_frames_per_s": 2000.0, "decisions_per_s": 1990.0, "shed": 3}]
+    rows = [{"offered_frames_per_s": 500.0, "sent_frames_per_s": 500.0, "decisions_per_s": 499.0, "shed": 0},
+            {"offered_frames_per_s": 1000.0, "sent_frames_per_s": 985.0, "decisions_per_s": 970.0, "shed": 0},
+            {"offered_frames_per_s": 1500.0, "sent_frames_per_s": 1490.0, "decisions_per_s": 1400.0, "shed": 0},  # 6 % lost
+            {"offered_frames_per_s": 2000.0, "sent_frames_per_s": 1990.0, "decisions_per_s": 1990.0, "shed": 3},
+            {"offered_frames_per_s": 3000.0, "sent_frames_per_s": 2500.0, "decisions_per_s": 2500.0, "shed": 0}]  # not sent
     assert ceiling(rows) == 1000.0
     assert ceiling(rows[2:]) == 0.0
 

@@ -15,6 +15,7 @@ full engine run takes beyond them.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +25,7 @@ import torch
 import zmq
 from torch import nn
 
-from xapp.e2.e2sm_iq import indication_message
+from xapp.e2.e2sm_iq import frames_message, indication_message
 from xapp.e2.frames import decode_indication, encode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.types import FrameLimits
@@ -40,6 +41,12 @@ from xapp.vocab import Request
 
 BATCH_SIZES = (1, 32, 256, 512)
 STAGES = ("decode_validate", "batching", "trunk_launch", "heads", "decision_building", "publish")
+# Host overhead: what the host does per frame besides decoding and besides the arithmetic a device
+# would do (token embedding of the I/Q, blocks, heads): batching, the engine with that arithmetic
+# taken out (`engine_host`: stacking frames, launching every op, grouping rows, the copy back,
+# decisions), and publishing.
+HOST_OVERHEAD = ("batching", "engine_host", "publish")
+MULTI_FRAME = 8  # frames per Indication of the multi-frame decode row
 TRIVIAL_DIM = 4
 NODES = 4
 
@@ -61,20 +68,57 @@ def trivial_table(encoder: Encoder, exits: Mapping[str, int], classes: Mapping[s
     }
 
 
-def indications(shapes: Mapping[str, tuple[int, int]], n: int, seed: int = 7) -> list:
-    """`n` E2SM-IQ Indications round-robin over the tasks and NODES nodes, random unit-power frames."""
+class ArithmeticFreeTokens(nn.Module):
+    """Stands in for the patch embedding: zero tokens of the shape it would return, so that the
+    engine runs every host step around the token arithmetic without doing it."""
+
+    def __init__(self, embed: nn.Module, dim: int) -> None:
+        super().__init__()
+        self.embed, self.dim = embed, dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows, cols = self.embed.grid(x.shape[1], x.shape[2])
+        return torch.zeros(x.shape[0], rows * cols, self.dim, device=x.device)
+
+
+class ArithmeticFreeHead(Head):
+    """A head that returns zero logits of its shape: the engine still launches, reads and releases
+    every row as with a real head."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.new_zeros(h.shape[0], self.num_classes)
+
+
+def arithmetic_free(encoder: Encoder, table: TaskTable) -> tuple[Encoder, TaskTable]:
+    """Copies of the trivial encoder and its table that do no arithmetic on frames or hidden states
+    (token embedding and heads return zeros; the blocks are identities already), for timing the
+    engine's host work alone."""
+    free = copy.deepcopy(encoder)
+    free.patch_embed = ArithmeticFreeTokens(free.patch_embed, encoder.cfg.dim)
+    free_table = {task: dataclasses.replace(plan, heads={k: ArithmeticFreeHead(encoder.cfg.dim, len(plan.classes))
+                                                         for k in plan.heads})
+                  for task, plan in table.items()}
+    return free, free_table
+
+
+def indications(shapes: Mapping[str, tuple[int, int]], n: int, seed: int = 7, frames: int = 1) -> list:
+    """`n` E2SM-IQ Indications round-robin over the tasks and NODES nodes, each of `frames` random
+    unit-power frames (the single-frame form for 1)."""
     rng = np.random.default_rng(seed)
     tasks = list(shapes)
     out = []
     for i in range(n):
         task = tasks[i % len(tasks)]
         a, s = shapes[task]
-        x = ((rng.standard_normal((a, s)) + 1j * rng.standard_normal((a, s))) / np.sqrt(2)).astype(np.complex64)
+        x = ((rng.standard_normal((frames, a, s)) + 1j * rng.standard_normal((frames, a, s))) / np.sqrt(2))
         header = iq_pb2.IndicationHeader(
-            node_id=f"e2node-{i % NODES}", cell_id="cell0", sequence_number=i, timestamp_ns=time.time_ns(),
+            node_id=f"e2node-{i % NODES}", cell_id="cell0", sequence_number=i * frames, timestamp_ns=time.time_ns(),
             sample_rate_hz=30.72e6, center_frequency_hz=3.5e9, antennas=a, samples=s, task=task,
+            frames=frames if frames > 1 else 0, frame_interval_ns=1000 if frames > 1 else 0,
         )
-        out.append(encode_indication(header, indication_message(x.tobytes())).indication)
+        payload = x.astype(np.complex64).tobytes()
+        message = indication_message(payload) if frames == 1 else frames_message(payload, [], [])
+        out.append(encode_indication(header, message).indication)
     return out
 
 
@@ -153,17 +197,22 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
     """Host microseconds per frame by stage, per batch size: {str(batch): {stage: us, "total": us}}."""
     limits = FrameLimits(1 << 20, dict(shapes), 1e6, max_clock_skew_s=3600.0)
     items = indications(shapes, frames)
+    multi_frame = indications(shapes, frames // MULTI_FRAME, frames=MULTI_FRAME)
     requests = _decode_all(items, limits)
     metrics = Metrics()
     engine = EarlyExitEngine(encoder, metrics)
+    free_encoder, free_table = arithmetic_free(encoder, table)
+    host_engine = EarlyExitEngine(free_encoder, metrics)
     context, zmq_pub, sub = zmq_loopback(metrics)
     out: dict[str, dict[str, float]] = {}
     try:
         decode_s = _timed(lambda: _decode_all(items, limits), repeats)
+        decode_multi_s = _timed(lambda: _decode_all(multi_frame, limits), repeats)
         for size in batch_sizes:
             batches = [requests[i : i + size] for i in range(0, len(requests), size)]
             released: list = []
             engine_s = _timed(lambda: [engine.run(b, table, released.append) for b in batches], repeats)
+            engine_host_s = _timed(lambda: [host_engine.run(b, free_table, lambda _: None) for b in batches], repeats)
             states = [_trunk_only(engine, b, table) for b in batches]
             trunk_s = _timed(lambda: [_trunk_only(engine, b, table) for b in batches], repeats)
             heads_s = _timed(lambda: [_heads_only(s, table) for s in states], repeats)
@@ -180,14 +229,17 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
                 sub.recv_multipart()
             stages = {
                 "decode_validate": _per_frame_us(decode_s, frames),
+                f"decode_validate_{MULTI_FRAME}_per_indication": _per_frame_us(decode_multi_s, len(multi_frame) * MULTI_FRAME),
                 "batching": _per_frame_us(_timed(lambda: _batch_through(requests, size), repeats), frames),
                 "trunk_launch": _per_frame_us(trunk_s, frames),
                 "heads": _per_frame_us(heads_s, frames),
                 "decision_building": max(0.0, _per_frame_us(engine_s - trunk_s - heads_s, frames)),
                 "publish": _per_frame_us(publish_s, frames),
             }
-            stages["total"] = sum(stages.values())
-            stages["total_after_decode"] = stages["total"] - stages["decode_validate"]
+            stages["engine_host"] = _per_frame_us(engine_host_s, frames)
+            stages["total_after_decode"] = sum(stages[k] for k in STAGES if k != "decode_validate")
+            stages["total"] = stages["total_after_decode"] + stages["decode_validate"]
+            stages["host_overhead"] = sum(stages[k] for k in HOST_OVERHEAD)
             out[str(size)] = stages
     finally:
         sub.close()
@@ -202,4 +254,10 @@ def format_host_table(result: Mapping[str, Mapping[str, float]]) -> str:
              f"{'batch':>6}" + "".join(f"{c[:14]:>15}" for c in cols)]
     for size, stages in result.items():
         lines.append(f"{size:>6}" + "".join(f"{stages[c]:>15.2f}" for c in cols))
+    lines += ["", "host overhead per frame: " + " + ".join(HOST_OVERHEAD) + " (no token, block or head arithmetic, "
+              f"no decode; decode per frame with {MULTI_FRAME} frames per Indication beside it)",
+              f"{'batch':>6}" + "".join(f"{c[:14]:>15}" for c in (*HOST_OVERHEAD, "host_overhead", f"decode_{MULTI_FRAME}/ind"))]
+    for size, stages in result.items():
+        lines.append(f"{size:>6}" + "".join(f"{stages[c]:>15.2f}" for c in (*HOST_OVERHEAD, "host_overhead"))
+                     + f"{stages[f'decode_validate_{MULTI_FRAME}_per_indication']:>15.2f}")
     return "\n".join(lines)

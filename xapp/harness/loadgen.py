@@ -84,6 +84,10 @@ class LoadGenerator:
         """Start keeping decisions (and forget earlier ones)."""
         self._call("record")
 
+    def sent(self) -> int:
+        """Frames the simulated nodes sent since `record` (what was offered in fact, whatever the pacing)."""
+        return self._call("sent")
+
     def collect(self) -> list[Received]:
         """The decisions received since `record`."""
         return self._call("collect")
@@ -120,6 +124,7 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
     stopped = asyncio.Event()
     received: list[Received] | None = None
     rate, frames = 0.0, 1  # frames per second per node, frames per Indication
+    sent_before = 0  # frames the nodes had sent when recording started
 
     async with SimulatedNodes(count, tasks=tasks, rate_hz=0.0) as nodes:
         listener = DecisionListener(zmq_endpoint)
@@ -137,7 +142,7 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
                 node.rate_hz = rate / frames
 
         def on_command() -> None:
-            nonlocal received, rate, frames
+            nonlocal received, rate, frames, sent_before
             try:
                 command, *args = conn.recv()
             except EOFError:  # the parent is gone
@@ -152,7 +157,10 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
                 conn.send(("ok", None))
             elif command == "record":
                 received = []
+                sent_before = sum(node.frames_sent for node in nodes)
                 conn.send(("ok", None))
+            elif command == "sent":
+                conn.send(("ok", sum(node.frames_sent for node in nodes) - sent_before))
             elif command == "collect":
                 conn.send(("ok", received or []))
                 received = None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from itertools import repeat
 
 from xapp.e2.gen import decision_pb2
 from xapp.vocab import Decision, DecisionBatch, as_batch
@@ -41,33 +42,34 @@ def resp_bulk(value: bytes) -> bytes:
 REDIS_FIELD_COUNT = 13  # field/value pairs in every Redis entry
 
 
-@functools.lru_cache(maxsize=4096)
-def _text_field(name: str, value: str) -> bytes:
-    return resp_bulk(name.encode()) + resp_bulk(value.encode())
-
-
 def redis_entries(decisions: DecisionBatch | Iterable[Decision]) -> list[tuple[str, str, bytes]]:
     """(node, task, Redis entry) of every decision. The entry is the REDIS_FIELD_COUNT field/value
     pairs as Redis-protocol bulk strings, ready to follow an XADD's or HSET's key: each value as text,
     keyed by its proto name (node_id, task, label, class_index, confidence with 6 decimals, exit_layer,
     gflops with 6 decimals, sequence_number, cell_id, t_indication_ns, t_arrival_ns, t_decision_ns,
-    policy). Packed once per decision here, with the text fields' bulk strings cached."""
+    policy). Built column by column: a value that repeats in the batch is packed once, and the rows
+    are joined by map/zip rather than a Python loop per decision."""
     b = as_batch(decisions)
-    return [
-        (node, task, b"".join((
-            _text_field("node_id", node), _text_field("task", task), _text_field("label", label),
-            _CLASS_INDEX, resp_bulk(b"%d" % c), _CONFIDENCE, resp_bulk(b"%.6f" % conf),
-            _EXIT_LAYER, resp_bulk(b"%d" % k), _GFLOPS, resp_bulk(b"%.6f" % g),
-            _SEQUENCE_NUMBER, resp_bulk(b"%d" % seq), _text_field("cell_id", cell),
-            _T_INDICATION, resp_bulk(b"%d" % tn), _T_ARRIVAL, resp_bulk(b"%d" % ta),
-            _T_DECISION, resp_bulk(b"%d" % td), _text_field("policy", policy),
-        )))
-        for node, task, label, c, conf, k, g, seq, cell, tn, ta, td, policy in zip(
-            b.node_id, b.task, b.label, b.class_index, b.confidence, b.exit, b.gflops, b.seq, b.cell_id, b.t_node_ns,
-            b.t_arrival_ns, b.t_decision_ns, b.policy)
-    ]
+    columns = (
+        _repeated(b"node_id", b.node_id, str.encode), _repeated(b"task", b.task, str.encode),
+        _repeated(b"label", b.label, str.encode), _repeated(b"class_index", b.class_index, b"%d".__mod__),
+        _each(b"confidence", b.confidence, b"%.6f".__mod__), _repeated(b"exit_layer", b.exit, b"%d".__mod__),
+        _repeated(b"gflops", b.gflops, b"%.6f".__mod__), _each(b"sequence_number", b.seq, b"%d".__mod__),
+        _repeated(b"cell_id", b.cell_id, str.encode), _each(b"t_indication_ns", b.t_node_ns, b"%d".__mod__),
+        _repeated(b"t_arrival_ns", b.t_arrival_ns, b"%d".__mod__),
+        _repeated(b"t_decision_ns", b.t_decision_ns, b"%d".__mod__), _repeated(b"policy", b.policy, str.encode),
+    )
+    return list(zip(b.node_id, b.task, map(b"".join, zip(*columns))))
 
 
-_CLASS_INDEX, _CONFIDENCE, _EXIT_LAYER, _GFLOPS, _SEQUENCE_NUMBER, _T_INDICATION, _T_ARRIVAL, _T_DECISION = (
-    resp_bulk(name) for name in (b"class_index", b"confidence", b"exit_layer", b"gflops", b"sequence_number",
-                                 b"t_indication_ns", b"t_arrival_ns", b"t_decision_ns"))
+def _repeated(name: bytes, column: list, text: Callable[[object], bytes]) -> Iterable[bytes]:
+    """Field `name` with each value of a column whose values repeat (nodes, tasks, exits, stamps of
+    one Indication): each distinct value packed once."""
+    packed = {value: resp_bulk(name) + resp_bulk(text(value)) for value in set(column)}
+    return map(packed.__getitem__, column)
+
+
+def _each(name: bytes, column: list, text: Callable[[object], bytes]) -> Iterable[bytes]:
+    """Field `name` with each value of a column whose values differ row to row, packed one by one."""
+    head = resp_bulk(name)
+    return map(b"".join, zip(repeat(head), map(resp_bulk, map(text, column))))
