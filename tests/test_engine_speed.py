@@ -178,11 +178,13 @@ def test_ingest_descriptor_serves_a_trivial_model_at_the_same_exits(tmp_path):
 
 
 def test_observe_many_records_what_observe_per_value_would():
-    amounts = np.array([0.0, 0.0005, 0.00051, 0.002, 0.3, 2.0, 7.5, 0.01, 0.0101])  # on, just over and past bounds
+    edges = [0.0, 0.0005, 0.00051, 0.002, 0.3, 2.0, 7.5, 0.01, 0.0101]  # on, just over and past bounds
+    amounts = np.array(edges * 3)  # above SMALL_BATCH: the bucket counts path
     one_by_one, at_once = Metrics(), Metrics()
-    for a in amounts:
+    for a in [*amounts, *edges[:3]]:
         one_by_one.stage_latency.labels("queue").observe(float(a))
     observe_many(at_once.stage_latency.labels("queue"), amounts)
+    observe_many(at_once.stage_latency.labels("queue"), np.array(edges[:3]))  # below it: one by one
     observe_many(at_once.stage_latency.labels("queue"), np.array([]))
 
     def samples(metrics):
@@ -191,4 +193,4 @@ def test_observe_many_records_what_observe_per_value_would():
                 for s in family.samples if not s.name.endswith("_created")}
 
     assert samples(at_once) == pytest.approx(samples(one_by_one))
-    assert at_once.registry.get_sample_value("xapp_stage_latency_seconds_count", {"stage": "queue"}) == len(amounts)
+    assert at_once.registry.get_sample_value("xapp_stage_latency_seconds_count", {"stage": "queue"}) == len(amounts) + 3

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+SMALL_BATCH = 16  # observe_many observes fewer amounts one by one
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -16,7 +17,9 @@ def observe_many(histogram: Histogram, amounts: np.ndarray) -> None:
     as one bucket update per bucket hit: the serving path observes per frame, thousands a second.
     Reads prometheus_client's per-child bucket values (`_upper_bounds`, `_buckets`, `_sum`), which
     `observe` itself updates the same way."""
-    if not len(amounts):
+    if len(amounts) < SMALL_BATCH:  # numpy's fixed cost is more than a few observe calls
+        for amount in amounts.tolist():
+            histogram.observe(amount)
         return
     histogram._raise_if_not_observable()
     bounds = histogram._upper_bounds
