@@ -38,6 +38,21 @@ if TYPE_CHECKING:
 
 REPEATS = 3
 WARMUP_S = 1.5
+DRAIN_TIMEOUT_S = 30.0
+
+
+async def drained(metrics: Metrics, poll_s: float = 0.3, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
+    """Wait until the nodes are quiet: no frame arrived in the last `poll_s` (what an overload left in
+    the gRPC streams has been read) and the batcher's queue is empty; at most `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    arrived = metrics.total("xapp_frames_in_total")
+    while loop.time() < end:
+        await asyncio.sleep(poll_s)
+        now = metrics.total("xapp_frames_in_total")
+        if now == arrived and metrics.total("xapp_batch_queue_depth") == 0:
+            return
+        arrived = now
 
 
 def bench_frames(tasks: Sequence[str], n: int, seed: int = 1234) -> list[Request]:
@@ -195,7 +210,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
                 })
                 print(_online_row(results[-1]), flush=True)
                 await asyncio.to_thread(load.set_rate, 0.0)
-                await asyncio.sleep(0.5)  # let the backlog drain before the next level
+                await drained(env.metrics)  # an overloaded level leaves no backlog to the next
         finally:
             sampler.cancel()
     return results

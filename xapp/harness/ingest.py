@@ -10,8 +10,8 @@ leave on the host (token embedding, heads, decisions) and the ingest path is wha
 `tiny` trunk keeps the width-8 blocks (on 2 CPU cores their arithmetic caps the rate first). The simulated nodes and the listener run in a
 child process (as in `xapp bench` online) at each offered rate in turn, each Indication carrying
 one frame or, with `--frames-per-indication N`, N frames of one task (E2SM-IQ's multi-frame form).
-The ceiling is the highest rate served in full (`ceiling`): nothing shed, the offer sent, and a
-decision received for every frame sent, each within 2 %.
+The ceiling is the highest rate served in full (`ceiling`): nothing shed, a decision received for
+every frame sent (within 2 %), and the offer sent (within 5 %).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
 INGEST_DIM = 8
 INGEST_MAX_BATCH = 256
-SERVED_SHARE = 0.98
+SERVED_SHARE = 0.98  # decisions per frame sent: frames in flight at the window's edges
+SENT_SHARE = 0.95  # frames sent per frame offered: the nodes' pacing falls a few % short on a busy box
 
 
 def trivial_model_descriptor(descriptor: Descriptor, encoder: Encoder, classes: dict[str, Sequence[str]],
@@ -70,11 +71,11 @@ def identity_trunk(env: Embedded) -> None:
 
 
 def ceiling(rows: Sequence[dict]) -> float:
-    """Highest offered rate served in full: nothing shed, the nodes sent the offer (within 2 %: their
-    pacing, or an xApp that reads too slowly for gRPC flow control, falls short), and the listener got
-    a decision for every frame they sent (within 2 %: frames in flight at the window's edges)."""
+    """Highest offered rate served in full: nothing shed, a decision received for every frame the
+    nodes sent (within 2 %), and the offer sent (within 5 %; an xApp that reads too slowly holds the
+    nodes back through gRPC flow control, far more than that)."""
     served = [r["offered_frames_per_s"] for r in rows
-              if r["shed"] == 0 and r["sent_frames_per_s"] >= SERVED_SHARE * r["offered_frames_per_s"]
+              if r["shed"] == 0 and r["sent_frames_per_s"] >= SENT_SHARE * r["offered_frames_per_s"]
               and r["decisions_per_s"] >= SERVED_SHARE * r["sent_frames_per_s"]]
     return max(served, default=0.0)
 
