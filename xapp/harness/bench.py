@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import statistics
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,6 +40,21 @@ if TYPE_CHECKING:
 REPEATS = 3
 WARMUP_S = 1.5
 DRAIN_TIMEOUT_S = 30.0
+
+
+def thread_cpu_seconds(process: psutil.Process) -> dict[str, float]:
+    """CPU seconds of this process's threads so far: the event loop ("MainThread"), the engine's worker
+    ("engine_0"), and the rest (gRPC's poller, ZMQ's I/O, ...) summed as "other"."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for t in process.threads():
+        name = names.get(t.id, "other")
+        out[name] = out.get(name, 0.0) + t.user_time + t.system_time
+    return out
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator else None
 
 
 async def drained(metrics: Metrics, poll_s: float = 0.3, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
@@ -182,6 +198,8 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
                 shed0 = env.metrics.total("xapp_frames_shed_total")
                 in0 = env.metrics.total("xapp_frames_in_total")
                 published0 = {sink: env.metrics.total("xapp_published_total", sink=sink) for sink in ("zmq", "redis")}
+                batches0 = [env.metrics.total(f"xapp_batch_size_{part}") for part in ("count", "sum")]
+                threads0 = thread_cpu_seconds(process)
                 rss0, peak[0] = process.memory_info().rss, 0
                 await asyncio.to_thread(load.record)
                 cpu0, t0 = sum(process.cpu_times()[:2]), time.monotonic()
@@ -200,6 +218,12 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
                     **{f"published_{sink}_per_s": (env.metrics.total("xapp_published_total", sink=sink) - n) / (t1 - t0)
                        for sink, n in published0.items()},
                     "xapp_cpu_percent": 100.0 * (sum(process.cpu_times()[:2]) - cpu0) / (t1 - t0),
+                    # Per thread: whether the event loop or the engine, each bound to one core by the
+                    # GIL, is what saturates.
+                    "thread_cpu_percent": {name: 100.0 * (cpu - threads0.get(name, 0.0)) / (t1 - t0)
+                                           for name, cpu in thread_cpu_seconds(process).items()},
+                    "mean_batch": _ratio(env.metrics.total("xapp_batch_size_sum") - batches0[1],
+                                         env.metrics.total("xapp_batch_size_count") - batches0[0]),
                     "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
                     "p99_ms": float(np.percentile(lat, 99)) if len(lat) else None,
                     "p999_ms": float(np.percentile(lat, 99.9)) if len(lat) else None,
@@ -217,7 +241,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
 
 
 ONLINE_HEADER = (f"{'load':>6}{'offered/s':>10}{'sent/s':>10}{'in/s':>10}{'zmq out/s':>10}{'dec/s':>10}{'p50 ms':>9}"
-                 f"{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}{'cpu %':>8}")
+                 f"{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}{'cpu %':>8}{'loop %':>8}{'engine %':>9}")
 
 
 def _online_row(r: dict) -> str:
@@ -228,7 +252,8 @@ def _online_row(r: dict) -> str:
     return (f"{level:>6}{r['offered_frames_per_s']:>10.1f}{r['sent_frames_per_s']:>10.1f}{r['frames_in_per_s']:>10.1f}"
             f"{r['published_zmq_per_s']:>10.1f}{r['decisions_per_s']:>10.1f}"
             f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}"
-            f"{r['xapp_cpu_percent']:>8.0f}")
+            f"{r['xapp_cpu_percent']:>8.0f}"
+            f"{r['thread_cpu_percent'].get('MainThread', 0.0):>8.0f}{r['thread_cpu_percent'].get('engine_0', 0.0):>9.0f}")
 
 
 def targets(offline_result: dict, online_rows: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:
