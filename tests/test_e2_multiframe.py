@@ -151,4 +151,5 @@ def test_ingest_bench_offers_single_and_multi_frame_indications_in_turn(tmp_path
         assert row["frames_in_per_s"] > 0 and row["decisions_per_s"] > 0 and row["shed"] == 0, row
         assert row["sent_frames_per_s"] > 0 and row["published_zmq_per_s"] > 0 and row["mean_batch"] >= 1, row
         assert row["thread_cpu_percent"]["MainThread"] > 0 and row["thread_cpu_percent"]["engine_0"] > 0, row
+        assert row["load_cpu_percent"] > 0, row
     assert set(result["ceiling_by_frames_per_indication"]) == {"1", "4"} and result["trunk"] == "identity"

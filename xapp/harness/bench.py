@@ -179,6 +179,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
     process = psutil.Process()
     results = []
     async with embedded(descriptor_path, threads) as (env, load):
+        load_process = psutil.Process(load.pid)
         if on_ready is not None:
             on_ready(env)
         peak = [process.memory_info().rss]
@@ -202,7 +203,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
                 threads0 = thread_cpu_seconds(process)
                 rss0, peak[0] = process.memory_info().rss, 0
                 await asyncio.to_thread(load.record)
-                cpu0, t0 = sum(process.cpu_times()[:2]), time.monotonic()
+                cpu0, load_cpu0, t0 = sum(process.cpu_times()[:2]), sum(load_process.cpu_times()[:2]), time.monotonic()
                 await asyncio.sleep(seconds)
                 sent = await asyncio.to_thread(load.sent)
                 lat = np.array([r.latency_ms for r in await asyncio.to_thread(load.collect)])
@@ -218,6 +219,8 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
                     **{f"published_{sink}_per_s": (env.metrics.total("xapp_published_total", sink=sink) - n) / (t1 - t0)
                        for sink, n in published0.items()},
                     "xapp_cpu_percent": 100.0 * (sum(process.cpu_times()[:2]) - cpu0) / (t1 - t0),
+                    # The simulated nodes and the listener: a saturated load process limits what is sent.
+                    "load_cpu_percent": 100.0 * (sum(load_process.cpu_times()[:2]) - load_cpu0) / (t1 - t0),
                     # Per thread: whether the event loop or the engine, each bound to one core by the
                     # GIL, is what saturates.
                     "thread_cpu_percent": {name: 100.0 * (cpu - threads0.get(name, 0.0)) / (t1 - t0)
@@ -241,7 +244,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
 
 
 ONLINE_HEADER = (f"{'load':>6}{'offered/s':>10}{'sent/s':>10}{'in/s':>10}{'zmq out/s':>10}{'dec/s':>10}{'p50 ms':>9}"
-                 f"{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}{'cpu %':>8}{'loop %':>8}{'engine %':>9}")
+                 f"{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}{'cpu %':>8}{'loop %':>8}{'engine %':>9}{'load %':>8}")
 
 
 def _online_row(r: dict) -> str:
@@ -253,7 +256,8 @@ def _online_row(r: dict) -> str:
             f"{r['published_zmq_per_s']:>10.1f}{r['decisions_per_s']:>10.1f}"
             f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}"
             f"{r['xapp_cpu_percent']:>8.0f}"
-            f"{r['thread_cpu_percent'].get('MainThread', 0.0):>8.0f}{r['thread_cpu_percent'].get('engine_0', 0.0):>9.0f}")
+            f"{r['thread_cpu_percent'].get('MainThread', 0.0):>8.0f}{r['thread_cpu_percent'].get('engine_0', 0.0):>9.0f}"
+            f"{r['load_cpu_percent']:>8.0f}")
 
 
 def targets(offline_result: dict, online_rows: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:

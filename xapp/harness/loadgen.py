@@ -72,6 +72,13 @@ class LoadGenerator:
         self._conn.close()
         self._process = None
 
+    @property
+    def pid(self) -> int:
+        """The load process's id (for its CPU use beside the xApp's)."""
+        if self._process is None or self._process.pid is None:
+            raise LoadGenError("load process not running")
+        return self._process.pid
+
     def set_rate(self, hz_per_node: float) -> None:
         """Frames per second per node (Indications per second times frames per Indication)."""
         self._call("rate", hz_per_node)
