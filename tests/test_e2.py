@@ -249,3 +249,18 @@ def test_e2sim_cli_serves_and_takes_fault_commands(tmp_path: Path):
                 await proc.wait()
 
     asyncio.run(scenario())
+
+
+def test_stop_returns_cleanly_when_the_stream_ends_before_unsubscribe_is_answered(pools):
+    """A node that ends the stream at once and answers Unsubscribe late: run() returns and closes the
+    channel while stop()'s Unsubscribe is still in flight; stop() must still return, not raise."""
+
+    async def scenario():
+        h = Harness(pools)
+        async with h:
+            await until(lambda: h.subscriber.up, "subscription up")
+            h.node.unsubscribe_delay_s = 0.5
+        assert h.task.done() and h.task.exception() is None
+        assert h.sample("xapp_e2_subscriptions_up") == 0
+
+    asyncio.run(scenario())

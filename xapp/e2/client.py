@@ -254,6 +254,13 @@ class E2Subscriber:
                 await stub.Unsubscribe(request, timeout=1.0)
             except grpc.aio.AioRpcError as exc:
                 log.info("unsubscribe from %s failed: %s", self.node.id, exc.code().name)
+            except (asyncio.CancelledError, grpc.aio.UsageError):
+                # run() returned as the node ended the stream and closed the channel under this call;
+                # only a cancellation of stop()'s own task goes on.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                log.info("unsubscribe from %s cut short: the channel closed", self.node.id)
         if self._call is not None:
             self._call.cancel()
 

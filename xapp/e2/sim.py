@@ -147,6 +147,7 @@ class SimulatedNode:
         self.frames_sent = 0
         self.malformed_sent: list[tuple[int, str]] = []  # (seq, kind)
         self.lag_resets = 0
+        self.unsubscribe_delay_s = 0.0  # a slow node: ends the stream at once, answers Unsubscribe this much later
         self._seq = itertools.count(1)
         self._cursor = itertools.count(offset)
         self._faults: deque[str] = deque()
@@ -361,6 +362,7 @@ class _SubscriptionServicer(e2t_pb2_grpc.SubscriptionServiceServicer):
     async def Unsubscribe(self, request, context):  # noqa: N802
         await self.node._check_headers(request.headers, context)
         self.node._unsubscribe(request)
+        await asyncio.sleep(self.node.unsubscribe_delay_s)
         return e2t_pb2.UnsubscribeResponse(headers=messages.RESPONSE_HEADERS)
 
 
