@@ -103,6 +103,13 @@ TRANSITIONS: dict[LinkState, frozenset[LinkState]] = {
 }
 
 
+def own_task_cancelled() -> bool:
+    """Whether the running task itself is being cancelled. grpc.aio also raises CancelledError for a
+    call cancelled or cut short under it (a closed channel); only the task's own cancellation must go on."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class E2Subscriber:
     def __init__(
         self,
@@ -192,8 +199,7 @@ class E2Subscriber:
                 except asyncio.CancelledError:
                     # grpc raises CancelledError for a cancelled call (stop(), a new task set, or a read that
                     # wait_for cancelled as the Ack arrived); only a cancelled task ends, anything else resubscribes.
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
+                    if own_task_cancelled():
                         raise
                     why, cause = "the call was cancelled", "rpc_error"
                 except Exception as exc:  # noqa: BLE001 - supervision: no failure may end the node's task
@@ -257,8 +263,7 @@ class E2Subscriber:
             except (asyncio.CancelledError, grpc.aio.UsageError):
                 # run() returned as the node ended the stream and closed the channel under this call;
                 # only a cancellation of stop()'s own task goes on.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if own_task_cancelled():
                     raise
                 log.info("unsubscribe from %s cut short: the channel closed", self.node.id)
         if self._call is not None:
