@@ -25,6 +25,10 @@
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site && CHECK="--budget-s 135" bash scripts/gpu_session.sh $OUT 572
 #
+# Knobs (environment): SSL_S=0 skips stage 1; LABELLED_CONFIG picks stage 2's config (configs/gpu/labelled-stage5.yaml
+# continues the encoder shipped in the tree, copied to runs/encoder-start.safetensors); HEADS=none skips the heads
+# (train them on CPU afterwards, with the documented command).
+#
 # Dry run without a GPU:
 #   DEVICE=cpu CONFIGS=/tmp/tinycfg SSL_S=15 LABELLED_S=15 CHECK_S=60 \
 #     HEADS="--train 300 --val 100 --test 100 --epochs 2" CHECK="--device cpu --quick" scripts/gpu_session.sh /tmp/out 240
@@ -36,6 +40,7 @@ workers=${DATA_WORKERS:-$(( $(nproc) - 2 ))}
 configs=${CONFIGS:-configs/gpu}
 ssl_s=${SSL_S:-80} labelled_s=${LABELLED_S:-150} check_s=${CHECK_S:-140}
 heads=${HEADS:-"--train 30000 --val 3000 --test 4000 --epochs 8 --batch 1024"}
+labelled_config=${LABELLED_CONFIG:-configs/gpu/labelled.yaml}
 check=${CHECK:-}
 repo=$PWD work=/tmp/session-tree
 export PYTHONUNBUFFERED=1 PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$work
@@ -48,21 +53,28 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tail
 python3 -c "import torch, numpy, scipy; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'numpy', numpy.__version__)"
 rm -rf "$work" && mkdir -p "$work"
 tar -C "$repo" --exclude=.git --exclude=.whl --exclude=.venv --exclude=runs -cf - . | tar -C "$work" -xf -
-mkdir -p "$work/configs/gpu" && cp "$configs/pretrain.yaml" "$configs/labelled.yaml" "$work/configs/gpu/"
+mkdir -p "$work/configs/gpu" && cp "$configs"/*.yaml "$work/configs/gpu/"
 cd "$work" || exit 1
+mkdir -p runs && cp xapp/assets/encoder.safetensors runs/encoder-start.safetensors \
+  && cp xapp/assets/encoder.json runs/encoder-start.json
 
-say "stage 1: self-supervised, $ssl_s s, $workers data workers"
-python3 -m xapp.cli pretrain --config configs/gpu/pretrain.yaml --out runs/pretrain --device "$device" \
-  --data-workers "$workers" --time-budget "$ssl_s" --export runs/encoder-ssl.safetensors 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
-say "stage 2: labelled at every exit, $labelled_s s"
-python3 -m xapp.cli pretrain --config configs/gpu/labelled.yaml --out runs/labelled --device "$device" \
+if [ "$ssl_s" -gt 0 ]; then
+  say "stage 1: self-supervised, $ssl_s s, $workers data workers"
+  python3 -m xapp.cli pretrain --config configs/gpu/pretrain.yaml --out runs/pretrain --device "$device" \
+    --data-workers "$workers" --time-budget "$ssl_s" --export runs/encoder-ssl.safetensors 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
+fi
+say "stage 2: labelled at every exit ($labelled_config), $labelled_s s, $workers data workers"
+python3 -m xapp.cli pretrain --config "$labelled_config" --out runs/labelled --device "$device" \
   --data-workers "$workers" --time-budget "$labelled_s" --export 2>&1 | tr "\r" "\n" | grep -v "pretrain: "
-heads_s=$(( budget - $(elapsed) - check_s - 20 ))
-say "heads at every exit, at most $heads_s s"
-# shellcheck disable=SC2086
-timeout "$heads_s" python3 -m xapp.cli heads train --out heads --pooling mean,attn --queries 2 $heads \
-  --device "$device" --quiet
-say "heads: rc $?"
+say "stage 2: rc ${PIPESTATUS[0]}"
+if [ "$heads" != none ]; then
+  heads_s=$(( budget - $(elapsed) - check_s - 20 ))
+  say "heads at every exit, at most $heads_s s"
+  # shellcheck disable=SC2086
+  timeout "$heads_s" python3 -m xapp.cli heads train --out heads --pooling mean,attn --queries 2 $heads \
+    --device "$device" --quiet
+  say "heads: rc $?"
+fi
 
 check_left=$(( budget - $(elapsed) - 10 ))
 say "gpu_check on the tree as it came, at most $check_left s"
@@ -72,6 +84,7 @@ say "gpu_check on the tree as it came, at most $check_left s"
 tail -n 30 "$out/gpu_check.log"
 
 for run in pretrain labelled; do
+  [ -f "runs/$run/state.json" ] || continue
   python3 -c "
 import json; s = json.load(open('runs/$run/state.json'))
 tail = s['losses'][-50:]
@@ -79,9 +92,10 @@ print('$run', s['step'], 'steps', round(s['wall_s']), 's', 'data wait', round(s[
       'loss', round(sum(tail) / len(tail), 4), {k: round(sum(v[-50:]) / len(v[-50:]), 3) for k, v in s.get('view_losses', {}).items()})"
 done
 cp xapp/assets/encoder.safetensors "$out/encoder.safetensors"
-cp runs/encoder-ssl.safetensors "$out/encoder-ssl.safetensors"
-tar -czf "$out/results.tgz" configs runs/pretrain/config.json runs/pretrain/state.json runs/pretrain/loss.png \
-  runs/labelled/config.json runs/labelled/state.json runs/labelled/loss.png runs/encoder-ssl.json runs/ENCODER_CARD.md \
-  xapp/assets/encoder.json xapp/assets/ENCODER_CARD.md xapp/assets/ENCODER_LOSS.png heads "$out/gpu_check.log"
+[ -f runs/encoder-ssl.safetensors ] && cp runs/encoder-ssl.safetensors "$out/encoder-ssl.safetensors"
+# shellcheck disable=SC2046
+tar -czf "$out/results.tgz" configs $(ls -d runs/*/config.json runs/*/state.json runs/*/loss.png runs/*.json \
+  runs/*.md heads 2>/dev/null) xapp/assets/encoder.json xapp/assets/ENCODER_CARD.md xapp/assets/ENCODER_LOSS.png \
+  "$out/gpu_check.log"
 say "done"
 ls -la "$out"
