@@ -9,7 +9,8 @@
    graphs (xapp.engine.static_graph), agree with the same engine on CPU in fp32; accuracy of each.
 3. throughput: naive serving (one full-depth model per task, batched per task) against shared-trunk
    early exit at each batch size, eager and static-graph, all building decisions; frames/s, the
-   measured speed-up and the FLOP ratio beside it. The modes take turns within each repeat.
+   measured speed-up and the FLOP ratio beside it. The modes take turns within each repeat. Then the
+   static modes' graphs alone (replayed without frames in or decisions out): the device's share.
 4. peak: achieved trunk FLOP/s against an 8192^3 bf16 matmul timed in the same run and against the
    H200 datasheet's dense bf16 figure.
 5. e2e: frames offered at a fixed rate (10 k/s) as encoded E2SM-IQ Indications, decoded and
@@ -179,6 +180,27 @@ def timed_passes(run: Callable[[], object], frames_per_run: int, device: torch.d
             return frames / elapsed
 
 
+def graphs_only(engine: StaticGraphEngine, plan: TaskTable, work: list[list[Request]], device: torch.device,
+                seconds: float) -> float:
+    """Frames/s of the trunk's graphs alone: the segment runners that one pass over `work` calls, replayed
+    in the same order without loading frames, copying results back or building decisions. Beside the full
+    pass it splits device time from host time."""
+    calls: list[Callable[[], object]] = []
+    runner = engine._runner
+
+    def recording(*key: int) -> Callable[[], object]:
+        calls.append(runner(*key))
+        return calls[-1]
+
+    engine._runner = recording
+    try:
+        serve(engine, plan, work)
+    finally:
+        del engine._runner  # the class's method again
+    with torch.inference_mode(), torch.autocast(device.type, enabled=False):  # as the engine runs them
+        return timed_passes(lambda: [call() for call in calls], sum(len(b) for b in work), device, seconds)
+
+
 def throughput(encoder, table: TaskTable, frames: list[Request], batches: Sequence[int], seconds: float,
                clock: Clock, reserve_s: float) -> list[dict]:
     """Per batch size: naive and early exit, eager and static-graph, each mode `seconds` in 3 turns.
@@ -217,6 +239,13 @@ def throughput(encoder, table: TaskTable, frames: list[Request], batches: Sequen
             for name, (engine, plan, work) in modes.items():
                 rates[name].append(timed_passes(lambda: serve(engine, plan, work), len(frames), device, seconds / 3))
         row: dict = {"max_batch": size, "frames_per_pass": len(frames)}
+        for name in ("naive_static", "early_exit_static"):
+            if name in modes:
+                engine, plan, work = modes[name]
+                try:
+                    row[f"{name}_graphs_only_frames_per_s"] = graphs_only(engine, plan, work, device, seconds / 3)
+                except Exception as exc:  # the full-pass numbers stand without it
+                    row[f"{name}_graphs_only_error"] = f"{type(exc).__name__}: {exc}"
         if failed:
             row["failed_modes"] = dict(failed)
         for name in modes:
@@ -234,6 +263,10 @@ def throughput(encoder, table: TaskTable, frames: list[Request], batches: Sequen
                 speedup = row[f"early_exit_{kind}_frames_per_s"] / row[f"naive_{kind}_frames_per_s"]
                 row[f"speedup_{kind}"] = speedup
                 row[f"speedup_over_flop_ratio_{kind}"] = speedup / flop_ratio
+        if "naive_static_graphs_only_frames_per_s" in row and "early_exit_static_graphs_only_frames_per_s" in row:
+            speedup = row["early_exit_static_graphs_only_frames_per_s"] / row["naive_static_graphs_only_frames_per_s"]
+            row["speedup_graphs_only"] = speedup
+            row["speedup_over_flop_ratio_graphs_only"] = speedup / flop_ratio
         if "early_exit_eager" in modes and "early_exit_static" in modes:
             row["static_vs_eager_early_exit"] = row["early_exit_static_frames_per_s"] / row["early_exit_eager_frames_per_s"]
             eager, static = decided["early_exit_eager"], decided["early_exit_static"]
@@ -241,7 +274,8 @@ def throughput(encoder, table: TaskTable, frames: list[Request], batches: Sequen
         row["graphs_captured"] = engines["static"][0].graphs + engines["static"][1].graphs
         rows.append(row)
         print(f"  batch {size}: " + ", ".join(f"{n} {row[f'{n}_frames_per_s']:.0f}/s" for n in modes)
-              + "".join(f"; speed-up {kind} {row[f'speedup_{kind}']:.2f}x" for kind in engines if f"speedup_{kind}" in row)
+              + "".join(f"; speed-up {kind} {row[f'speedup_{kind}']:.2f}x" for kind in (*engines, "graphs_only")
+                        if f"speedup_{kind}" in row)
               + f", FLOP ratio {flop_ratio:.2f}x ({clock.elapsed():.0f} s)", flush=True)
     return rows
 

@@ -29,6 +29,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     for r in rows:
         assert r["static_eager_decision_agreement"] == 1.0
         assert r["flop_ratio"] > 1.0 and r["early_exit_static_frames_per_s"] > 0
+        assert r["early_exit_static_graphs_only_frames_per_s"] > 0 and r["speedup_graphs_only"] > 0
     assert len(report["peak"]["per_batch"]) == 2
     runs = report["e2e"]["runs"]
     assert [(r["engine"], r["max_batch"]) for r in runs] == [("static", 32), ("static", 64), ("eager", 64)]

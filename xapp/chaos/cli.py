@@ -7,12 +7,11 @@ import asyncio
 import json
 from pathlib import Path
 
+from xapp.chaos.plan import ChaosPlan
 from xapp.config.shipped import DESCRIPTOR_HELP
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from xapp.chaos.campaign import ChaosPlan
-
     d = ChaosPlan()
     p = subparsers.add_parser(
         "chaos",
@@ -39,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_chaos(args: argparse.Namespace) -> int:
-    from xapp.chaos.campaign import Campaign, ChaosError, ChaosPlan
+    from xapp.chaos.campaign import Campaign, ChaosError
     from xapp.cli_error import CliError
     from xapp.config.shipped import descriptor_argument
     from xapp.ops.logging import configure

@@ -80,6 +80,14 @@ def load_plan(
     return TaskPlan(task, names or (), dict(sorted(loaded.items())), policy)
 
 
+def stacked(frames: Sequence[np.ndarray], shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
+    """Frames of one shape as one [n, *shape] array (into `out` when given), by one concatenate:
+    np.stack's per-frame checks cost more than the copy."""
+    n = len(frames)
+    flat = out.reshape(n * shape[0], *shape[1:]) if out is not None else None
+    return np.concatenate(frames, out=flat).reshape(n, *shape)
+
+
 @dataclass(frozen=True)
 class BatchReport:
     rows: int
@@ -133,8 +141,7 @@ class EarlyExitEngine:
             by_shape[r.frame.shape].append(r)
         ordered, parts = [], []
         for shape, same in by_shape.items():
-            # One copy of every frame into one array (concatenate: stack's per-frame checks cost more).
-            x = torch.from_numpy(np.concatenate([r.frame for r in same]).reshape(len(same), *shape)).to(self.device)
+            x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
             parts.append(self.encoder.tokens(x))
             ordered.extend(same)
         return ordered, torch.cat(parts) if len(parts) > 1 else parts[0]

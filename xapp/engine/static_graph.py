@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from xapp.vocab import DecisionBatch, Request
-from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable
+from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable, stacked
 from xapp.model import Encoder
 from xapp.ops.metrics import Metrics
 
@@ -182,12 +182,12 @@ class StaticGraphEngine(EarlyExitEngine):
     def _to_device(self, shape: tuple[int, ...], frames: list[np.ndarray]) -> torch.Tensor:
         """Frames through a pinned staging buffer (non-blocking copy) on CUDA; as they are on CPU."""
         if self.device.type != "cuda":
-            return torch.from_numpy(np.stack(frames))
+            return torch.from_numpy(stacked(frames, shape))
         staging = self._staging.get(shape)
         if staging is None:
             staging = torch.empty((self.buckets[-1], *shape), dtype=torch.complex64, pin_memory=True)
             self._staging[shape] = staging
-        np.stack(frames, out=staging[: len(frames)].numpy())
+        stacked(frames, shape, out=staging[: len(frames)].numpy())
         return staging[: len(frames)].to(self.device, non_blocking=True)
 
     def _runner(self, tokens: int, s: int, bucket: int) -> Callable[[], list[torch.Tensor]]:
