@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
-from xapp.engine.static_graph import StaticGraphEngine, StaticGraphError, bucket_for, exit_order, segments
+from xapp.engine.static_graph import BUCKETS, StaticGraphEngine, StaticGraphError, bucket_for, exit_order, segments
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.model.policies import Policy
 from xapp.ops.metrics import Metrics
@@ -56,6 +56,15 @@ def test_buckets_pick_the_smallest_that_fits():
     assert [bucket_for(n, (32, 64, 128)) for n in (1, 32, 33, 128)] == [32, 32, 64, 128]
     with pytest.raises(StaticGraphError, match="129 rows exceed the largest bucket 128"):
         bucket_for(129, (32, 64, 128))
+
+
+def test_default_buckets_pad_an_even_three_task_mix_by_under_a_tenth():
+    # A batch of 1,024 rows split evenly over tasks leaving at exits 1, 3 and 4 (the default descriptor's
+    # plan): block 1 runs on every row, blocks 2-3 on two thirds, block 4 on one third, each padded up.
+    rows = {1: 1024, 2: 683, 3: 683, 4: 342}
+    padded = sum(bucket_for(n, BUCKETS) for n in rows.values())
+    assert padded / sum(rows.values()) < 1.1
+    assert sum(bucket_for(n, (32, 64, 128, 256, 512, 1024)) for n in rows.values()) / sum(rows.values()) > 1.3
 
 
 def test_exit_order_keeps_the_rows_still_running_a_prefix():
