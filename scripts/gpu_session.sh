@@ -21,13 +21,16 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 #     jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
 #     pyzmq==27.3.0 redis==8.1.0 protobuf==7.36.2
-# and the device command (carry [".whl"]; run from a clean `git archive HEAD` if others edit the tree):
+# and the device command for the next lease (carry [".whl", ".session"], with .session a clean
+# `git archive HEAD` when the tree is being edited; the machine's start takes ~35 s of the 15 minutes):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
-#     && export PYTHONPATH=/tmp/site && CHECK="--budget-s 135" bash scripts/gpu_session.sh $OUT 572
+#     && export PYTHONPATH=/tmp/site && cd .session && SSL_S=0 LABELLED_CONFIG=configs/gpu/labelled-stage6.yaml \
+#     LABELLED_S=380 HEADS=none CHECK="--budget-s 120" bash scripts/gpu_session.sh $OUT 575
 #
 # Knobs (environment): SSL_S=0 skips stage 1; LABELLED_CONFIG picks stage 2's config (configs/gpu/labelled-stage5.yaml
-# continues the encoder shipped in the tree, copied to runs/encoder-start.safetensors); HEADS=none skips the heads
-# (train them on CPU afterwards, with the documented command).
+# and -stage6.yaml continue the encoder shipped in the tree, copied to runs/encoder-start.safetensors); HEADS=none
+# skips the heads (train them on CPU afterwards, with the documented command). Session 7's calls:
+# docs/gpu_session/README.md.
 #
 # Dry run without a GPU:
 #   DEVICE=cpu CONFIGS=/tmp/tinycfg SSL_S=15 LABELLED_S=15 CHECK_S=60 \
