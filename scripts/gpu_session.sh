@@ -96,9 +96,10 @@ print('$run', s['step'], 'steps', round(s['wall_s']), 's', 'data wait', round(s[
 done
 cp xapp/assets/encoder.safetensors "$out/encoder.safetensors"
 [ -f runs/encoder-ssl.safetensors ] && cp runs/encoder-ssl.safetensors "$out/encoder-ssl.safetensors"
-# shellcheck disable=SC2046
+trained_heads=heads; [ "$heads" = none ] && trained_heads=  # with HEADS=none, heads/ is the tree's own
+# shellcheck disable=SC2046,SC2086
 tar -czf "$out/results.tgz" configs $(ls -d runs/*/config.json runs/*/state.json runs/*/loss.png runs/*.json \
-  runs/*.md heads 2>/dev/null) xapp/assets/encoder.json xapp/assets/ENCODER_CARD.md xapp/assets/ENCODER_LOSS.png \
+  runs/*.md 2>/dev/null) $trained_heads xapp/assets/encoder.json xapp/assets/ENCODER_CARD.md xapp/assets/ENCODER_LOSS.png \
   "$out/gpu_check.log"
 say "done"
 ls -la "$out"
