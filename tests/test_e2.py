@@ -229,11 +229,14 @@ def test_e2sim_cli_serves_and_takes_fault_commands(tmp_path: Path):
             sub = E2Subscriber(NodeEndpoint("e2node-0", address), APP, got.append, metrics, LIMITS, FAST_BACKOFF)
             task = asyncio.create_task(sub.run())
             await until(lambda: len(got) >= 5, "frames from the CLI node")
-            proc.stdin.write(b"malformed e2node-0 nan,oversize\nrestart e2node-0\n")
+            proc.stdin.write(b"malformed e2node-0 nan,oversize\n")
             await proc.stdin.drain()
             rejected = lambda r: metrics.registry.get_sample_value(  # noqa: E731
                 "xapp_frames_rejected_total", {"node": "e2node-0", "reason": r})
             await until(lambda: rejected("non_finite") == 1 and rejected("oversize") == 1, "both rejects")
+            # Restart only once both are in: a restart drops whatever the node's stream still had in flight.
+            proc.stdin.write(b"restart e2node-0\n")
+            await proc.stdin.drain()
             await until(lambda: metrics.registry.get_sample_value(
                 "xapp_e2_reconnects_total", {"node": "e2node-0"}) == 1, "resubscribed after the restart")
             await sub.stop()
