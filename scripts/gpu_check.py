@@ -16,6 +16,8 @@
 5. e2e: frames offered at a fixed rate (10 k/s) as encoded E2SM-IQ Indications, decoded and
    validated, through the batcher and the static-graph engine, decisions built and published on a
    ZMQ PUB socket (protobuf only, when pyzmq is missing); p50/p99 from Indication decode to publish.
+   Single-frame Indications and the decision wire form, and once eight frames per Indication with
+   the batch wire form (publish.wire: batch), the high-rate setting.
 
 The JSON is rewritten after every section, so a run stopped by a timeout still leaves what it measured.
 """
@@ -320,11 +322,14 @@ def peak(rows: list[dict], device: torch.device, quick: bool) -> dict:
 # -- 5. end to end ----------------------------------------------------------------------------
 
 async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: list, limits: FrameLimits,
-                       batching: BatchLimits, rate: float, seconds: float) -> dict:
+                       batching: BatchLimits, rate: float, seconds: float, wire: str = "decision") -> dict:
+    """`indications`: (node, Indication, frames it carries); `wire`: the descriptor's publish.wire."""
     from xapp.harness.hostbench import zmq_loopback  # needs pyzmq, which a GPU machine may lack
+    from xapp.publish.fanout import serialised_once
 
     metrics = Metrics()
     sink = zmq_loopback(metrics)
+    publish = sink[1].publish if wire == "decision" else serialised_once(sink[1].publish_groups)
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(1, thread_name_prefix="engine")
     batcher = Batcher(batching, metrics)
@@ -332,7 +337,7 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
     received = [0]
 
     def deliver(decisions: DecisionBatch) -> None:
-        sink[1].publish(decisions)
+        publish(decisions)
         while sink[2].poll(0):
             sink[2].recv_multipart()
             received[0] += 1
@@ -350,15 +355,17 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
 
     server = asyncio.create_task(serve_loop())
     start, sent, rejected = time.monotonic(), 0, 0
+    turn = 0
     while (elapsed := time.monotonic() - start) < seconds:
-        for _ in range(int(elapsed * rate) - sent):
-            node, indication = indications[sent % len(indications)]
+        while sent < int(elapsed * rate):
+            node, indication, frames = indications[turn % len(indications)]
             try:
                 for request in decode_indication(indication, node, limits, time.monotonic()):
                     batcher.submit(request)
             except Exception:  # counted: a frame this check made should never be rejected
-                rejected += 1
-            sent += 1
+                rejected += frames
+            sent += frames
+            turn += 1
         await asyncio.sleep(0.0002)
     offered_s = time.monotonic() - start
     batcher.close()
@@ -372,7 +379,7 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
     served = len(lat)
     return {
         "offered_frames_per_s": sent / offered_s, "frames_offered": sent, "decisions": served, "lost": sent - served,
-        "rejected": rejected, "max_batch": batching.max_batch, "max_wait_ms": batching.max_wait_ms,
+        "rejected": rejected, "max_batch": batching.max_batch, "max_wait_ms": batching.max_wait_ms, "wire": wire,
         "p50_ms": float(np.percentile(lat, 50)) if served else None,
         "p99_ms": float(np.percentile(lat, 99)) if served else None,
         "p999_ms": float(np.percentile(lat, 99.9)) if served else None,
@@ -382,33 +389,38 @@ async def offered_load(engine: EarlyExitEngine, table: TaskTable, indications: l
 
 
 def e2e(encoder, table: TaskTable, descriptor, frames: list[Request], rate: float, seconds: float,
-        settings: Sequence[tuple[str, int, float]]) -> dict:
-    """One run per (engine kind, max_batch, max_wait_ms) setting, each `seconds` at `rate` frames/s."""
+        settings: Sequence[tuple[str, int, float, str, int]]) -> dict:
+    """One run per (engine kind, max_batch, max_wait_ms, publish wire, frames per Indication) setting,
+    each `seconds` at `rate` frames/s."""
     shapes = frame_shapes(descriptor.enabled_tasks)
     limits = frame_limits(descriptor)  # the xApp's own checks; no sequence guard, so the frames can cycle
     from xapp.harness.hostbench import NODES, indications as random_indications  # needs pyzmq
 
-    indications = [(f"e2node-{i % NODES}", ind) for i, ind in enumerate(random_indications(shapes, len(frames)))]
+    def feed(per_indication: int) -> list[tuple[str, object, int]]:
+        made = random_indications(shapes, max(1, len(frames) // per_indication), frames=per_indication)
+        return [(f"e2node-{i % NODES}", ind, per_indication) for i, ind in enumerate(made)]
+
     static = StaticGraphEngine(encoder, Metrics())
     runs = []
     try:
         for tokens in {encoder.cfg.tokens(*shape) for shape in shapes.values()}:
-            static.prepare(table, tokens, max(size for _, size, _ in settings))  # no capture while serving
+            static.prepare(table, tokens, max(s[1] for s in settings))  # no capture while serving
     except Exception as exc:  # the static runs then fail one by one; the eager one still runs
         runs.append({"engine": "static", "prepare_error": f"{type(exc).__name__}: {exc}"})
     engines = {"static": static, "eager": EarlyExitEngine(encoder, Metrics())}
-    for kind, max_batch, max_wait_ms in settings:
+    for kind, max_batch, max_wait_ms, wire, per_indication in settings:
         batching = BatchLimits(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_limit=1 << 16)
         try:
             serve(engines[kind], table, chunks(frames, max_batch))
-            result = {"engine": kind} | asyncio.run(offered_load(engines[kind], table, indications, limits, batching,
-                                                                 rate, seconds))
+            result = {"engine": kind, "frames_per_indication": per_indication} | asyncio.run(
+                offered_load(engines[kind], table, feed(per_indication), limits, batching, rate, seconds, wire))
         except Exception as exc:  # one setting failing leaves the others' numbers
             runs.append({"engine": kind, "max_batch": max_batch, "error": f"{type(exc).__name__}: {exc}"})
             continue
         runs.append(result)
-        print(f"  {kind}, max_batch {max_batch}, max_wait {max_wait_ms} ms: offered {result['offered_frames_per_s']:.0f}/s,"
-              f" p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, lost {result['lost']}", flush=True)
+        print(f"  {kind}, max_batch {max_batch}, max_wait {max_wait_ms} ms, wire {wire}, {per_indication} frames per "
+              f"Indication: offered {result['offered_frames_per_s']:.0f}/s, p50 {result['p50_ms']} ms, "
+              f"p99 {result['p99_ms']} ms, lost {result['lost']}", flush=True)
     return {"path": "E2SM-IQ Indication decode+validate -> batcher -> engine (bf16 on CUDA) -> decisions -> ZMQ publish, "
                     "in one process (no gRPC, no Redis)", "runs": runs}
 
@@ -458,11 +470,12 @@ def main() -> int:
         ("bf16_decisions", lambda: bf16_decisions(
             cpu_table, table, {"eager": EarlyExitEngine(encoder, Metrics()), "static": StaticGraphEngine(encoder, Metrics())},
             EarlyExitEngine(cpu_encoder, Metrics()), agreement_frames, 32)),
-        ("throughput", lambda: throughput(encoder, table, frames, batches, seconds, clock, reserve_s=3 * e2e_s + 10)),
+        ("throughput", lambda: throughput(encoder, table, frames, batches, seconds, clock, reserve_s=4 * e2e_s + 10)),
         ("peak", lambda: peak(report.get("throughput") or [], device, args.quick)),
-        ("e2e", lambda: e2e(encoder, table, descriptor, frames, rate, min(e2e_s, max(0.5, (clock.left() - 5) / 3)),
-                            [("static", descriptor.batching.max_batch, descriptor.batching.max_wait_ms),
-                             ("static", 64, 0.25), ("eager", 64, 0.25)])),
+        ("e2e", lambda: e2e(encoder, table, descriptor, frames, rate, min(e2e_s, max(0.5, (clock.left() - 5) / 4)),
+                            [("static", descriptor.batching.max_batch, descriptor.batching.max_wait_ms, "decision", 1),
+                             ("static", 64, 0.25, "decision", 1), ("eager", 64, 0.25, "decision", 1),
+                             ("static", 64, 0.25, "batch", 8)])),
     ]
     report["setup_s"] = clock.elapsed()
     for name, check in sections:

@@ -80,7 +80,7 @@ def tiny_model(tmp_path_factory):
 
 
 def write_descriptor(model_dir: Path, dst: Path, nodes, zmq_endpoint: str, redis_url: str, http_port: int,
-                     beam_exit: int = 2) -> Path:
+                     beam_exit: int = 2, wire: str = "decision") -> Path:
     """descriptors/default.yaml adapted to the tiny model, the given nodes and free ports."""
     from xapp.harness.demo import adapt_descriptor
 
@@ -93,6 +93,7 @@ def write_descriptor(model_dir: Path, dst: Path, nodes, zmq_endpoint: str, redis
         }
         doc["e2"]["reconnect"] = {"initial_backoff_ms": 50, "max_backoff_ms": 200, "jitter": 0.2}
         doc["batching"] = {"max_batch": 16, "max_wait_ms": 5, "queue_limit": 512, "deadline_ms": 5000}
+        doc["publish"]["wire"] = wire
 
     return adapt_descriptor(ROOT / "descriptors" / "default.yaml", dst, nodes=nodes, zmq_endpoint=zmq_endpoint,
                             redis_url=redis_url, http_port=http_port, edit=edit)

@@ -23,6 +23,7 @@ from xapp.config import load_descriptor
 from xapp.e2.sim import SimulatedNode
 from xapp.ops.metrics import Metrics
 from xapp.ops.redis_server import free_port
+from xapp.publish.codec import decode_batch
 from xapp.publish.listen import DecisionListener
 from xapp.publish.redis_pub import hash_key, stream_key
 
@@ -49,7 +50,7 @@ class System:
 
 
 @asynccontextmanager
-async def running(tiny_model, redis_url, tmp_path):
+async def running(tiny_model, redis_url, tmp_path, wire: str = "decision"):
     """The xApp serving four single-frame nodes (see conftest.single_frame_nodes)."""
     model_dir, pools = tiny_model
     nodes = single_frame_nodes(pools)
@@ -57,7 +58,7 @@ async def running(tiny_model, redis_url, tmp_path):
         await n.start()
     zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
     path = write_descriptor(model_dir, tmp_path / "descriptors" / "xapp.yaml", [n.endpoint for n in nodes],
-                            zmq_endpoint, redis_url, free_port())
+                            zmq_endpoint, redis_url, free_port(), wire=wire)
     metrics = Metrics()
     app = XApp(load_descriptor(path), metrics, Overrides(threads=1, ops_host="127.0.0.1", watch_interval_s=0.1))
     stop = asyncio.Event()
@@ -83,9 +84,10 @@ def run(coro):
     asyncio.run(asyncio.wait_for(coro, 120))
 
 
-def test_decisions_reach_zmq_and_redis_with_correct_labels(tiny_model, redis_url, tmp_path):
+@pytest.mark.parametrize("wire", ["decision", "batch"])
+def test_decisions_reach_zmq_and_redis_with_correct_labels(tiny_model, redis_url, tmp_path, wire):
     async def scenario():
-        async with running(tiny_model, redis_url, tmp_path) as s:
+        async with running(tiny_model, redis_url, tmp_path, wire) as s:
             await until(lambda: all(any(d.node_id == n.node_id for _, d in s.decisions) for n in s.nodes),
                         "decisions from every node")
             await until(lambda: len(s.decisions) >= 40, "40 decisions")
@@ -107,7 +109,21 @@ def test_decisions_reach_zmq_and_redis_with_correct_labels(tiny_model, redis_url
         task = next(iter(n.pools))
         latest = r.hgetall(hash_key(n.node_id, task))
         assert latest["label"] == n.pools[task].labels[0] and latest["task"] == task
-    assert r.xlen(stream_key("beam")) >= 10 and r.xlen(stream_key("modulation")) >= 10
+    truth = {(n.node_id, task): n.pools[task].labels[0] for n in nodes for task in n.pools}
+    raw = redis.Redis.from_url(redis_url)
+    streamed = 0
+    for task in ("beam", "modulation"):
+        for _, entry in raw.xrange(stream_key(task)):
+            if wire == "batch":
+                assert set(entry) == {b"node_id", b"task", b"count", b"batch"}
+                decisions = decode_batch(entry[b"batch"])
+                assert len(decisions) == int(entry[b"count"]) >= 1
+                labels = [(d.node_id, d.task, d.label) for d in decisions]
+            else:
+                labels = [(entry[b"node_id"].decode(), entry[b"task"].decode(), entry[b"label"].decode())]
+            assert all(label == truth[(node, t)] and t == task for node, t, label in labels)
+            streamed += len(labels)
+    assert streamed >= 20
 
 
 def test_killed_node_is_resubscribed_and_decisions_resume(tiny_model, redis_url, tmp_path):

@@ -106,6 +106,7 @@ def test_valid_descriptor_resolves_paths_and_defaults(root: Path) -> None:
     assert list(d.tasks) == ["modulation", "beam", "los"]
     assert list(d.enabled_tasks) == ["modulation", "beam"]  # los is off, so its missing head is fine
     assert d.publish.stream_maxlen == 10000 and d.publish.redis_password is None and d.ops.log_level == "INFO"
+    assert d.publish.wire == "decision"
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.batching.max_batch = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
@@ -141,6 +142,7 @@ def test_every_problem_is_listed_with_its_path(root: Path) -> None:
     doc["e2"]["nodes"][1]["id"] = "n0"
     doc["e2"]["nodes"][0]["address"] = "no-port"
     doc["batching"]["queue_limit"] = 8
+    doc["publish"]["wire"] = "columns"
     del doc["ops"]["http_port"]
     problems = problems_of(write_doc(root, doc))
     expected = [
@@ -153,6 +155,7 @@ def test_every_problem_is_listed_with_its_path(root: Path) -> None:
         "e2.nodes[1].id: 'n0' already used by e2.nodes[0]",
         "e2.nodes[0].address: 'no-port' is malformed",
         "batching.queue_limit: 8 is below max_batch (16)",
+        "publish.wire: ",
         "ops.http_port: required",
     ]
     for line in expected:

@@ -32,6 +32,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
         assert r["early_exit_static_graphs_only_frames_per_s"] > 0 and r["speedup_graphs_only"] > 0
     assert len(report["peak"]["per_batch"]) == 2
     runs = report["e2e"]["runs"]
-    assert [(r["engine"], r["max_batch"]) for r in runs] == [("static", 32), ("static", 64), ("eager", 64)]
+    assert [(r["engine"], r["max_batch"], r["wire"], r["frames_per_indication"]) for r in runs] == [
+        ("static", 32, "decision", 1), ("static", 64, "decision", 1), ("eager", 64, "decision", 1), ("static", 64, "batch", 8)]
     for run in runs:
         assert run["frames_offered"] > 0 and run["decisions"] + run["lost"] == run["frames_offered"], run

@@ -27,7 +27,7 @@ from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
 from xapp.publish.control import CONTROL_KINDS, ControlLoop
-from xapp.publish.fanout import Fanout
+from xapp.publish.fanout import Fanout, serialised_once
 from xapp.publish.redis_pub import RedisPublisher
 from xapp.publish.zmq_pub import PublishError, ZmqPublisher
 from xapp.vocab import NodeEndpoint
@@ -142,8 +142,9 @@ class XApp:
             queue_limit=publish.redis_buffer, tls=publish.redis_tls,
         )
         warn_plaintext(descriptor)
-        deliver = Fanout(self.zmq.publish, self.redis.publish, self.control.observe,
-                         functools.partial(record_decisions, self.metrics))
+        publishers = ((self.zmq.publish, self.redis.publish) if publish.wire == "decision"
+                      else (serialised_once(self.zmq.publish_groups, self.redis.publish_groups),))
+        deliver = Fanout(*publishers, self.control.observe, functools.partial(record_decisions, self.metrics))
         self._spawn("redis", self.redis.run())
         self._spawn("serve", ServingLoop(self.batcher, self.engine, lambda: self.table, deliver, self.metrics).run())
         for node in self._served_nodes(descriptor):

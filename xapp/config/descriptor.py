@@ -258,6 +258,7 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: Des
             redis_buffer=redis["buffer"],
             redis_tls=_tls(root, redis.get("tls")),
             zmq_curve=_curve(root, zmq.get("curve")),
+            wire=pub["wire"],
         ),
         ops=Ops(ops["http_port"], ops["log_level"], ops["bind"], ops["max_connections"], float(ops["request_timeout_s"])),
     )

@@ -120,6 +120,7 @@ class Publish:
     redis_buffer: int
     redis_tls: TlsFiles | None
     zmq_curve: ZmqCurve | None
+    wire: str = "decision"  # decision | batch (xapp.publish.codec)
 
 
 @dataclass(frozen=True, slots=True)

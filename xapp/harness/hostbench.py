@@ -3,7 +3,8 @@
 The trunk is the descriptor's encoder shape cut to width 4 with identity blocks, its heads random,
 so what is left is the work a GPU cannot take off the host: decoding and validating Indications,
 batching, launching the trunk and heads, building decisions and publishing them (ZMQ protobuf sends,
-Redis field encoding, metrics). Each stage is timed on its own over the same frames, at each batch
+Redis field encoding, metrics; in both wire forms: a message and a stream entry per decision, or per
+task and node of a batch). Each stage is timed on its own over the same frames, at each batch
 size, in CPU time of the serving thread (so a loaded machine does not inflate it), and reported in
 microseconds per frame.
 
@@ -35,7 +36,8 @@ from xapp.model import Encoder, EncoderConfig, Head
 from xapp.model.policies import Policy
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import redis_entries
+from xapp.publish.fanout import serialised_once
+from xapp.publish.redis_pub import RedisPublisher
 from xapp.publish.zmq_pub import ZmqPublisher
 from xapp.vocab import Request
 
@@ -44,8 +46,10 @@ STAGES = ("decode_validate", "batching", "trunk_launch", "heads", "decision_buil
 # Host overhead: what the host does per frame besides decoding and besides the arithmetic a device
 # would do (token embedding of the I/Q, blocks, heads): batching, the engine with that arithmetic
 # taken out (`engine_host`: stacking frames, launching every op, grouping rows, the copy back,
-# decisions), and publishing.
+# decisions), and publishing (`publish`: the decision wire form, the default; `publish_batch`: the
+# batch wire form, which `host_overhead_batch` counts instead).
 HOST_OVERHEAD = ("batching", "engine_host", "publish")
+HOST_OVERHEAD_BATCH = ("batching", "engine_host", "publish_batch")
 MULTI_FRAME = 8  # frames per Indication of the multi-frame decode row
 TRIVIAL_DIM = 4
 NODES = 4
@@ -204,6 +208,10 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
     free_encoder, free_table = arithmetic_free(encoder, table)
     host_engine = EarlyExitEngine(free_encoder, metrics)
     context, zmq_pub, sub = zmq_loopback(metrics)
+    # What publishing costs the serving thread: the publishers' own `publish` (serialise and queue);
+    # the Redis writer, never started here, would send the queue on the event loop.
+    redis_pub = RedisPublisher("redis://127.0.0.1:1/0", 1000, metrics, queue_limit=1 << 40)
+    batch_wire = serialised_once(zmq_pub.publish_groups, redis_pub.publish_groups)
     out: dict[str, dict[str, float]] = {}
     try:
         decode_s = _timed(lambda: _decode_all(items, limits), repeats)
@@ -221,10 +229,16 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
             def publish() -> None:
                 for group in groups:
                     zmq_pub.publish(group)
-                    redis_entries(group)
+                    redis_pub.publish(group)
+                    record_decisions(metrics, group)
+
+            def publish_batch() -> None:
+                for group in groups:
+                    batch_wire(group)
                     record_decisions(metrics, group)
 
             publish_s = _timed(publish, repeats)
+            publish_batch_s = _timed(publish_batch, repeats)
             while sub.poll(0):
                 sub.recv_multipart()
             stages = {
@@ -235,15 +249,18 @@ def measure(encoder: Encoder, table: TaskTable, shapes: Mapping[str, tuple[int, 
                 "heads": _per_frame_us(heads_s, frames),
                 "decision_building": max(0.0, _per_frame_us(engine_s - trunk_s - heads_s, frames)),
                 "publish": _per_frame_us(publish_s, frames),
+                "publish_batch": _per_frame_us(publish_batch_s, frames),
             }
             stages["engine_host"] = _per_frame_us(engine_host_s, frames)
             stages["total_after_decode"] = sum(stages[k] for k in STAGES if k != "decode_validate")
             stages["total"] = stages["total_after_decode"] + stages["decode_validate"]
             stages["host_overhead"] = sum(stages[k] for k in HOST_OVERHEAD)
+            stages["host_overhead_batch"] = sum(stages[k] for k in HOST_OVERHEAD_BATCH)
             out[str(size)] = stages
     finally:
         sub.close()
         zmq_pub.close()
+        asyncio.run(redis_pub.aclose())
         context.term()
     return out
 
@@ -254,10 +271,12 @@ def format_host_table(result: Mapping[str, Mapping[str, float]]) -> str:
              f"{'batch':>6}" + "".join(f"{c[:14]:>15}" for c in cols)]
     for size, stages in result.items():
         lines.append(f"{size:>6}" + "".join(f"{stages[c]:>15.2f}" for c in cols))
+    overhead = (*HOST_OVERHEAD, "host_overhead", "publish_batch", "host_overhead_batch")
     lines += ["", "host overhead per frame: " + " + ".join(HOST_OVERHEAD) + " (no token, block or head arithmetic, "
-              f"no decode; decode per frame with {MULTI_FRAME} frames per Indication beside it)",
-              f"{'batch':>6}" + "".join(f"{c[:14]:>15}" for c in (*HOST_OVERHEAD, "host_overhead", f"decode_{MULTI_FRAME}/ind"))]
+              "no decode); with publish.wire: batch, publish_batch in place of publish; "
+              f"decode per frame with {MULTI_FRAME} frames per Indication beside it",
+              f"{'batch':>6}" + "".join(f"{c[:14]:>15}" for c in (*overhead, f"decode_{MULTI_FRAME}/ind"))]
     for size, stages in result.items():
-        lines.append(f"{size:>6}" + "".join(f"{stages[c]:>15.2f}" for c in (*HOST_OVERHEAD, "host_overhead"))
+        lines.append(f"{size:>6}" + "".join(f"{stages[c]:>15.2f}" for c in overhead)
                      + f"{stages[f'decode_validate_{MULTI_FRAME}_per_indication']:>15.2f}")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import zmq.asyncio
 import zmq.auth
 
 from xapp.e2.gen import decision_pb2
-from xapp.publish.codec import decode
+from xapp.publish.codec import decode_message
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class CurveClient:
 
 
 class DecisionListener:
-    """SUB socket on the xApp's PUB endpoint, filtered to `tasks` (all tasks when empty)."""
+    """SUB socket on the xApp's PUB endpoint, filtered to `tasks` (all tasks when empty). Reads both
+    wire forms: a batch message's decisions come out one at a time, as from the decision form."""
 
     def __init__(
         self,
@@ -49,12 +51,14 @@ class DecisionListener:
             self._socket.curve_publickey, self._socket.curve_secretkey = curve.public, curve.secret
         self._queued = zmq.Socket.shadow(self._socket.underlying)  # non-blocking reads without a future each
         self._socket.connect(endpoint)
+        self._unread: deque[tuple[str, decision_pb2.Decision]] = deque()  # the rest of a batch message
         for task in tasks or ("",):
             self._socket.setsockopt_string(zmq.SUBSCRIBE, f"{task}/" if task else "")
 
     async def recv(self) -> tuple[str, decision_pb2.Decision]:
-        topic, payload = await self._socket.recv_multipart()
-        return topic.decode(), decode(payload)
+        if not self._unread:
+            self._unread.extend(decode_message(await self._socket.recv_multipart()))
+        return self._unread.popleft()
 
     async def recv_queued(self, limit: int = 4096) -> list[tuple[str, decision_pb2.Decision]]:
         """The next decision and those already queued behind it, at most `limit`: a listener that keeps
@@ -62,8 +66,9 @@ class DecisionListener:
         out = [await self.recv()]
         try:
             while len(out) < limit:
-                topic, payload = self._queued.recv_multipart(zmq.NOBLOCK)
-                out.append((topic.decode(), decode(payload)))
+                if not self._unread:
+                    self._unread.extend(decode_message(self._queued.recv_multipart(zmq.NOBLOCK)))
+                out.append(self._unread.popleft())
         except zmq.Again:
             pass
         return out

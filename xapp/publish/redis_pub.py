@@ -2,7 +2,8 @@
 latest decision, stream `decisions:<task>` the history, capped with XADD MAXLEN ~.
 
 `publish` packs each decision's fields into the Redis protocol once (`codec.redis_entries`) and
-appends them to a bounded in-memory queue; a writer task drains it in pipelined batches, each XADD and
+appends them to a bounded in-memory queue (with publish.wire: batch, `publish_groups` queues one stream
+entry per task and node instead: node_id, task, count and the protobuf `DecisionBatch` as `batch`); a writer task drains it in pipelined batches, each XADD and
 HSET a cached command head followed by those fields, so a slow or absent Redis never stalls the
 engine. redis-py's asyncio packer costs several times more per command, and at thousands of
 decisions a second it was the largest share of the event loop. When Redis is down the writer retries with
@@ -17,20 +18,26 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError, InvalidResponse, RedisError, ResponseError
 
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import REDIS_FIELD_COUNT, redis_entries, resp_bulk
+from xapp.publish.codec import REDIS_FIELD_COUNT, WireGroup, redis_entries, resp_bulk
 from xapp.vocab import Decision, DecisionBatch, TlsFiles
 
 log = logging.getLogger(__name__)
 
 WRITE_BATCH = 256
 TIMEOUT_S = 2.0  # connecting, and sending or reading one pipeline
-Entry = tuple[str, str, bytes]  # node, task, the fields packed in the Redis protocol
+BATCH_FIELD_COUNT = 4  # field/value pairs of a batch stream entry: node_id, task, count, batch
+
+
+# One stream entry waiting to be written: node, task, its field/value pairs in the Redis protocol, how
+# many pairs, the hash fields of its latest decision (REDIS_FIELD_COUNT pairs), how many decisions it
+# carries. A plain tuple: the decision form makes one per decision.
+Entry = tuple[str, str, bytes, int, bytes, int]
 
 
 def tls_options(tls: TlsFiles | None) -> dict[str, str]:
@@ -86,8 +93,15 @@ def stream_key(task: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _xadd_head(task: str, maxlen: int) -> bytes:
-    return command_head(6 + 2 * REDIS_FIELD_COUNT, "XADD", stream_key(task), "MAXLEN", "~", str(maxlen), "*")
+def _xadd_head(task: str, maxlen: int, pairs: int) -> bytes:
+    return command_head(6 + 2 * pairs, "XADD", stream_key(task), "MAXLEN", "~", str(maxlen), "*")
+
+
+def batch_entry(group: WireGroup) -> Entry:
+    fields = b"".join((resp_bulk(b"node_id"), resp_bulk(group.node_id.encode()), resp_bulk(b"task"),
+                       resp_bulk(group.task.encode()), resp_bulk(b"count"), resp_bulk(b"%d" % group.count),
+                       resp_bulk(b"batch"), resp_bulk(group.payload)))
+    return group.node_id, group.task, fields, BATCH_FIELD_COUNT, group.latest, group.count
 
 
 @functools.lru_cache(maxsize=4096)
@@ -112,15 +126,31 @@ class RedisPublisher:
         self._maxlen = stream_maxlen
         self._metrics = metrics
         self._queue: deque[Entry] = deque()  # serialised when published, written in pipelines
-        self._limit = queue_limit
+        self._queued = 0  # decisions in the queue
+        self._limit = queue_limit  # in decisions
         self._pending = asyncio.Event()
         self._writing = False
 
     def publish(self, decisions: DecisionBatch | Iterable[Decision]) -> None:
-        self._queue.extend(redis_entries(decisions))
-        while len(self._queue) > self._limit:
-            self._queue.popleft()
-            self._metrics.publish_dropped.labels("redis", "queue_full").inc()
+        """Queue one stream entry per decision (the decision wire form)."""
+        entries = [(node_id, task, fields, REDIS_FIELD_COUNT, fields, 1)
+                   for node_id, task, fields in redis_entries(decisions)]
+        self._enqueue(entries, len(entries))
+
+    def publish_groups(self, groups: Sequence[WireGroup]) -> None:
+        """Queue one stream entry per group (the batch wire form)."""
+        self._enqueue([batch_entry(g) for g in groups], sum(g.count for g in groups))
+
+    def _enqueue(self, entries: Iterable[Entry], decisions: int) -> None:
+        self._queue.extend(entries)
+        self._queued += decisions
+        dropped = 0
+        while self._queued > self._limit and self._queue:
+            lost = self._queue.popleft()[5]
+            self._queued -= lost
+            dropped += lost
+        if dropped:
+            self._metrics.publish_dropped.labels("redis", "queue_full").inc(dropped)
         self._pending.set()
 
     async def run(self) -> None:
@@ -131,6 +161,8 @@ class RedisPublisher:
                 self._pending.clear()
                 await self._pending.wait()
             batch = [self._queue.popleft() for _ in range(min(WRITE_BATCH, len(self._queue)))]
+            decisions = sum(e[5] for e in batch)
+            self._queued -= decisions
             self._writing = True
             try:
                 await self._write(batch)
@@ -138,13 +170,13 @@ class RedisPublisher:
                 log.warning("redis write failed", extra={"url": self._url, "error": str(exc), "retry_s": backoff})
                 self._writing = False
                 self._queue.extendleft(reversed(batch))
-                self.publish(())  # re-apply the cap
+                self._enqueue((), decisions)  # back in the queue, under the cap again
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             self._writing = False
             backoff = 0.1
-            self._metrics.published.labels("redis").inc(len(batch))
+            self._metrics.published.labels("redis").inc(decisions)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until the queue is drained (for shutdown and tests)."""
@@ -159,10 +191,10 @@ class RedisPublisher:
     async def _write(self, batch: list[Entry]) -> None:
         commands = []
         latest: dict[tuple[str, str], bytes] = {}
-        for node_id, task, fields in batch:
-            commands.append(_xadd_head(task, self._maxlen))
+        for node_id, task, fields, pairs, latest_fields, _ in batch:
+            commands.append(_xadd_head(task, self._maxlen, pairs))
             commands.append(fields)
-            latest[(node_id, task)] = fields
+            latest[(node_id, task)] = latest_fields
         # The hash holds the latest decision only: one HSET per (node, task) in this write, not per decision.
         for (node_id, task), fields in latest.items():
             commands.append(_hset_head(node_id, task))

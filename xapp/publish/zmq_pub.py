@@ -1,4 +1,6 @@
-"""Decisions on ZMQ PUB, topic `<task>/<node>`, payload the protobuf `Decision`.
+"""Decisions on ZMQ PUB, topic `<task>/<node>`: payload the protobuf `Decision` (`publish`), or with
+publish.wire: batch a three-part message, topic, "DecisionBatch" and the protobuf `DecisionBatch` of
+that task and node (`publish_groups`).
 
 PUB never blocks the engine: a send that would block (all subscribers at their high-water mark) is
 dropped and counted, which is ZMQ's PUB semantics made visible.
@@ -8,14 +10,14 @@ an authorized-keys directory only subscribers whose public key is in it are let 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from xapp.ops.metrics import Metrics
-from xapp.publish.codec import encoded
+from xapp.publish.codec import BATCH_PART, WireGroup, encoded
 from xapp.vocab import Decision, DecisionBatch, ZmqCurve
 
 
@@ -56,6 +58,23 @@ class ZmqPublisher:
                 sent += 1
             except zmq.Again:
                 dropped += 1
+        self._count(sent, dropped)
+
+    def publish_groups(self, groups: Sequence[WireGroup]) -> None:
+        """One message per group (the batch wire form); counts are in decisions, as with `publish`."""
+        sent = dropped = 0
+        send = self._socket.send
+        for group in groups:
+            try:
+                send(group.topic, _MORE)
+                send(BATCH_PART, _MORE)
+                send(group.payload, _LAST)
+                sent += group.count
+            except zmq.Again:
+                dropped += group.count
+        self._count(sent, dropped)
+
+    def _count(self, sent: int, dropped: int) -> None:
         if sent:
             self._metrics.published.labels("zmq").inc(sent)
         if dropped:
