@@ -237,3 +237,17 @@ def test_unseen_tasks_never_enter_the_labelled_stage(task):
 
     with pytest.raises(ValueError, match="stay unseen"):
         build(PretrainConfig(**{**LABELLED.__dict__, "labelled_tasks": ("beam", task)}))
+
+
+def test_layer_dropout_masks_rise_with_depth_and_are_drawn_once_per_step():
+    from xapp.train.mae import kept_rows
+
+    depth, rows = 12, 20_000
+    keeps = kept_rows(rows, 0.3, depth, torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert len(keeps) == depth and all(k.shape == (rows, 1, 1) and k.dtype == torch.bool for k in keeps)
+    skipped = [1.0 - k.float().mean().item() for k in keeps]
+    for level, share in enumerate(skipped, start=1):  # block l skipped with probability 0.3 * l / 12
+        assert abs(share - 0.3 * level / depth) < 0.015, (level, share)
+    again = kept_rows(rows, 0.3, depth, torch.Generator().manual_seed(5), torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(keeps, again))  # the step's seed fixes its masks
+    assert kept_rows(rows, 0.0, depth, torch.Generator(), torch.device("cpu")) == [None] * depth

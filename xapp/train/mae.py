@@ -122,12 +122,29 @@ def masked_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return error.sum() / valid.sum().clamp(min=1)
 
 
-def layer_dropped(block: nn.Module, h: torch.Tensor, rate: float, generator: torch.Generator) -> torch.Tensor:
-    """block(h), except that each frame skips the block (keeps h) with probability `rate`."""
-    if rate <= 0:
-        return block(h)
-    keep = torch.rand(h.shape[0], 1, 1, generator=generator) >= rate
-    return torch.where(keep.to(h.device), block(h), h)
+def kept_rows(rows: int, last_rate: float, depth: int, generator: torch.Generator,
+              device: torch.device) -> list[torch.Tensor | None]:
+    """Per block, which frames go through it ([rows, 1, 1] bool on `device`; None: all): block l is
+    skipped with probability last_rate * l / depth (LayerSkip's rising layer dropout). Drawn for every
+    block at once and copied once without waiting: a blocking copy per block (a plain `.to(device)`)
+    makes the host wait for the GPU at every block of every step."""
+    if last_rate <= 0:
+        return [None] * depth
+    rates = last_rate * torch.arange(1, depth + 1) / depth
+    keep = (torch.rand(depth, rows, generator=generator) >= rates[:, None])[:, :, None, None]
+    return list(without_waiting(keep, device).unbind(0))
+
+
+def without_waiting(t: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A host tensor on `device`, copied through pinned memory without a stream sync."""
+    if torch.device(device).type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
+
+
+def layer_dropped(block: nn.Module, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+    """block(h) for the frames `keep` marks (every frame when None), h unchanged for the others."""
+    return block(h) if keep is None else torch.where(keep, block(h), h)
 
 
 class MaskedAutoencoder(nn.Module):
@@ -174,7 +191,7 @@ class MaskedAutoencoder(nn.Module):
         tokens, targets, positions = torch.cat(tokens), torch.cat(targets), torch.cat(positions)
         b, t, _ = tokens.shape
         keep = max(1, int(round(t * (1 - self.mask_ratio))))
-        kept = torch.rand(b, t, generator=generator).argsort(dim=1)[:, :keep].to(tokens.device)
+        kept = without_waiting(torch.rand(b, t, generator=generator).argsort(dim=1)[:, :keep], tokens.device)
         visible = torch.gather(tokens, 1, kept[..., None].expand(-1, -1, tokens.shape[-1]))
         h, pooled = self._trunk(self.encoder.with_cls(visible), generator)
         if self.frame_pass == "full" and (self.frame_readouts or self.distill_maps):
@@ -210,7 +227,8 @@ class MaskedAutoencoder(nn.Module):
         """The encoder's blocks over tokens h: the last state and every exit's mean-pooled state."""
         pooled = []
         depth = len(self.encoder.blocks)
-        for level, block in enumerate(self.encoder.blocks, start=1):
-            h = layer_dropped(block, h, self.layer_drop * level / depth if self.training else 0.0, generator)
+        keeps = kept_rows(h.shape[0], self.layer_drop if self.training else 0.0, depth, generator, h.device)
+        for block, keep in zip(self.encoder.blocks, keeps):
+            h = layer_dropped(block, h, keep)
             pooled.append(h.mean(dim=1))
         return h, pooled

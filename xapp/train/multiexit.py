@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from xapp.data import PRETRAIN_TASKS, TASKS
 from xapp.model.encoder import Encoder
 from xapp.model.heads import Head
-from xapp.train.mae import layer_dropped
+from xapp.train.mae import kept_rows, layer_dropped
 
 LabelledGroup = tuple[str, torch.Tensor, torch.Tensor]  # task, frames [B, A, S], labels [B]
 
@@ -39,9 +39,10 @@ class MultiExitClassifier(nn.Module):
         tokens = torch.cat([self.encoder.patch_embed(x) for _, x, _ in groups])
         h = self.encoder.with_cls(tokens)
         depth = len(self.encoder.blocks)
+        keeps = kept_rows(h.shape[0], self.layer_drop if self.training else 0.0, depth, generator, h.device)
         states = []
-        for level, block in enumerate(self.encoder.blocks, start=1):
-            h = layer_dropped(block, h, self.layer_drop * level / depth if self.training else 0.0, generator)
+        for block, keep in zip(self.encoder.blocks, keeps):
+            h = layer_dropped(block, h, keep)
             states.append(h)
         losses: dict[str, torch.Tensor] = {}
         start = 0

@@ -28,7 +28,7 @@ from xapp.model.config import EncoderConfig
 from xapp.model.encoder import Encoder
 from xapp.model.precision import device_autocast
 from xapp.model.safefile import read_weights, write_weights
-from xapp.train.mae import MaskedAutoencoder
+from xapp.train.mae import MaskedAutoencoder, without_waiting
 
 
 STAGES = ("mae", "labelled")
@@ -101,8 +101,7 @@ def frames_for_step(cfg: PretrainConfig, step: int) -> list:
 
 def to_device(frames: list, device: str) -> list:
     def move(a):
-        t = torch.from_numpy(a)
-        return t.pin_memory().to(device, non_blocking=True) if device.startswith("cuda") else t.to(device)
+        return without_waiting(torch.from_numpy(a), device)
 
     return [(item[0], move(item[1]), move(item[2])) if isinstance(item, tuple) else move(item) for item in frames]
 
