@@ -251,3 +251,18 @@ def test_layer_dropout_masks_rise_with_depth_and_are_drawn_once_per_step():
     again = kept_rows(rows, 0.3, depth, torch.Generator().manual_seed(5), torch.device("cpu"))
     assert all(torch.equal(a, b) for a, b in zip(keeps, again))  # the step's seed fixes its masks
     assert kept_rows(rows, 0.0, depth, torch.Generator(), torch.device("cpu")) == [None] * depth
+
+
+def test_batched_exit_heads_equal_each_head_on_its_own_exit():
+    from xapp.model.heads import Head, normalised_mean
+    from xapp.train.multiexit import exit_logits
+
+    torch.manual_seed(3)
+    depth, dim, classes = 5, 16, 7
+    heads = [Head(dim, classes) for _ in range(depth)]
+    for h in heads:  # trained-looking affine parameters, not the identity they start at
+        torch.nn.init.normal_(h.norm.weight), torch.nn.init.normal_(h.norm.bias)
+    states = [torch.randn(6, 9, dim) * (k + 1) for k in range(depth)]
+    one_by_one = torch.stack([head(state) for head, state in zip(heads, states)])
+    batched = exit_logits(heads, torch.stack([normalised_mean(state) for state in states]))
+    assert torch.allclose(batched, one_by_one, atol=1e-5)

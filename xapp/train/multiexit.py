@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from xapp.data import PRETRAIN_TASKS, TASKS
 from xapp.model.encoder import Encoder
-from xapp.model.heads import Head
+from xapp.model.heads import Head, normalised_mean
 from xapp.train.mae import kept_rows, layer_dropped
 
 LabelledGroup = tuple[str, torch.Tensor, torch.Tensor]  # task, frames [B, A, S], labels [B]
@@ -44,15 +44,29 @@ class MultiExitClassifier(nn.Module):
         for block, keep in zip(self.encoder.blocks, keeps):
             h = layer_dropped(block, h, keep)
             states.append(h)
+        # A head reads the normalised mean of its exit's tokens (Head.forward_pooled, exact): one per
+        # exit, shared by every task, then one batched matmul per task for all its exits, in place of
+        # depth x tasks small heads (hundreds of kernel launches per step on a GPU).
+        pooled = torch.stack([normalised_mean(state) for state in states])  # [depth, N, D]
         losses: dict[str, torch.Tensor] = {}
         start = 0
         for task, x, y in groups:
             rows = slice(start, start + len(x))
             start += len(x)
-            logits = [head(state[rows]) for head, state in zip(self.heads[task], states)]
-            losses[f"ce_{task}"] = torch.stack([F.cross_entropy(z.float(), y) for z in logits]).mean()
+            logits = exit_logits(self.heads[task], pooled[:, rows])  # [depth, B, classes]
+            losses[f"ce_{task}"] = F.cross_entropy(logits.flatten(0, 1).float(), y.repeat(depth))
             with torch.no_grad():
                 for k in (1, depth):
                     losses[f"acc_{task}_{k}"] = (logits[k - 1].argmax(-1) == y).float().mean()
         losses["loss"] = torch.stack([v for k, v in losses.items() if k.startswith("ce_")]).mean()
         return losses
+
+
+def exit_logits(heads: Sequence[Head], pooled: torch.Tensor) -> torch.Tensor:
+    """Logits [depth, B, classes] of one linear head per exit over normalised means [depth, B, D]: what
+    each head's forward_pooled gives, computed as one batched matmul over the stacked weights."""
+    scale = torch.stack([h.norm.weight for h in heads])[:, None]
+    shift = torch.stack([h.norm.bias for h in heads])[:, None]
+    weight = torch.stack([h.out.weight for h in heads]).transpose(1, 2)
+    bias = torch.stack([h.out.bias for h in heads])[:, None]
+    return torch.baddbmm(bias, pooled * scale + shift, weight)
