@@ -111,7 +111,8 @@ def test_rendered_descriptor_passes_validation(tmp_path: Path, monkeypatch: pyte
     os.symlink(REPO / "xapp", tmp_path / "xapp")
     (tmp_path / "config").mkdir()
     path = tmp_path / "config" / "descriptor.yaml"
-    objects = render({"replicaCount": 3, "descriptor": {"e2": {"nodes": SIX_NODES}}, "ports": {"http": 9090}})
+    objects = render({"replicaCount": 3, "descriptor": {"e2": {"nodes": SIX_NODES}, "publish": {"wire": "batch"}},
+                      "ports": {"http": 9090}})
     path.write_text(objects[("ConfigMap", "ee-early-exit-xapp-descriptor")]["data"]["descriptor.yaml"])
     monkeypatch.setenv("HOSTNAME", "ee-early-exit-xapp-2")
     monkeypatch.setenv("REDIS_URL", "redis://service-ricplt-dbaas-tcp.ricplt:6379/0")
@@ -125,6 +126,7 @@ def test_rendered_descriptor_passes_validation(tmp_path: Path, monkeypatch: pyte
     assert trained(d) == trained(shipped)
     assert d.xapp.instance_id == "ee-early-exit-xapp-2" and d.publish.redis_password == "from-the-secret"
     assert d.ops.http_port == 9090 and d.publish.zmq_endpoint == "tcp://*:5560"
+    assert d.publish.wire == "batch" and d.publish.redis_url == "redis://service-ricplt-dbaas-tcp.ricplt:6379/0"
 
 
 def test_lint_is_clean() -> None:
