@@ -196,6 +196,8 @@ def test_batch_wire_carries_exactly_the_decision_wire_content():
         assert f"$%d\r\nlabel{last}\r\n".encode() % len(f"label{last}") in g.latest
     with pytest.raises(ValueError, match="not a decision message"):
         decode_message([b"beam/n1", b"Something", b""])
+    with pytest.raises(ValueError, match="1 parts"):
+        decode_message([b"beam/n1"])
     assert wire_groups([]) == []
 
 

@@ -18,7 +18,6 @@ from operator import itemgetter
 from xapp.e2.gen import decision_pb2
 from xapp.vocab import Decision, DecisionBatch, as_batch
 
-WIRES = ("decision", "batch")
 BATCH_PART = b"DecisionBatch"  # ZMQ: the middle part of a batch message, between topic and payload
 
 
@@ -50,12 +49,9 @@ def decode_batch(payload: bytes) -> list[decision_pb2.Decision]:
     """The decisions of a `DecisionBatch` payload, one `Decision` message each."""
     batch = decision_pb2.DecisionBatch()
     batch.ParseFromString(payload)
-    return [decision_pb2.Decision(node_id=batch.node_id, task=batch.task, label=row[0], class_index=row[1],
-                                  confidence=row[2], exit_layer=row[3], gflops=row[4], sequence_number=row[5],
-                                  t_indication_ns=row[6], t_arrival_ns=row[7], t_decision_ns=row[8], policy=row[9])
-            for row in zip(batch.label, batch.class_index, batch.confidence, batch.exit_layer, batch.gflops,
-                           batch.sequence_number, batch.t_indication_ns, batch.t_arrival_ns, batch.t_decision_ns,
-                           batch.policy)]
+    names = [name for name, _ in _BATCH_COLUMNS]
+    return [decision_pb2.Decision(node_id=batch.node_id, task=batch.task, **dict(zip(names, row)))
+            for row in zip(*(getattr(batch, name) for name in names))]
 
 
 def decode_message(parts: Sequence[bytes]) -> list[tuple[str, decision_pb2.Decision]]:
@@ -65,7 +61,8 @@ def decode_message(parts: Sequence[bytes]) -> list[tuple[str, decision_pb2.Decis
     if len(parts) == 3 and parts[1] == BATCH_PART:
         topic = parts[0].decode()
         return [(topic, d) for d in decode_batch(parts[2])]
-    raise ValueError(f"not a decision message: {len(parts)} parts, {bytes(parts[1])[:32]!r} second")
+    raise ValueError(f"not a decision message: {len(parts)} parts (a Decision has 2: topic, payload; a "
+                     f"DecisionBatch 3: topic, {BATCH_PART.decode()}, payload)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +80,7 @@ class WireGroup:
         return _topic(self.task, self.node_id)
 
 
+# DecisionBatch field <- DecisionBatch (xapp.vocab) column, for every field but node_id and task.
 _BATCH_COLUMNS = (("label", "label"), ("class_index", "class_index"), ("confidence", "confidence"),
                   ("exit_layer", "exit"), ("gflops", "gflops"), ("sequence_number", "seq"),
                   ("t_indication_ns", "t_node_ns"), ("t_arrival_ns", "t_arrival_ns"),

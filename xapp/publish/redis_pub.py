@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 WRITE_BATCH = 256
 TIMEOUT_S = 2.0  # connecting, and sending or reading one pipeline
-BATCH_FIELD_COUNT = 4  # field/value pairs of a batch stream entry: node_id, task, count, batch
-
 
 # One stream entry waiting to be written: node, task, its field/value pairs in the Redis protocol, how
 # many pairs, the hash fields of its latest decision (REDIS_FIELD_COUNT pairs), how many decisions it
@@ -98,10 +96,11 @@ def _xadd_head(task: str, maxlen: int, pairs: int) -> bytes:
 
 
 def batch_entry(group: WireGroup) -> Entry:
-    fields = b"".join((resp_bulk(b"node_id"), resp_bulk(group.node_id.encode()), resp_bulk(b"task"),
-                       resp_bulk(group.task.encode()), resp_bulk(b"count"), resp_bulk(b"%d" % group.count),
-                       resp_bulk(b"batch"), resp_bulk(group.payload)))
-    return group.node_id, group.task, fields, BATCH_FIELD_COUNT, group.latest, group.count
+    """The stream entry of one group in the batch wire form: node_id, task, count and the DecisionBatch."""
+    pairs = ((b"node_id", group.node_id.encode()), (b"task", group.task.encode()), (b"count", b"%d" % group.count),
+             (b"batch", group.payload))
+    fields = b"".join(resp_bulk(name) + resp_bulk(value) for name, value in pairs)
+    return group.node_id, group.task, fields, len(pairs), group.latest, group.count
 
 
 @functools.lru_cache(maxsize=4096)
