@@ -79,19 +79,28 @@ def test_redis_latest_hash_and_capped_stream(redis_url):
     assert metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) == 301
 
 
-def test_redis_down_never_blocks_and_counts_drops():
+def without_redis(feed) -> Metrics:
+    """`feed(publisher)` into a RedisPublisher (room for 100 decisions) whose Redis is not there, its
+    writer running; the metrics after 0.2 s."""
     async def scenario():
         metrics = Metrics()
         pub = RedisPublisher("redis://127.0.0.1:1/0", stream_maxlen=10, metrics=metrics, queue_limit=100)
         writer = asyncio.create_task(pub.run())
-        for seq in range(250):
-            pub.publish([decision("n1", "beam", seq)])  # returns at once even though nothing listens
+        feed(pub)
         await asyncio.sleep(0.2)
         writer.cancel()
         await pub.aclose()
         return metrics
 
-    metrics = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def test_redis_down_never_blocks_and_counts_drops():
+    def feed(pub):
+        for seq in range(250):
+            pub.publish([decision("n1", "beam", seq)])  # returns at once even though nothing listens
+
+    metrics = without_redis(feed)
     dropped = metrics.registry.get_sample_value("xapp_publish_dropped_total", {"sink": "redis", "reason": "queue_full"})
     assert dropped >= 150
     assert (metrics.registry.get_sample_value("xapp_published_total", {"sink": "redis"}) or 0) == 0
@@ -251,17 +260,10 @@ def test_batch_wire_reaches_zmq_listeners_and_redis_in_decision_units(redis_url)
 
 
 def test_batch_wire_queue_cap_counts_decisions():
-    async def scenario():
-        metrics = Metrics()
-        pub = RedisPublisher("redis://127.0.0.1:1/0", stream_maxlen=10, metrics=metrics, queue_limit=100)
-        writer = asyncio.create_task(pub.run())
+    def feed(pub):
         for _ in range(10):
             pub.publish_groups(wire_groups(mixed_batch(40)))  # 400 decisions into room for 100
-        await asyncio.sleep(0.2)
-        writer.cancel()
-        await pub.aclose()
-        return metrics
 
-    dropped = asyncio.run(scenario()).registry.get_sample_value(
+    dropped = without_redis(feed).registry.get_sample_value(
         "xapp_publish_dropped_total", {"sink": "redis", "reason": "queue_full"})
     assert 300 <= dropped < 400

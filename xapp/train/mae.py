@@ -33,6 +33,8 @@ a frame with probability layer_drop * l / depth during training (LayerSkip's ris
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import torch
 from torch import nn
 
@@ -142,9 +144,13 @@ def without_waiting(t: torch.Tensor, device: torch.device | str) -> torch.Tensor
     return t.to(device, non_blocking=True)
 
 
-def layer_dropped(block: nn.Module, h: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-    """block(h) for the frames `keep` marks (every frame when None), h unchanged for the others."""
-    return block(h) if keep is None else torch.where(keep, block(h), h)
+def through_blocks(blocks: Sequence[nn.Module], h: torch.Tensor, last_rate: float,
+                   generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """The state after each block in turn, each frame skipping block l (keeping its state) with
+    probability last_rate * l / depth (`kept_rows`)."""
+    for block, keep in zip(blocks, kept_rows(h.shape[0], last_rate, len(blocks), generator, h.device)):
+        h = block(h) if keep is None else torch.where(keep, block(h), h)
+        yield h
 
 
 class MaskedAutoencoder(nn.Module):
@@ -226,9 +232,6 @@ class MaskedAutoencoder(nn.Module):
     def _trunk(self, h: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The encoder's blocks over tokens h: the last state and every exit's mean-pooled state."""
         pooled = []
-        depth = len(self.encoder.blocks)
-        keeps = kept_rows(h.shape[0], self.layer_drop if self.training else 0.0, depth, generator, h.device)
-        for block, keep in zip(self.encoder.blocks, keeps):
-            h = layer_dropped(block, h, keep)
+        for h in through_blocks(self.encoder.blocks, h, self.layer_drop if self.training else 0.0, generator):
             pooled.append(h.mean(dim=1))
         return h, pooled

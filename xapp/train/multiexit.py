@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from xapp.data import PRETRAIN_TASKS, TASKS
 from xapp.model.encoder import Encoder
 from xapp.model.heads import Head, normalised_mean
-from xapp.train.mae import kept_rows, layer_dropped
+from xapp.train.mae import through_blocks
 
 LabelledGroup = tuple[str, torch.Tensor, torch.Tensor]  # task, frames [B, A, S], labels [B]
 
@@ -39,11 +39,7 @@ class MultiExitClassifier(nn.Module):
         tokens = torch.cat([self.encoder.patch_embed(x) for _, x, _ in groups])
         h = self.encoder.with_cls(tokens)
         depth = len(self.encoder.blocks)
-        keeps = kept_rows(h.shape[0], self.layer_drop if self.training else 0.0, depth, generator, h.device)
-        states = []
-        for block, keep in zip(self.encoder.blocks, keeps):
-            h = layer_dropped(block, h, keep)
-            states.append(h)
+        states = list(through_blocks(self.encoder.blocks, h, self.layer_drop if self.training else 0.0, generator))
         # A head reads the normalised mean of its exit's tokens (Head.forward_pooled, exact): one per
         # exit, shared by every task, then one batched matmul per task for all its exits, in place of
         # depth x tasks small heads (hundreds of kernel launches per step on a GPU).
