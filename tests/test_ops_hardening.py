@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import pytest
 
 from xapp.chaos.http_attacks import idle_connections, oversized, probe_alive, slowloris
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
+from xapp.ops.redis_server import _ephemeral_floor, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,3 +89,12 @@ def test_ready_body_names_what_is_not_ready():
         assert raw.startswith(b"HTTP/1.1 503") and b'"nodes_down": ["e2node-3"]' in raw
 
     serve(scenario, readiness=Readiness(False, {"nodes_down": ["e2node-3"]}))
+
+
+def test_free_ports_are_distinct_bindable_and_below_the_kernels_ephemeral_range():
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50
+    assert all(port < _ephemeral_floor() for port in ports)
+    for port in ports[:5]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))

