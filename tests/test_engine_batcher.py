@@ -82,6 +82,28 @@ def test_expired_frames_are_shed_never_served():
     run(scenario())
 
 
+def test_a_short_deadline_behind_long_ones_is_still_shed_after_batches_leave():
+    async def scenario():
+        clock, metrics = Clock(), Metrics()
+        b = Batcher(BatchLimits(max_batch=2, max_wait_ms=0), metrics, clock)
+        for i in range(3):
+            b.submit(request(i, clock.now, deadline_ms=20))
+        assert [r.seq for r in await b.next_batch()] == [0, 1]
+        assert metrics.registry.get_sample_value("xapp_batch_queue_depth") == 1
+        b.submit(request(3, clock.now, deadline_ms=500))
+        b.submit(request(4, clock.now, deadline_ms=10, task="beam"))
+        b.submit(request(5, clock.now, deadline_ms=500))
+        assert metrics.registry.get_sample_value("xapp_batch_queue_depth") == 4
+        clock.now += 0.015
+        assert [r.seq for r in await b.next_batch()] == [2, 3]
+        assert shed(metrics, "beam", "deadline") == 1
+        clock.now += 0.1  # frame 2's deadline passed long ago; nothing left is due
+        assert [r.seq for r in await b.next_batch()] == [5]
+        assert shed(metrics, "modulation", "deadline") == 0
+
+    run(scenario())
+
+
 def test_reconfigure_to_smaller_queue_sheds_and_new_batch_size_applies():
     async def scenario():
         clock, metrics = Clock(), Metrics()

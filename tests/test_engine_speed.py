@@ -1,6 +1,7 @@
 """Columnar decisions, their wire forms, the engine's precisions and the speed benches' plumbing."""
 
 import asyncio
+import dataclasses
 import time
 
 import numpy as np
@@ -61,6 +62,20 @@ def test_batch_metrics_count_what_per_decision_updates_would():
     assert get("xapp_decision_gflops_total", {"task": "beam"}) == pytest.approx(0.04)
     assert get("xapp_decisions_scored_total", {"task": "modulation", "outcome": "correct"}) == 1
     assert get("xapp_decisions_scored_total", {"task": "beam", "outcome": "wrong"}) == 1
+
+
+def test_batch_metrics_equal_one_update_per_decision():
+    def samples(metrics: Metrics) -> dict:
+        return {(m.name, s.name, tuple(sorted(s.labels.items()))): s.value
+                for m in metrics.registry.collect() for s in m.samples if not s.name.endswith("_created")}
+
+    mixed = decisions() + [dataclasses.replace(d, t_decision_ns=d.t_decision_ns + 50) for d in decisions()]
+    for batch in (mixed, [d for d in mixed if d.task == "beam"], [dataclasses.replace(d, truth=None) for d in mixed]):
+        at_once, one_by_one = Metrics(), Metrics()
+        record_decisions(at_once, DecisionBatch.of(batch))
+        for d in batch:
+            record_decisions(one_by_one, DecisionBatch.of([d]))
+        assert samples(at_once) == pytest.approx(samples(one_by_one))
 
 
 @pytest.fixture(scope="module")
@@ -178,14 +193,29 @@ def test_ingest_descriptor_serves_a_trivial_model_at_the_same_exits(tmp_path):
     assert set(build_table(ingest, small)) == set(shipped.enabled_tasks)
 
 
+def test_a_node_dropped_from_service_loses_its_series_and_gets_a_fresh_one_back():
+    metrics = Metrics()
+    last = "xapp_node_last_decision_timestamp_seconds"
+    metrics.serving({"beam": 1}, 50.0, ["n1", "n2"])
+    record_decisions(metrics, DecisionBatch.of(decisions()[:3]))
+    assert metrics.registry.get_sample_value(last, {"node": "n1"}) == pytest.approx(31e-9)
+    metrics.serving({"beam": 2}, 50.0, ["n2"])
+    assert metrics.registry.get_sample_value(last, {"node": "n1"}) is None
+    assert metrics.registry.get_sample_value("xapp_task_exit", {"task": "beam"}) == 2
+    metrics.serving({"beam": 2}, 50.0, ["n1", "n2"])
+    record_decisions(metrics, DecisionBatch.of(decisions()[:3]))
+    assert metrics.registry.get_sample_value(last, {"node": "n1"}) == pytest.approx(31e-9)
+    assert metrics.child(metrics.node_decisions, "beam", "n1") is metrics.node_decisions.labels("beam", "n1")
+
+
 def test_observe_many_records_what_observe_per_value_would():
     edges = [0.0, 0.0005, 0.00051, 0.002, 0.3, 2.0, 7.5, 0.01, 0.0101]  # on, just over and past bounds
     amounts = np.array(edges * 3)  # above SMALL_BATCH: the bucket counts path
     one_by_one, at_once = Metrics(), Metrics()
-    for a in [*amounts, *edges[:3]]:
+    for a in [*amounts, *edges]:
         one_by_one.stage_latency.labels("queue").observe(float(a))
     observe_many(at_once.stage_latency.labels("queue"), amounts)
-    observe_many(at_once.stage_latency.labels("queue"), np.array(edges[:3]))  # below it: one by one
+    observe_many(at_once.stage_latency.labels("queue"), np.array(edges))  # below it: binned without numpy
     observe_many(at_once.stage_latency.labels("queue"), np.array([]))
 
     def samples(metrics):
@@ -194,7 +224,7 @@ def test_observe_many_records_what_observe_per_value_would():
                 for s in family.samples if not s.name.endswith("_created")}
 
     assert samples(at_once) == pytest.approx(samples(one_by_one))
-    assert at_once.registry.get_sample_value("xapp_stage_latency_seconds_count", {"stage": "queue"}) == len(amounts) + 3
+    assert at_once.registry.get_sample_value("xapp_stage_latency_seconds_count", {"stage": "queue"}) == len(amounts) + len(edges)
 
 
 def test_bench_waits_for_an_overload_to_drain_before_the_next_level():

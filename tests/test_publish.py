@@ -200,8 +200,10 @@ def test_batch_wire_carries_exactly_the_decision_wire_content():
     assert len(from_batches) == len(one_by_one)
     for d in from_batches:  # field for field, every decision equals its decision-form message
         assert d == one_by_one[(d.node_id, d.sequence_number)]
-    for g in groups:  # the hash fields are the group's last decision's
-        last = max(i for i in range(len(b)) if (b.task[i], b.node_id[i]) == (g.task, g.node_id))
+    for g in groups:  # rows keep their order within a group; the hash fields are the group's last decision's
+        mine = [i for i in range(len(b)) if (b.task[i], b.node_id[i]) == (g.task, g.node_id)]
+        assert [d.sequence_number for d in decode_batch(g.payload)] == [b.seq[i] for i in mine]
+        last = mine[-1]
         assert f"$%d\r\nlabel{last}\r\n".encode() % len(f"label{last}") in g.latest
     with pytest.raises(ValueError, match="not a decision message"):
         decode_message([b"beam/n1", b"Something", b""])

@@ -327,7 +327,7 @@ class E2Subscriber:
                 extra={"node": self.node.id, "seq": exc.seq, "reason": exc.reason},
             )
             return
-        self._metrics.frames_in.labels(self.node.id, requests[0].task).inc(len(requests))
+        self._metrics.child(self._metrics.frames_in, self.node.id, requests[0].task).inc(len(requests))
         for request in requests:
             try:
                 self._submit(request)

@@ -9,6 +9,7 @@ dropped silently: a frame pushed out by a full queue or found past its deadline 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closed = False
         self._service_s = 0.0  # smoothed engine time per batch, fed back by the serving loop
+        # At most the earliest deadline in the queue (frames leave without raising it), so that the
+        # check for expired frames scans the queue only when one may be due.
+        self._earliest_deadline = math.inf
+        metrics.queue_depth.set_function(self.__len__)  # read when scraped, not set per frame
 
     @property
     def limits(self) -> BatchLimits:
@@ -62,15 +67,16 @@ class Batcher:
             self._shed(request, SHED_CLOSED)
             return
         self._queue.append(request)
-        self._trim()
-        self._metrics.queue_depth.set(len(self._queue))
+        if request.deadline < self._earliest_deadline:
+            self._earliest_deadline = request.deadline
+        if len(self._queue) > self._limits.queue_limit:
+            self._trim()
         self._wakeup.set()
 
     def reconfigure(self, limits: BatchLimits) -> None:
         """New limits apply from the next batch on; a smaller queue sheds its oldest frames now."""
         self._limits = limits
         self._trim()
-        self._metrics.queue_depth.set(len(self._queue))
         self._wakeup.set()
 
     def observe_service_time(self, seconds: float) -> None:
@@ -107,7 +113,6 @@ class Batcher:
 
     def _take(self, n: int) -> list[Request]:
         batch = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
-        self._metrics.queue_depth.set(len(self._queue))
         self._metrics.batch_size.observe(len(batch))
         return batch
 
@@ -121,9 +126,9 @@ class Batcher:
             return
         now = self._clock()
         finish = now + self._service_s
-        newest = self._queue[-1]
-        if all(r.deadline > finish for r in self._queue):
+        if self._earliest_deadline > finish:
             return
+        newest = self._queue[-1]
         kept = deque()
         for r in self._queue:
             if r.deadline > finish or (r is newest and r.deadline > now):
@@ -131,7 +136,7 @@ class Batcher:
             else:
                 self._shed(r, SHED_DEADLINE)
         self._queue = kept
-        self._metrics.queue_depth.set(len(kept))
+        self._earliest_deadline = min((r.deadline for r in kept), default=math.inf)
 
     def _shed(self, request: Request, reason: str) -> None:
         self._metrics.frames_shed.labels(request.task, reason).inc()

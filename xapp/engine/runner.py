@@ -11,6 +11,7 @@ immutable snapshot, so a hot reload swaps tables between batches and never insid
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -81,9 +82,17 @@ def load_plan(
 
 
 def stacked(frames: Sequence[np.ndarray], shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
-    """Frames of one shape as one [n, *shape] array (into `out` when given), by one concatenate:
-    np.stack's per-frame checks cost more than the copy."""
+    """Frames of one shape as one [n, *shape] array (into `out` when given). Complex64 frames, as
+    decoded, are joined as bytes, a plain memcpy each (a quarter cheaper than np.concatenate, whose
+    per-frame checks cost more than the copy); anything else is concatenated."""
     n = len(frames)
+    if out is None and n and frames[0].dtype == np.complex64:
+        try:
+            joined = bytearray().join(frames)
+        except BufferError:  # a frame that is not C-contiguous
+            joined = None
+        if joined is not None and len(joined) == n * math.prod(shape) * 8:
+            return np.frombuffer(joined, dtype=np.complex64).reshape(n, *shape)
     flat = out.reshape(n * shape[0], *shape[1:]) if out is not None else None
     return np.concatenate(frames, out=flat).reshape(n, *shape)
 
@@ -114,9 +123,10 @@ class EarlyExitEngine:
     def run(self, batch: Sequence[Request], table: TaskTable, release: Callable[[DecisionBatch], None]) -> BatchReport:
         start = time.perf_counter()
         served = [r for r in batch if r.task in table]
-        for r in batch:
-            if r.task not in table:
-                self._metrics.frames_shed.labels(r.task, "no_task").inc()
+        if len(served) < len(batch):
+            for r in batch:
+                if r.task not in table:
+                    self._metrics.frames_shed.labels(r.task, "no_task").inc()
         # Frames batch together when they have the same token count (64 patches for all default shapes).
         by_shape: dict[tuple[int, ...], list[Request]] = defaultdict(list)
         for r in served:
@@ -131,7 +141,7 @@ class EarlyExitEngine:
         seconds = time.perf_counter() - start
         if served:
             self._metrics.exit_depth.observe(deepest)
-            self._metrics.stage_latency.labels("compute").observe(seconds)
+            self._metrics.child(self._metrics.stage_latency, "compute").observe(seconds)
         return BatchReport(len(served), deepest, seconds, len(batch) - len(served))
 
     def embed(self, rows: list[Request]) -> tuple[list[Request], torch.Tensor]:
@@ -170,7 +180,7 @@ class EarlyExitEngine:
                     continue
                 positions = np.flatnonzero(task_of[alive] == t)
                 if len(positions):
-                    rows_h = h if len(positions) == len(alive) else h[torch.from_numpy(positions).to(self.device)]
+                    rows_h = h if len(positions) == len(alive) else h.index_select(0, torch.from_numpy(positions).to(self.device))
                     parts.append(self._read_head(plan, k, rows_h, alive[positions], streak, last))
                     read.append((plan, positions))
             if not read:
@@ -190,7 +200,7 @@ class EarlyExitEngine:
                 if not staying.any():
                     return k
                 keep = np.flatnonzero(staying)
-                h = h[torch.from_numpy(keep).to(self.device)]
+                h = h.index_select(0, torch.from_numpy(keep).to(self.device))  # a quicker gather than h[keep] on CPU
                 alive = alive[keep]
         return deepest
 
@@ -218,7 +228,7 @@ class EarlyExitEngine:
         label_list = labels.tolist()
         tasks = [p.task for p in their_plans]
         for task, n in Counter(tasks).items():
-            self._metrics.decisions.labels(task, str(k)).inc(n)
+            self._metrics.child(self._metrics.decisions, task, str(k)).inc(n)
         now_ns = time.time_ns()
         return DecisionBatch(
             node_id=[r.node_id for r in picked],

@@ -48,7 +48,7 @@ class ServingLoop:
                     return
                 started = time.monotonic()
                 waited = started - np.fromiter((r.t_arrival for r in batch), dtype=np.float64, count=len(batch))
-                observe_many(self._metrics.stage_latency.labels("queue"), waited)
+                observe_many(self._metrics.child(self._metrics.stage_latency, "queue"), waited)
                 table = self._table()
                 try:
                     report = await loop.run_in_executor(self._executor, self._engine.run, batch, table, release)

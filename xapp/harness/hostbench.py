@@ -182,9 +182,9 @@ def _trunk_only(engine: EarlyExitEngine, batch: list[Request], table: TaskTable)
             h = block(h)
             leaving = exits[alive] == k
             if leaving.any():
-                states[k] = h[torch.from_numpy(np.nonzero(leaving)[0])]
+                states[k] = h.index_select(0, torch.from_numpy(np.nonzero(leaving)[0]))
                 keep = torch.from_numpy(np.nonzero(~leaving)[0])
-                h, alive = h[keep], alive[~leaving]
+                h, alive = h.index_select(0, keep), alive[~leaving]
     return states
 
 

@@ -3,8 +3,11 @@ task, and the latency histograms (per frame by nature) filled per batch with `ob
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
+from operator import eq, is_not, itemgetter
 
 import numpy as np
 
@@ -17,22 +20,28 @@ def record_decisions(metrics: Metrics, decisions: DecisionBatch | Iterable[Decis
     if not len(b):
         return
     seconds = np.maximum(0.0, (np.array(b.t_decision_ns, dtype=np.int64) - np.array(b.t_node_ns, dtype=np.int64)) / 1e9)
-    observe_many(metrics.stage_latency.labels("indication_to_decision"), seconds)
-    tasks = np.array(b.task)
-    gflops = np.array(b.gflops)
-    for task in set(b.task):
-        mine = tasks == task
-        observe_many(metrics.decision_latency.labels(task), seconds[mine])
-        metrics.decision_gflops.labels(task).inc(float(gflops[mine].sum()))
-    last: dict[str, int] = {}
-    for node, t_decision in zip(b.node_id, b.t_decision_ns):
-        if t_decision > last.get(node, 0):
-            last[node] = t_decision
+    observe_many(metrics.child(metrics.stage_latency, "indication_to_decision"), seconds)
+    tasks = set(b.task)
+    if len(tasks) == 1:  # the usual release: one task's rows leaving at its exit
+        task = b.task[0]
+        observe_many(metrics.child(metrics.decision_latency, task), seconds)
+        metrics.child(metrics.decision_gflops, task).inc(math.fsum(b.gflops))
+    else:
+        task_of = np.array(b.task)
+        gflops = np.array(b.gflops)
+        for task in tasks:
+            mine = task_of == task
+            observe_many(metrics.child(metrics.decision_latency, task), seconds[mine])
+            metrics.child(metrics.decision_gflops, task).inc(float(gflops[mine].sum()))
     for (task, node), n in Counter(zip(b.task, b.node_id)).items():
-        metrics.node_decisions.labels(task, node).inc(n)
-    for node, t_decision in last.items():
-        metrics.node_last_decision.labels(node).set(t_decision / 1e9)
-    scored = Counter((task, "correct" if label == truth else "wrong")
-                     for task, label, truth in zip(b.task, b.label, b.truth) if truth is not None)
-    for (task, outcome), n in scored.items():
-        metrics.decisions_scored.labels(task, outcome).inc(n)
+        metrics.child(metrics.node_decisions, task, node).inc(n)
+    # Each node's latest decision: in ascending time, a dict keeps the last (largest) per node.
+    by_time = sorted(zip(b.t_decision_ns, b.node_id))
+    for node, t_decision in dict(zip(map(itemgetter(1), by_time), map(itemgetter(0), by_time))).items():
+        metrics.child(metrics.node_last_decision, node).set(t_decision / 1e9)
+    if b.truth.count(None) == len(b):
+        return
+    scored = Counter(zip(b.task, map(eq, b.label, b.truth), map(is_not, b.truth, repeat(None))))
+    for (task, right, has_truth), n in scored.items():
+        if has_truth:
+            metrics.child(metrics.decisions_scored, task, "correct" if right else "wrong").inc(n)

@@ -3,12 +3,15 @@ a process in tests). Every part that counts something receives this object expli
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_left
+import collections
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-SMALL_BATCH = 16  # observe_many observes fewer amounts one by one
+SMALL_BATCH = 16  # observe_many bins fewer amounts without numpy
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -17,18 +20,20 @@ def observe_many(histogram: Histogram, amounts: np.ndarray) -> None:
     as one bucket update per bucket hit: the serving path observes per frame, thousands a second.
     Reads prometheus_client's per-child bucket values (`_upper_bounds`, `_buckets`, `_sum`), which
     `observe` itself updates the same way."""
-    if len(amounts) < SMALL_BATCH:  # numpy's fixed cost is more than a few observe calls
-        for amount in amounts.tolist():
-            histogram.observe(amount)
-        return
     histogram._raise_if_not_observable()
     bounds = histogram._upper_bounds
     # observe() counts an amount in the first bucket whose upper bound is >= it.
-    hits = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=len(bounds))
-    histogram._sum.inc(float(np.sum(amounts)))
-    for bucket, count in zip(histogram._buckets, hits.tolist()):
-        if count:
-            bucket.inc(count)
+    if len(amounts) < SMALL_BATCH:  # numpy's fixed cost is more than a bisect per amount
+        values = amounts.tolist()
+        hits = sorted(collections.Counter(bisect_left(bounds, a) for a in values).items())
+        total = math.fsum(values)
+    else:
+        counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=len(bounds))
+        hits = [(bucket, count) for bucket, count in enumerate(counts.tolist()) if count]
+        total = float(np.sum(amounts))
+    histogram._sum.inc(total)
+    for bucket, count in hits:
+        histogram._buckets[bucket].inc(count)
 
 
 class Metrics:
@@ -87,11 +92,28 @@ class Metrics:
             "xapp_node_last_decision_timestamp_seconds", "Unix time of the last decision on a node's frames", ["node"], registry=r
         )
         self._served_nodes: set[str] = set()
+        self._children: dict[tuple[object, tuple[str, ...]], object] = {}
+
+    def child(self, metric, *values: str):
+        """`metric.labels(*values)`, remembered: the serving path updates the same few series per
+        batch, and `labels()` validates and locks on every call (about 1.5 us, as much as the update).
+        A series removed by `serving` is forgotten here too."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
+
+    def _forget(self, metric) -> None:
+        for key in [k for k in self._children if k[0] is metric]:
+            del self._children[key]
 
     def serving(self, exits: Mapping[str, int], deadline_ms: float, nodes: Iterable[str]) -> None:
         """Record the configuration now served: each enabled task's exit, the deadline, and the
         nodes (a node no longer served stops reporting, so it cannot look silent)."""
         self.task_exit.clear()
+        self._forget(self.task_exit)
+        self._forget(self.node_last_decision)
         for task, exit_ in exits.items():
             self.task_exit.labels(task).set(exit_)
         self.deadline.set(deadline_ms / 1000)

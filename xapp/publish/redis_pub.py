@@ -175,7 +175,7 @@ class RedisPublisher:
                 continue
             self._writing = False
             backoff = 0.1
-            self._metrics.published.labels("redis").inc(decisions)
+            self._metrics.child(self._metrics.published, "redis").inc(decisions)
 
     async def flush(self, timeout: float = 5.0) -> None:
         """Wait until the queue is drained (for shutdown and tests)."""

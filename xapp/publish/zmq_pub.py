@@ -76,7 +76,7 @@ class ZmqPublisher:
 
     def _count(self, sent: int, dropped: int) -> None:
         if sent:
-            self._metrics.published.labels("zmq").inc(sent)
+            self._metrics.child(self._metrics.published, "zmq").inc(sent)
         if dropped:
             self._metrics.publish_dropped.labels("zmq", "hwm").inc(dropped)
 
