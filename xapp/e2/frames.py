@@ -67,24 +67,25 @@ def decode_indication(
     Request per frame, in one pass over its header and samples; raises FrameRejected, which rejects the
     Indication whole. `sequence` tracks the subscription's sequence numbers (replays, gaps); `now_ns`
     is the wall clock the node's timestamp is checked against (default: now)."""
-    size = len(indication.header) + len(indication.payload)
+    header_bytes, payload_bytes = indication.header, indication.payload  # each read of a bytes field copies it
+    size = len(header_bytes) + len(payload_bytes)
     largest = limits.max_frame_bytes * limits.max_frames_per_indication
     if size > largest:
         raise FrameRejected("oversize", f"{size} bytes > max_frame_bytes {limits.max_frame_bytes} x "
                             f"{limits.max_frames_per_indication} frames")
     try:
-        header = decode(iq_pb2.IndicationHeader, indication.header)
+        header = decode(iq_pb2.IndicationHeader, header_bytes)
     except E2smDecodeError as exc:
         raise FrameRejected("bad_header", f"header does not parse: {exc}") from None
     try:
-        return _frames(indication, header, node_id, limits, t_arrival, size, sequence, now_ns)
+        return _frames(payload_bytes, header, node_id, limits, t_arrival, size, sequence, now_ns)
     except FrameRejected as exc:
         if header.frames <= limits.max_frames_per_indication:  # a header claiming more is not believed
             exc.frames = max(1, header.frames)
         raise
 
 
-def _frames(indication: e2t_pb2.Indication, header: iq_pb2.IndicationHeader, node_id: str, limits: FrameLimits,
+def _frames(payload_bytes: bytes, header: iq_pb2.IndicationHeader, node_id: str, limits: FrameLimits,
             t_arrival: float, size: int, sequence: SequenceGuard | None, now_ns: int | None) -> list[Request]:
     seq = header.sequence_number
     frames = max(1, header.frames)
@@ -110,21 +111,22 @@ def _frames(indication: e2t_pb2.Indication, header: iq_pb2.IndicationHeader, nod
             "shape", f"{header.antennas}x{header.samples}, task {header.task} needs {shape[0]}x{shape[1]}", seq
         )
     try:
-        payload = decode(iq_pb2.IndicationMessage, indication.payload)
+        payload = decode(iq_pb2.IndicationMessage, payload_bytes)
     except E2smDecodeError as exc:
         raise FrameRejected("bad_payload", f"payload does not parse: {exc}", seq) from None
+    iq = payload.iq
     expected = frames * header.antennas * header.samples * IQ_DTYPE.itemsize
-    if len(payload.iq) != expected:
-        raise FrameRejected("length", f"{len(payload.iq)} I/Q bytes, header implies {expected}", seq)
-    samples = np.frombuffer(payload.iq, dtype=IQ_DTYPE).reshape(frames, header.antennas, header.samples)
+    if len(iq) != expected:
+        raise FrameRejected("length", f"{len(iq)} I/Q bytes, header implies {expected}", seq)
+    samples = np.frombuffer(iq, dtype=IQ_DTYPE).reshape(frames, header.antennas, header.samples)
     if not np.isfinite(samples.view(np.float32)).all():
         raise FrameRejected("non_finite", "NaN or Inf samples", seq)
     labels = _labels(payload, frames)
     deadline = t_arrival + limits.deadline_ms / 1000.0
+    task, cell_id, t_node_ns, interval_ns = header.task, header.cell_id, header.timestamp_ns, header.frame_interval_ns
     return [
-        Request(node_id=node_id, task=header.task, frame=samples[i], seq=seq + i, cell_id=header.cell_id,
-                t_node_ns=header.timestamp_ns + i * header.frame_interval_ns, t_arrival=t_arrival, deadline=deadline,
-                label=labels[i])
+        Request(node_id=node_id, task=task, frame=samples[i], seq=seq + i, cell_id=cell_id,
+                t_node_ns=t_node_ns + i * interval_ns, t_arrival=t_arrival, deadline=deadline, label=labels[i])
         for i in range(frames)
     ]
 
