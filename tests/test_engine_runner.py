@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, load_plan
+from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan, load_plan, stacked
 from xapp.model import Encoder, EncoderConfig, Head, exit_flops, save_head
 from xapp.model.policies import Policy, normalised_entropy
 from xapp.ops.metrics import Metrics
@@ -132,3 +132,16 @@ def test_load_plan_checks_task_exit_classes_and_file(encoder, tmp_path):
         load_plan("modulation", [(3, corrupt, None)], Policy(), encoder)
     with pytest.raises(PlanError, match="fixed policy reads exactly one exit"):
         TaskPlan("modulation", MOD, {1: h, 3: h})
+
+
+def test_frames_stack_the_same_whatever_their_layout_or_dtype():
+    rng = np.random.default_rng(0)
+    contiguous = [(rng.standard_normal((2, 4)) + 1j * rng.standard_normal((2, 4))).astype(np.complex64)
+                  for _ in range(3)]
+    transposed = [np.ascontiguousarray(f.T).T for f in contiguous]  # same values, not C-contiguous
+    wider = [f.astype(np.complex128) for f in contiguous]
+    for frames in (contiguous, transposed, wider):
+        together = stacked(frames, (2, 4))
+        assert together.dtype == frames[0].dtype and np.array_equal(together, np.stack(frames))
+    out = np.empty((3, 2, 4), np.complex64)
+    assert stacked(contiguous, (2, 4), out=out).base is out and np.array_equal(out, np.stack(contiguous))

@@ -11,7 +11,6 @@ immutable snapshot, so a hot reload swaps tables between batches and never insid
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -86,13 +85,11 @@ def stacked(frames: Sequence[np.ndarray], shape: tuple[int, ...], out: np.ndarra
     decoded, are joined as bytes, a plain memcpy each (a quarter cheaper than np.concatenate, whose
     per-frame checks cost more than the copy); anything else is concatenated."""
     n = len(frames)
-    if out is None and n and frames[0].dtype == np.complex64:
+    if out is None and all(f.dtype == np.complex64 for f in frames):
         try:
-            joined = bytearray().join(frames)
-        except BufferError:  # a frame that is not C-contiguous
-            joined = None
-        if joined is not None and len(joined) == n * math.prod(shape) * 8:
-            return np.frombuffer(joined, dtype=np.complex64).reshape(n, *shape)
+            return np.frombuffer(bytearray().join(frames), dtype=np.complex64).reshape(n, *shape)
+        except TypeError:  # a frame that is not C-contiguous has no bytes view
+            pass
     flat = out.reshape(n * shape[0], *shape[1:]) if out is not None else None
     return np.concatenate(frames, out=flat).reshape(n, *shape)
 
