@@ -82,8 +82,8 @@ def load_plan(
 
 def stacked(frames: Sequence[np.ndarray], shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
     """Frames of one shape as one [n, *shape] array (into `out` when given). Complex64 frames, as
-    decoded, are joined as bytes, a plain memcpy each (a quarter cheaper than np.concatenate, whose
-    per-frame checks cost more than the copy); anything else is concatenated."""
+    decoded, are joined as bytes, a plain memcpy each (5-30 % quicker at 85-256 frames than
+    np.concatenate, whose per-frame checks cost more than the copy); anything else is concatenated."""
     n = len(frames)
     if out is None and all(f.dtype == np.complex64 for f in frames):
         try:
