@@ -51,3 +51,20 @@ def test_json_logs_carry_extra_fields():
     assert len(lines) == 1
     entry = json.loads(lines[0])
     assert entry["msg"] == "frame rejected" and entry["node"] == "e2node-1" and entry["level"] == "INFO"
+
+
+def test_the_demo_summary_says_why_frames_were_shed():
+    from xapp.harness.demo import format_summary
+
+    metrics = Metrics()
+    metrics.frames_shed.labels("beam", "deadline").inc(7)
+    metrics.frames_shed.labels("modulation", "deadline").inc(3)
+    metrics.frames_shed.labels("beam", "queue_full").inc(2)
+    metrics.frames_shed.labels("beam", "closed")  # a series that never counted
+    assert metrics.by_label("xapp_frames_shed_total", "reason") == {"deadline": 10, "queue_full": 2}
+    summary = {"seconds": 1.0, "tasks": {}, "gflops_per_frame": None, "frames_in": 100, "rejected": 0,
+               "shed": 12, "shed_by_reason": metrics.by_label("xapp_frames_shed_total", "reason"), "reconnects": 0,
+               "controls_sent": 0, "stage_mean_ms": {"queue": 1.0, "compute": 2.0, "indication_to_decision": 3.0},
+               "mean_batch": 4.0, "redis": {}}
+    assert "shed 12 (deadline 10, queue_full 2), reconnects 0" in format_summary(summary)
+    assert "shed 0, reconnects 0" in format_summary({**summary, "shed": 0, "shed_by_reason": {}})

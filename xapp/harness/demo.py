@@ -115,6 +115,7 @@ def summarize(tally: Tally, seconds: float, metrics: Metrics, full_gflops: float
         "frames_in": metrics.total("xapp_frames_in_total"),
         "rejected": metrics.total("xapp_frames_rejected_total"),
         "shed": metrics.total("xapp_frames_shed_total"),
+        "shed_by_reason": metrics.by_label("xapp_frames_shed_total", "reason"),
         "reconnects": metrics.total("xapp_e2_reconnects_total"),
         "controls_sent": metrics.total("xapp_e2_controls_total"),
         "stage_mean_ms": {
@@ -140,8 +141,10 @@ def format_summary(s: dict) -> str:
         lines.append(f"indication->decision latency: p50 {s['latency_p50_ms']:.1f} ms, p99 {s['latency_p99_ms']:.1f} ms")
         lines.append(f"FLOPs per frame: {s['gflops_per_frame']:.3f} GFLOP vs {s['gflops_full_depth']:.3f} at full depth "
                      f"({s['gflops_full_depth'] / s['gflops_per_frame']:.2f}x fewer)")
-    lines.append(f"frames in {s['frames_in']:.0f}, rejected {s['rejected']:.0f}, shed {s['shed']:.0f}, "
-                 f"reconnects {s['reconnects']:.0f}, E2 controls {s['controls_sent']:.0f}")
+    reasons = ", ".join(f"{reason} {n:.0f}" for reason, n in sorted(s["shed_by_reason"].items()))
+    lines.append(f"frames in {s['frames_in']:.0f}, rejected {s['rejected']:.0f}, shed {s['shed']:.0f}"
+                 f"{f' ({reasons})' if reasons else ''}, reconnects {s['reconnects']:.0f}, "
+                 f"E2 controls {s['controls_sent']:.0f}")
     st = s["stage_mean_ms"]
     lines.append(f"mean per stage: queue {st['queue']:.1f} ms, engine {st['compute']:.1f} ms per batch "
                  f"(mean batch {s['mean_batch']:.1f}), indication->decision {st['indication_to_decision']:.1f} ms")

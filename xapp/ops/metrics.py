@@ -131,5 +131,14 @@ class Metrics:
         return sum(s.value for family in self.registry.collect() for s in family.samples
                    if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
+    def by_label(self, name: str, label: str) -> dict[str, float]:
+        """Sum of a sample's values per value of `label`, for the values with a non-zero sum."""
+        sums: dict[str, float] = collections.defaultdict(float)
+        for family in self.registry.collect():
+            for sample in family.samples:
+                if sample.name == name and label in sample.labels:
+                    sums[sample.labels[label]] += sample.value
+        return {value: total for value, total in sums.items() if total}
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
