@@ -139,4 +139,4 @@ class Batcher:
         self._earliest_deadline = min((r.deadline for r in kept), default=math.inf)
 
     def _shed(self, request: Request, reason: str) -> None:
-        self._metrics.frames_shed.labels(request.task, reason).inc()
+        self._metrics.child(self._metrics.frames_shed, request.task, reason).inc()

@@ -123,7 +123,7 @@ class EarlyExitEngine:
         if len(served) < len(batch):
             for r in batch:
                 if r.task not in table:
-                    self._metrics.frames_shed.labels(r.task, "no_task").inc()
+                    self._metrics.child(self._metrics.frames_shed, r.task, "no_task").inc()
         # Frames batch together when they have the same token count (64 patches for all default shapes).
         by_shape: dict[tuple[int, ...], list[Request]] = defaultdict(list)
         for r in served:

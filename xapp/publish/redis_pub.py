@@ -95,12 +95,14 @@ def _xadd_head(task: str, maxlen: int, pairs: int) -> bytes:
     return command_head(6 + 2 * pairs, "XADD", stream_key(task), "MAXLEN", "~", str(maxlen), "*")
 
 
+_BATCH_ENTRY_NAMES = tuple(resp_bulk(name) for name in (b"node_id", b"task", b"count", b"batch"))
+
+
 def batch_entry(group: WireGroup) -> Entry:
     """The stream entry of one group in the batch wire form: node_id, task, count and the DecisionBatch."""
-    pairs = ((b"node_id", group.node_id.encode()), (b"task", group.task.encode()), (b"count", b"%d" % group.count),
-             (b"batch", group.payload))
-    fields = b"".join(resp_bulk(name) + resp_bulk(value) for name, value in pairs)
-    return group.node_id, group.task, fields, len(pairs), group.latest, group.count
+    values = (group.node_id.encode(), group.task.encode(), b"%d" % group.count, group.payload)
+    fields = b"".join(name + resp_bulk(value) for name, value in zip(_BATCH_ENTRY_NAMES, values))
+    return group.node_id, group.task, fields, len(values), group.latest, group.count
 
 
 @functools.lru_cache(maxsize=4096)
