@@ -8,7 +8,8 @@ import yaml
 from xapp.cli import main
 from xapp.config import load_descriptor
 from xapp.data import TASKS, generate
-from xapp.model import Encoder, EncoderConfig, Head, WeightsFileError, exit_flops, head_flops, load_encoder, load_head, save_encoder
+from xapp.model import (Encoder, EncoderConfig, Head, WeightsFileError, exit_flops, head_flops, load_encoder, load_head,
+                        save_encoder, save_head)
 from xapp.model.heads import normalised_mean
 from xapp.model.safefile import sha256_file
 from xapp.config.manifest import read_manifest, task_heads
@@ -166,19 +167,46 @@ def test_cli_refuses_unknown_tasks(encoder_file, tmp_path, capsys):
     assert "unknown task(s) ['radar']" in capsys.readouterr().err
 
 
-def test_both_poolings_train_at_every_exit_and_the_better_by_validation_is_kept(encoder_file, tmp_path):
+@pytest.mark.parametrize("poolings", ["mean,attn", "mean,energy"])
+def test_several_poolings_train_at_every_exit_and_the_best_by_validation_is_kept(encoder_file, tmp_path, poolings):
     encoder = load_encoder(encoder_file)
-    settings = TrainSettings(**{**TINY.__dict__, "pooling": "mean,attn", "queries": 2})
+    settings = TrainSettings(**{**TINY.__dict__, "pooling": poolings, "queries": 2, "projections": 3})
     path = train_all(encoder, {"file": str(encoder_file), "sha256": sha256_file(encoder_file)}, ["beam"], settings,
                      tmp_path, "xapp heads train (test)", progress=False, log=lambda s: None)
     for h in task_heads(read_manifest(path), "beam", path):
         scores = h["by_pooling"]
-        assert set(scores) == {"mean", "attn"}
+        assert set(scores) == set(poolings.split(","))
         assert h["val_accuracy"] == max(s["val_accuracy"] for s in scores.values())
         assert h["test_accuracy"] == scores[h["pooling"]]["test_accuracy"]
         head, _ = load_head(h["path"], h["sha256"])
-        assert head.pooling == h["pooling"] and (head.queries == 2) == (h["pooling"] == "attn")
+        assert head.pooling == h["pooling"]
+        assert (head.queries == 2) == (h["pooling"] == "attn")
+        assert (head.projections == 3) == (h["pooling"] == "energy")
         assert h["head_gflops"] < 0.02 * h["encoder_gflops"]
+
+
+def test_energy_pooling_reads_the_mean_and_log_energies_of_its_projections_and_counts_its_flops(tmp_path):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(2)
+    head = Head(64, 16, pooling="energy", hidden=32, projections=5).eval()
+    h = torch.randn(3, 65, 64)
+    z = head.norm(h) @ head.pool.proj.weight.T  # [3, 65, 5]
+    expected = torch.cat([head.norm(h).mean(1), (z**2).mean(1).add(1e-4).log(), (z**4).mean(1).add(1e-4).log()], -1)
+    torch.testing.assert_close(head.features(h), expected)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        assert head(torch.randn(1, 65, 64)).shape == (1, 16)
+    assert counter.get_total_flops() == pytest.approx(head.flops(65), rel=0.02)
+    save_head(tmp_path / "e.safetensors", head, {"task": "beam", "exit": 1})
+    loaded, _ = load_head(tmp_path / "e.safetensors")
+    assert loaded.spec() == {"dim": 64, "num_classes": 16, "pooling": "energy", "hidden": 32, "projections": 5}
+    torch.testing.assert_close(loaded(h), head(h))
+    for bad in ({"pooling": "energy"}, {"pooling": "mean", "projections": 4}, {"pooling": "energy", "projections": 2,
+                                                                                "queries": 2}):
+        with pytest.raises(ValueError):
+            Head(64, 16, **bad)
+    with pytest.raises(ValueError, match="projection"):
+        TrainSettings(pooling="mean,energy", projections=0).poolings()
 
 
 def test_attention_pooling_with_several_queries_counts_its_flops():

@@ -29,20 +29,45 @@ class AttentionPool(nn.Module):
         return (weights.transpose(1, 2) @ h).flatten(1)
 
 
-class Head(nn.Module):
-    """LayerNorm -> pooling (mean over tokens, or attention with `queries` learned queries) ->
-    [Linear -> GELU] -> Linear."""
+class EnergyPool(nn.Module):
+    """The tokens' mean, beside second- and fourth-order statistics over tokens: for each of
+    `projections` learned projections of a token, the log of its square and of its fourth power,
+    averaged over tokens. The mean of nonlinear token states drops how their energy spreads over
+    the frame, which is what tells apart emitters whose hardware differs (IQ imbalance, amplifier
+    compression) and what the classical baselines' cumulants and beam energies measure."""
 
-    def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0, queries: int = 1):
+    def __init__(self, dim: int, projections: int):
         super().__init__()
-        if pooling not in ("mean", "attn"):
-            raise ValueError(f"pooling must be 'mean' or 'attn', got {pooling!r}")
-        if queries < 1 or (pooling == "mean" and queries != 1):
-            raise ValueError(f"queries must be 1 for mean pooling and >= 1 for attention, got {queries}")
-        self.dim, self.num_classes, self.pooling, self.hidden, self.queries = dim, num_classes, pooling, hidden, queries
+        self.proj = nn.Linear(dim, projections, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        square = self.proj(h).square()
+        return torch.cat([h.mean(dim=1), (square.mean(dim=1) + 1e-4).log(),
+                          (square.square().mean(dim=1) + 1e-4).log()], dim=-1)
+
+
+POOLINGS = ("mean", "attn", "energy")
+
+
+class Head(nn.Module):
+    """LayerNorm -> pooling (mean over tokens, attention with `queries` learned queries, or the mean
+    with energies of `projections` learned projections) -> [Linear -> GELU] -> Linear."""
+
+    def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0, queries: int = 1,
+                 projections: int = 0):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if queries < 1 or (pooling != "attn" and queries != 1):
+            raise ValueError(f"queries must be 1 unless pooling is attention (then >= 1), got {queries}")
+        if (pooling == "energy") != (projections > 0):
+            raise ValueError(f"projections must be >= 1 for energy pooling and 0 otherwise, got {projections}")
+        self.dim, self.num_classes, self.pooling, self.hidden = dim, num_classes, pooling, hidden
+        self.queries, self.projections = queries, projections
         self.norm = nn.LayerNorm(dim)
-        self.pool = AttentionPool(dim, queries) if pooling == "attn" else None
-        pooled = dim * queries
+        self.pool = (AttentionPool(dim, queries) if pooling == "attn" else
+                     EnergyPool(dim, projections) if pooling == "energy" else None)
+        pooled = dim * queries + 2 * projections  # energy pooling: two statistics per projection
         width = hidden or pooled
         self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU()) if hidden else nn.Identity()
         self.out = nn.Linear(width, num_classes)
@@ -64,11 +89,15 @@ class Head(nn.Module):
 
     def flops(self, tokens: int) -> float:
         """FLOPs per frame of this head on `tokens` token states."""
-        return head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens, self.queries)
+        return head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens, self.queries, self.projections)
 
     def spec(self) -> dict:
         spec = {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
-        return {**spec, "queries": self.queries} if self.queries != 1 else spec
+        if self.queries != 1:
+            spec["queries"] = self.queries
+        if self.projections:
+            spec["projections"] = self.projections
+        return spec
 
 
 def normalised_mean(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -3,9 +3,9 @@
 Per task: fixed train/val/test splits drawn by seed, features at every exit cached in one encoder
 pass per split, then each exit's head trained with AdamW on the cache; the epoch with the best
 validation accuracy is kept. For mean-pooling heads the cache holds one normalised mean vector per
-frame and exit (exact: see Head.forward_pooled), for attention pooling the fp16 token states. With
-both poolings asked for (`pooling: mean,attn`), both are trained at every exit from one cache and
-the one with the better validation accuracy is kept; the manifest records both. Writes
+frame and exit (exact: see Head.forward_pooled), for attention and energy pooling the fp16 token
+states. With several poolings asked for (`pooling: mean,energy`), each is trained at every exit from
+one cache and the one with the best validation accuracy is kept; the manifest records them all. Writes
 heads/<task>/exit<k>.safetensors and heads/manifest.yaml (per file: task, exit, classes,
 accuracies, FLOPs, sha256). A head must cost under HEAD_SHARE_LIMIT of the trunk's FLOPs at its exit.
 """
@@ -27,13 +27,12 @@ from tqdm import tqdm
 
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
-from xapp.model.heads import normalised_mean
+from xapp.model.heads import POOLINGS, normalised_mean
 from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.yaml"
 SNR_BIN_DB = 2.0
-POOLINGS = ("mean", "attn")
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
 
 
@@ -50,9 +49,10 @@ class TrainSettings:
     batch: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
-    pooling: str = "mean"  # mean | attn | mean,attn (both, the better by validation kept per exit)
+    pooling: str = "mean"  # mean | attn | energy, or several comma-separated (the best by validation kept per exit)
     hidden: int = 128
     queries: int = 1  # learned queries of attention pooling
+    projections: int = 24  # learned projections of energy pooling
     seed: int = 0
     chunk: int = 128  # frames per encoder pass while caching
 
@@ -63,6 +63,8 @@ class TrainSettings:
         chosen = tuple(p.strip() for p in self.pooling.split(","))
         if not chosen or any(p not in POOLINGS for p in chosen):
             raise ValueError(f"pooling must be one or more of {POOLINGS}, comma-separated; got {self.pooling!r}")
+        if "energy" in chosen and self.projections < 1:
+            raise ValueError(f"energy pooling needs at least 1 projection, got {self.projections}")
         return chosen
 
 
@@ -78,7 +80,7 @@ def task_split(task: str, split: str, settings: TrainSettings) -> TaskData:
 def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk: int, pooling: str,
                    desc: str = "", progress: bool = True) -> dict[int, torch.Tensor]:
     """What a head of this pooling reads, at every exit, in one encoder pass: normalised means
-    [N, D] (float32) for mean pooling, token states [N, T, D] (fp16) for attention pooling; on the
+    [N, D] (float32) for mean pooling, token states [N, T, D] (fp16) for the others; on the
     encoder's device, where the heads are then trained."""
     parts: dict[int, list[torch.Tensor]] = {k: [] for k in exits}
     for start in tqdm(range(0, len(x), chunk), desc=desc, unit="chunk", disable=not progress, leave=False):
@@ -127,8 +129,9 @@ def fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val:
 def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
               settings: TrainSettings, seed: int, pooling: str) -> tuple[Head, float]:
     torch.manual_seed(seed)
-    queries = settings.queries if pooling == "attn" else 1
-    head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden, queries=queries).to(train.device)
+    head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden,
+                queries=settings.queries if pooling == "attn" else 1,
+                projections=settings.projections if pooling == "energy" else 0).to(train.device)
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train) / settings.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch,
@@ -168,7 +171,7 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
     exits = list(range(1, encoder.cfg.depth + 1))
     t0 = time.perf_counter()
     poolings = settings.poolings()
-    cached = "attn" if "attn" in poolings else "mean"
+    cached = "mean" if poolings == ("mean",) else "tokens"
     data = {split: task_split(task, split, settings) for split in SPLITS}
     states = {split: cache_features(encoder, d.x, exits, settings.chunk, cached, f"{task}/{split}", progress)
               for split, d in data.items()}
