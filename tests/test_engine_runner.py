@@ -1,3 +1,4 @@
+import dataclasses
 import time
 
 import numpy as np
@@ -100,6 +101,37 @@ def test_patience_policy_leaves_when_consecutive_exits_agree(encoder):
     a, b = reference(encoder, h, reqs, 1).argmax(-1), reference(encoder, h, reqs, 2).argmax(-1)
     for r, x, y in zip(reqs, a, b):
         assert exits[r.seq] == (2 if x == y else 6)
+
+
+def test_a_fixed_and_a_dynamic_task_read_at_the_same_exit_release_one_group_with_every_field(encoder):
+    fixed, first, last = head(MOD, 9), head(BEAMS, 10), head(BEAMS, 11)
+    mod = [dataclasses.replace(r, label=f"m{r.seq % 11}") for r in frames("modulation", 6, 6)]
+    beam = frames("beam", 6, 7)
+    cut = float(reference(encoder, first, beam, 2).max(-1).values.median())
+    table = {"modulation": TaskPlan("modulation", MOD, {2: fixed}),
+             "beam": TaskPlan("beam", BEAMS, {2: first, 4: last}, Policy("confidence", threshold=cut))}
+    metrics = Metrics()
+    wall = time.time_ns() - time.monotonic_ns()
+    report, released = collect(EarlyExitEngine(encoder, metrics), beam[:3] + mod + beam[3:], table)
+    assert report.rows == 12 and report.deepest == 4
+    at_2 = released[0]
+    assert {d.exit for d in at_2} == {2} and {d.task for d in at_2} == {"modulation", "beam"}
+    sure = reference(encoder, first, beam, 2).max(-1).values >= cut
+    assert sum(d.task == "beam" for d in at_2) == int(sure.sum())
+    got = {(d.task, d.seq): d for group in released for d in group}
+    for task, reqs, probs in (("modulation", mod, reference(encoder, fixed, mod, 2)),
+                              ("beam", beam, torch.stack([reference(encoder, first, beam, 2)[i] if sure[i] else
+                                                          reference(encoder, last, beam, 4)[i] for i in range(6)]))):
+        for r, p in zip(reqs, probs):
+            d = got[(task, r.seq)]
+            assert d.class_index == int(p.argmax()) and d.label == table[task].classes[d.class_index]
+            assert d.confidence == pytest.approx(float(p.max()), abs=1e-4)
+            assert (d.node_id, d.cell_id, d.t_node_ns, d.truth) == (r.node_id, r.cell_id, r.t_node_ns, r.label)
+            assert d.policy == table[task].policy.kind
+            assert abs(d.t_arrival_ns - (wall + r.t_arrival * 1e9)) < 5e6
+            assert d.t_arrival_ns <= d.t_decision_ns
+    for task, k, n in (("modulation", "2", 6), ("beam", "2", int(sure.sum())), ("beam", "4", 6 - int(sure.sum()))):
+        assert metrics.registry.get_sample_value("xapp_decisions_total", {"task": task, "exit": k}) == n
 
 
 def test_rows_of_tasks_without_a_plan_are_counted_not_served(encoder):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from operator import attrgetter, itemgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,33 +120,31 @@ class EarlyExitEngine:
 
     def run(self, batch: Sequence[Request], table: TaskTable, release: Callable[[DecisionBatch], None]) -> BatchReport:
         start = time.perf_counter()
-        served = [r for r in batch if r.task in table]
-        if len(served) < len(batch):
-            for r in batch:
-                if r.task not in table:
-                    self._metrics.child(self._metrics.frames_shed, r.task, "no_task").inc()
-        # Frames batch together when they have the same token count (64 patches for all default shapes).
         by_shape: dict[tuple[int, ...], list[Request]] = defaultdict(list)
-        for r in served:
-            by_shape[r.frame.shape].append(r)
-        groups: dict[int, list[Request]] = defaultdict(list)
+        unserved: list[Request] = []
+        for r in batch:
+            (by_shape[r.frame.shape] if r.task in table else unserved).append(r)
+        for r in unserved:
+            self._metrics.child(self._metrics.frames_shed, r.task, "no_task").inc()
+        # Frames batch together when they have the same token count (64 patches for all default shapes).
+        groups: dict[int, dict[tuple[int, ...], list[Request]]] = defaultdict(dict)
         for shape, rows in by_shape.items():
-            groups[self.encoder.cfg.tokens(*shape)].extend(rows)
+            groups[self.encoder.cfg.tokens(*shape)][shape] = rows
         deepest = 0
         with torch.inference_mode(), serving_autocast(self.device, self.precision):
-            for tokens, rows in groups.items():
-                deepest = max(deepest, self.run_group(rows, tokens, table, release))
+            for tokens, shapes in groups.items():
+                deepest = max(deepest, self.run_group(shapes, tokens, table, release))
         seconds = time.perf_counter() - start
+        served = len(batch) - len(unserved)
         if served:
             self._metrics.exit_depth.observe(deepest)
             self._metrics.child(self._metrics.stage_latency, "compute").observe(seconds)
-        return BatchReport(len(served), deepest, seconds, len(batch) - len(served))
+        return BatchReport(served, deepest, seconds, len(unserved))
 
-    def embed(self, rows: list[Request]) -> tuple[list[Request], torch.Tensor]:
-        """Input tokens of `rows`, stacked per frame shape; returns the rows in the tokens' order."""
-        by_shape: dict[tuple[int, ...], list[Request]] = defaultdict(list)
-        for r in rows:
-            by_shape[r.frame.shape].append(r)
+    def embed(self, rows: Sequence[Request] | Mapping[tuple[int, ...], list[Request]]) -> tuple[list[Request], torch.Tensor]:
+        """Input tokens of `rows` (or of rows already grouped by frame shape), stacked per frame shape;
+        returns the rows in the tokens' order."""
+        by_shape = rows if isinstance(rows, Mapping) else _by_shape(rows)
         ordered, parts = [], []
         for shape, same in by_shape.items():
             x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
@@ -153,13 +152,14 @@ class EarlyExitEngine:
             ordered.extend(same)
         return ordered, torch.cat(parts) if len(parts) > 1 else parts[0]
 
-    def run_group(self, rows: list[Request], tokens: int, table: TaskTable, release) -> int:
-        """Serve rows of `tokens` tokens each; returns the deepest block run. Subclasses replace how."""
-        rows, h = self.embed(rows)
+    def run_group(self, shapes: Mapping[tuple[int, ...], list[Request]], tokens: int, table: TaskTable, release) -> int:
+        """Serve rows of `tokens` tokens each, grouped by frame shape; returns the deepest block run.
+        Subclasses replace how."""
+        rows, h = self.embed(shapes)
         tasks = list(table)
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
-        task_of = np.fromiter((number[r.task] for r in rows), dtype=np.int64, count=len(rows))
+        task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
         head_cost = np.zeros(len(rows))  # head GFLOPs spent per row so far (dynamic rows read several)
@@ -169,33 +169,42 @@ class EarlyExitEngine:
             last = torch.full((len(rows),), -1, dtype=torch.long, device=self.device)
         alive = np.arange(len(rows))  # original row index of each row of h
         offset_ns = time.time_ns() - time.monotonic_ns()
-        for k, block in enumerate(self.encoder.blocks[:deepest], start=1):
+        for k, block in zip(range(1, deepest + 1), self.encoder.blocks):
             h = block(h)
-            read, parts = [], []
+            read, parts, stops = [], [], []
             for t, plan in enumerate(plans):
                 if k not in plan.heads:
                     continue
                 positions = np.flatnonzero(task_of[alive] == t)
                 if len(positions):
                     rows_h = h if len(positions) == len(alive) else h.index_select(0, torch.from_numpy(positions).to(self.device))
-                    parts.append(self._read_head(plan, k, rows_h, alive[positions], streak, last))
+                    label_conf, stop = self._read_head(plan, k, rows_h, alive[positions], streak, last)
+                    parts.append(label_conf)
+                    stops.append(stop)
                     read.append((plan, positions))
             if not read:
                 continue
-            # One device-to-host copy per exit: label, confidence and leave flag of every row read here.
-            label, confidence, leaves = (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).cpu().numpy()
+            # One device-to-host copy per exit: label and confidence of every row read here, and whether
+            # it leaves when a dynamic policy decides that (a row at its task's exit always leaves).
+            out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            if any(stop is not None for stop in stops):
+                stop_row = torch.cat([torch.ones(p.shape[1], device=self.device) if stop is None else stop.float()
+                                      for p, stop in zip(parts, stops)])
+                out = torch.cat([out, stop_row[None]])
+            values = out.cpu().numpy()
+            label, confidence = values[0], values[1]
             for plan, p in read:
                 head_cost[alive[p]] += plan.heads[k].flops(tokens) / 1e9
             positions = read[0][1] if len(read) == 1 else np.concatenate([p for _, p in read])
-            leaves = leaves.astype(bool)
-            if leaves.any():
-                release(self.build_decisions(rows, alive[positions[leaves]], plans, task_of,
-                                             label[leaves].astype(np.int64), confidence[leaves], k,
-                                             gflops[k - 1] + head_cost, offset_ns))
-                staying = np.ones(len(alive), dtype=bool)
-                staying[positions[leaves]] = False
-                if not staying.any():
+            leaves = values[2].astype(bool) if len(values) > 2 else slice(None)
+            leaving = positions[leaves]
+            if len(leaving):
+                release(self.build_decisions(rows, alive[leaving], plans, task_of, label[leaves].astype(np.int64),
+                                             confidence[leaves], k, gflops[k - 1] + head_cost, offset_ns))
+                if len(leaving) == len(alive):
                     return k
+                staying = np.ones(len(alive), dtype=bool)
+                staying[leaving] = False
                 keep = np.flatnonzero(staying)
                 h = h.index_select(0, torch.from_numpy(keep).to(self.device))  # a quicker gather than h[keep] on CPU
                 alive = alive[keep]
@@ -203,43 +212,58 @@ class EarlyExitEngine:
 
     @staticmethod
     def _read_head(plan: TaskPlan, k: int, rows_h: torch.Tensor, index: np.ndarray, streak: torch.Tensor | None,
-                   last: torch.Tensor | None) -> torch.Tensor:
-        """[3, rows]: label, confidence and whether the row leaves at exit k, still on the device."""
+                   last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[2, rows]: label and confidence, still on the device; and whether each row leaves at exit
+        k, or None when all do (k is the task's exit)."""
         probs = plan.heads[k](rows_h).float().softmax(dim=-1)
         conf, labels = probs.max(dim=-1)
         if k == plan.exit:
-            stop = torch.ones_like(conf, dtype=torch.bool)
+            stop = None
         elif plan.policy.kind == "patience":
             i = torch.from_numpy(index).to(streak.device)
             streak[i], last[i] = patience_update(streak[i], last[i], labels)
             stop = streak[i] >= plan.policy.patience
         else:
             stop = confident(plan.policy, probs)
-        return torch.stack([labels.float(), conf, stop.float()])
+        return torch.stack([labels.float(), conf]), stop
 
     def build_decisions(self, rows: list[Request], index: np.ndarray, plans: list[TaskPlan], task_of: np.ndarray,
                         labels: np.ndarray, confidence: np.ndarray, k: int, gflops: np.ndarray, offset_ns: int) -> DecisionBatch:
-        """The decisions of rows `index` (original positions) leaving at exit k, as columns."""
-        picked = [rows[i] for i in index.tolist()]
-        their_plans = [plans[t] for t in task_of[index].tolist()]
+        """The decisions of rows `index` (original positions) leaving at exit k, as columns. Built by
+        C-level maps over the rows (no Python step per decision): the rows' own fields in one pass,
+        the task's names through lookup tables."""
+        n = len(index)
+        picked = (rows[int(index[0])],) if n == 1 else itemgetter(*index.tolist())(rows)
+        node_id, seq, cell_id, t_node_ns, t_arrival, truth = (list(c) for c in zip(*map(_DECISION_FIELDS, picked)))
         label_list = labels.tolist()
-        tasks = [p.task for p in their_plans]
-        for task, n in Counter(tasks).items():
-            self._metrics.child(self._metrics.decisions, task, str(k)).inc(n)
-        now_ns = time.time_ns()
+        task_index = task_of[index]
+        first = int(task_index[0])
+        if (task_index == first).all():
+            plan = plans[first]
+            tasks, policy = [plan.task] * n, [plan.policy.kind] * n
+            names = list(map(plan.classes.__getitem__, label_list))
+            self._metrics.child(self._metrics.decisions, plan.task, str(k)).inc(n)
+        else:
+            of_task = task_index.tolist()
+            tasks = list(map([p.task for p in plans].__getitem__, of_task))
+            policy = list(map([p.policy.kind for p in plans].__getitem__, of_task))
+            names = list(map(tuple.__getitem__, map([p.classes for p in plans].__getitem__, of_task), label_list))
+            for task, count in Counter(tasks).items():
+                self._metrics.child(self._metrics.decisions, task, str(k)).inc(count)
+        arrival_ns = (np.array(t_arrival) * 1e9).astype(np.int64) + offset_ns
         return DecisionBatch(
-            node_id=[r.node_id for r in picked],
-            task=tasks,
-            label=[p.classes[c] for p, c in zip(their_plans, label_list)],
-            class_index=label_list,
-            confidence=confidence.tolist(),
-            exit=[k] * len(picked),
-            gflops=gflops[index].tolist(),
-            seq=[r.seq for r in picked],
-            cell_id=[r.cell_id for r in picked],
-            t_node_ns=[r.t_node_ns for r in picked],
-            t_arrival_ns=[offset_ns + int(r.t_arrival * 1e9) for r in picked],
-            t_decision_ns=[now_ns] * len(picked),
-            policy=[p.policy.kind for p in their_plans],
-            truth=[r.label for r in picked],
+            node_id=node_id, task=tasks, label=names, class_index=label_list, confidence=confidence.tolist(),
+            exit=[k] * n, gflops=gflops[index].tolist(), seq=seq, cell_id=cell_id, t_node_ns=t_node_ns,
+            t_arrival_ns=arrival_ns.tolist(), t_decision_ns=[time.time_ns()] * n, policy=policy, truth=truth,
         )
+
+
+_TASK = attrgetter("task")
+_DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
+
+
+def _by_shape(rows: Iterable[Request]) -> dict[tuple[int, ...], list[Request]]:
+    groups: dict[tuple[int, ...], list[Request]] = defaultdict(list)
+    for r in rows:
+        groups[r.frame.shape].append(r)
+    return groups

@@ -17,7 +17,7 @@ import copy
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,8 +115,9 @@ class StaticGraphEngine(EarlyExitEngine):
                 for bucket in self.buckets[: self.buckets.index(bucket_for(max_rows, self.buckets)) + 1]:
                     self._runner(tokens, s, bucket)
 
-    def run_group(self, rows: list[Request], tokens: int, table: TaskTable, release) -> int:
+    def run_group(self, shapes: Mapping[tuple[int, ...], list[Request]], tokens: int, table: TaskTable, release) -> int:
         self.use(table)
+        rows = [r for same in shapes.values() for r in same]
         largest = self.buckets[-1]
         deepest = 0
         # Graphs are captured (and run) without autocast: the trunk holds its own dtype, and autocast's

@@ -87,7 +87,7 @@ def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk:
         for k, h in exit_states(encoder, x[start:start + chunk], exits, chunk, dtype=torch.float32,
                                 keep_on_device=True).items():
             parts[k].append(normalised_mean(h) if pooling == "mean" else h.half())
-    return {k: torch.cat(v) for k, v in parts.items()}
+    return {k: torch.cat(parts.pop(k)) for k in list(parts)}  # each exit's chunks freed as it is joined
 
 
 def means_of(features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
