@@ -70,7 +70,9 @@ def test_batch_metrics_equal_one_update_per_decision():
                 for m in metrics.registry.collect() for s in m.samples if not s.name.endswith("_created")}
 
     mixed = decisions() + [dataclasses.replace(d, t_decision_ns=d.t_decision_ns + 50) for d in decisions()]
-    for batch in (mixed, [d for d in mixed if d.task == "beam"], [dataclasses.replace(d, truth=None) for d in mixed]):
+    released_at_once = [dataclasses.replace(d, task="beam", t_decision_ns=77) for d in mixed]  # as the engine releases
+    for batch in (mixed, [d for d in mixed if d.task == "beam"], [dataclasses.replace(d, truth=None) for d in mixed],
+                  released_at_once):
         at_once, one_by_one = Metrics(), Metrics()
         record_decisions(at_once, DecisionBatch.of(batch))
         for d in batch:

@@ -16,9 +16,13 @@ from xapp.vocab import Decision, DecisionBatch, as_batch
 
 def record_decisions(metrics: Metrics, decisions: DecisionBatch | Iterable[Decision]) -> None:
     b = as_batch(decisions)
-    if not len(b):
+    n = len(b)
+    if not n:
         return
-    seconds = np.maximum(0.0, (np.array(b.t_decision_ns, dtype=np.int64) - np.array(b.t_node_ns, dtype=np.int64)) / 1e9)
+    released_ns = b.t_decision_ns[0]
+    at_once = b.t_decision_ns.count(released_ns) == n  # as the engine releases: one stamp for the batch
+    decided = released_ns if at_once else np.array(b.t_decision_ns, dtype=np.int64)
+    seconds = np.maximum(0.0, (decided - np.array(b.t_node_ns, dtype=np.int64)) / 1e9)
     observe_many(metrics.child(metrics.stage_latency, "indication_to_decision"), seconds)
     tasks = set(b.task)
     gflops = np.array(b.gflops)
@@ -27,11 +31,20 @@ def record_decisions(metrics: Metrics, decisions: DecisionBatch | Iterable[Decis
         mine = slice(None) if task_of is None else task_of == task
         observe_many(metrics.child(metrics.decision_latency, task), seconds[mine])
         metrics.child(metrics.decision_gflops, task).inc(float(gflops[mine].sum()))
-    for (task, node), n in Counter(zip(b.task, b.node_id)).items():
-        metrics.child(metrics.node_decisions, task, node).inc(n)
+    if task_of is None:
+        (task,) = tasks
+        for node, count in Counter(b.node_id).items():
+            metrics.child(metrics.node_decisions, task, node).inc(count)
+    else:
+        for (task, node), count in Counter(zip(b.task, b.node_id)).items():
+            metrics.child(metrics.node_decisions, task, node).inc(count)
     # Each node's latest decision: in ascending time, a dict keeps the last (largest) per node.
-    by_time = sorted(zip(b.t_decision_ns, b.node_id))
-    for node, t_decision in dict(zip(map(itemgetter(1), by_time), map(itemgetter(0), by_time))).items():
+    if at_once:
+        latest = dict.fromkeys(b.node_id, released_ns)
+    else:
+        by_time = sorted(zip(b.t_decision_ns, b.node_id))
+        latest = dict(zip(map(itemgetter(1), by_time), map(itemgetter(0), by_time)))
+    for node, t_decision in latest.items():
         metrics.child(metrics.node_last_decision, node).set(t_decision / 1e9)
     if b.truth.count(None) == len(b):
         return
