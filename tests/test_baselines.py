@@ -105,7 +105,7 @@ def test_cli_writes_cached_baselines(tmp_path):
     for task in ("beam", "los"):
         for kind in ("classical", "supervised"):
             assert 0 < cached["tasks"][task][kind]["gflops"] < 0.1
-    assert main(["baselines", "--manifest", str(manifest), "--tasks", "fingerprint", "--out", str(out)]) == 2
+    assert main(["baselines", "--manifest", str(manifest), "--tasks", "modulation", "--out", str(out)]) == 2
 
 
 def test_kept_section_survives_with_its_subsections():

@@ -15,7 +15,7 @@ from .classical import (FeatureMLP, Threshold, covariance_test_flops, dft_beam, 
 from .frames import crosscheck_frames, fingerprint, scores, split_frames
 from .networks import network_flops, network_for, predict, train_network
 
-BASELINE_TASKS = ("modulation", "interference", "beam", "los")  # the tasks with a baseline and a cross-check or test set
+BASELINE_TASKS = ("modulation", "interference", "beam", "los", "fingerprint")  # every task with a baseline
 Predictor = Callable[[np.ndarray], np.ndarray]
 
 
