@@ -82,12 +82,16 @@ def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk:
     """What a head of this pooling reads, at every exit, in one encoder pass: normalised means
     [N, D] (float32) for mean pooling, token states [N, T, D] (fp16) for the others; on the
     encoder's device, where the heads are then trained."""
-    parts: dict[int, list[torch.Tensor]] = {k: [] for k in exits}
+    cache: dict[int, torch.Tensor] = {}
     for start in tqdm(range(0, len(x), chunk), desc=desc, unit="chunk", disable=not progress, leave=False):
         for k, h in exit_states(encoder, x[start:start + chunk], exits, chunk, dtype=torch.float32,
                                 keep_on_device=True).items():
-            parts[k].append(normalised_mean(h) if pooling == "mean" else h.half())
-    return {k: torch.cat(parts.pop(k)) for k in list(parts)}  # each exit's chunks freed as it is joined
+            part = normalised_mean(h) if pooling == "mean" else h.half()
+            if k not in cache:  # one tensor per exit, filled in place: 50,000 frames' token states at 12
+                # exits are 10 GB, and chunk lists joined at the end would need twice that
+                cache[k] = torch.empty((len(x), *part.shape[1:]), dtype=part.dtype, device=part.device)
+            cache[k][start:start + len(part)] = part
+    return cache
 
 
 def means_of(features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
