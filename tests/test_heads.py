@@ -220,3 +220,37 @@ def test_attention_pooling_with_several_queries_counts_its_flops():
         Head(64, 16, pooling="mean", queries=2)
     with pytest.raises(ValueError, match="pooling must be"):
         TrainSettings(pooling="mean,max").poolings()
+
+
+def test_merge_replaces_one_tasks_heads_keeps_the_others_and_records_every_command(encoder_file, trained, tmp_path,
+                                                                                   capsys):
+    import shutil
+
+    encoder, manifest_path = trained
+    target = tmp_path / "heads"
+    shutil.copytree(manifest_path.parent, target)
+    before = read_manifest(target / "manifest.yaml")
+    source = tmp_path / "los-energy"
+    settings = TrainSettings(**{**TINY.__dict__, "pooling": "mean,energy", "projections": 3, "seed": 4})
+    train_all(encoder, before["encoder"], ["los"], settings, source, "xapp heads train --tasks los (test)",
+              progress=False, log=lambda s: None)
+    assert main(["heads", "merge", str(source), "--into", str(target)]) == 0
+    merged = read_manifest(target / "manifest.yaml")
+    assert merged["command"] == [before["command"], "xapp heads train --tasks los (test)",
+                                 f"xapp heads merge {source} --into {target}"]
+    assert merged["tasks"]["modulation"] == before["tasks"]["modulation"]
+    assert merged["tasks"]["los"]["settings"]["pooling"] == "mean,energy"
+    assert merged["tasks"]["los"]["splits"]["train"]["seed"] != before["tasks"]["los"]["splits"]["train"]["seed"]
+    source_heads = read_manifest(source / "manifest.yaml")["heads"]
+    assert [h for h in merged["heads"] if h["task"] == "los"] == source_heads
+    for h in task_heads(merged, "los", target / "manifest.yaml") + task_heads(merged, "modulation", target / "manifest.yaml"):
+        assert sha256_file(h["path"]) == h["sha256"]
+    # heads of another encoder are refused and the target is left as it was
+    other = tmp_path / "other"
+    shutil.copytree(source, other)
+    foreign = read_manifest(other / "manifest.yaml")
+    foreign["encoder"]["sha256"] = "0" * 64
+    (other / "manifest.yaml").write_text(yaml.safe_dump(foreign))
+    kept = (target / "manifest.yaml").read_text()
+    assert main(["heads", "merge", str(other), "--into", str(target)]) == 2
+    assert "different encoders" in capsys.readouterr().err and (target / "manifest.yaml").read_text() == kept

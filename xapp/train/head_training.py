@@ -13,6 +13,7 @@ accuracies, FLOPs, sha256). A head must cost under HEAD_SHARE_LIMIT of the trunk
 from __future__ import annotations
 
 import math
+import shutil
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ import yaml
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from xapp.config.manifest import ManifestError, read_manifest
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, normalised_mean
@@ -240,8 +242,36 @@ def train_all(encoder: Encoder, encoder_file: dict, tasks: Sequence[str], settin
 
 def write_manifest(path: Path, manifest: dict) -> Path:
     header = ("# Heads at every exit of the frozen encoder, one file per task and exit, with their metrics.\n"
-              "# Written by `xapp heads train`; `command` below regenerates this directory.\n"
+              "# Written by `xapp heads train` (and `xapp heads merge`); `command` below regenerates this\n"
+              "# directory (a list: run them in order).\n"
               "# Paths in `file` are relative to this directory.\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(manifest, sort_keys=False, default_flow_style=None, width=120))
     return path
+
+
+def commands(manifest: dict) -> list[str]:
+    """The commands that regenerate a heads directory, in order (one, unless heads were merged in)."""
+    command = manifest["command"]
+    return [command] if isinstance(command, str) else list(command)
+
+
+def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
+    """Copy the heads of every task in source/manifest.yaml into the heads directory `target`, in place
+    of target's heads of those tasks; target's other tasks stay. Both must be heads of the same encoder.
+    Target's `command` becomes the commands that regenerate it, in order: its own, source's, this one."""
+    source, target = Path(source), Path(target)
+    src, dst = read_manifest(source / MANIFEST), read_manifest(target / MANIFEST)
+    if src["encoder"]["sha256"] != dst["encoder"]["sha256"]:
+        raise ManifestError(f"{source} holds heads of encoder {src['encoder']['sha256'][:16]}..., {target} of "
+                            f"{dst['encoder']['sha256'][:16]}...: heads of different encoders cannot be merged")
+    for task in src["tasks"]:
+        if (target / task).is_dir():
+            shutil.rmtree(target / task)
+        for head in (h for h in src["heads"] if h["task"] == task):
+            (target / head["file"]).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source / head["file"], target / head["file"])
+    merged = {**dst, "command": [*commands(dst), *commands(src), command],
+              "tasks": {**dst["tasks"], **{t: {**info, "settings": src["settings"]} for t, info in src["tasks"].items()}},
+              "heads": [h for h in dst["heads"] if h["task"] not in src["tasks"]] + src["heads"]}
+    return write_manifest(target / MANIFEST, merged)

@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=train_command)
 
+    p = sub.add_parser("merge", help="copy another heads directory's tasks into this one, replacing their heads")
+    p.add_argument("source", type=Path, help="heads directory (with its manifest.yaml) whose tasks to take")
+    p.add_argument("--into", type=Path, default=None, help="heads directory to update (default: the shipped heads/)")
+    p.set_defaults(handler=merge_command)
+
     p = sub.add_parser("select", help="choose each task's exit and write it into a descriptor")
     p.add_argument("--manifest", type=Path, default=None, help=SHIPPED_MANIFEST)
     p.add_argument("--descriptor", type=Path, default=None, help="default: the shipped descriptors/default.yaml")
@@ -83,6 +88,22 @@ def _shipped_defaults(handler):
         return handler(args)
 
     return run
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from xapp.cli_error import CliError
+    from xapp.config.manifest import ManifestError
+    from xapp.config.shipped import default_manifest
+    from xapp.train.head_training import merge_heads
+
+    into = args.into or Path(default_manifest()).parent
+    command = f"xapp heads merge {args.source} --into {args.into or 'heads'}"
+    try:
+        path = merge_heads(args.source, into, command)
+    except (ManifestError, OSError) as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {path}")
+    return 0
 
 
 def train_command(args: argparse.Namespace) -> int:
