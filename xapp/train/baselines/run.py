@@ -36,7 +36,8 @@ def classical(task: str, train: TaskData, seed: int) -> tuple[str, Predictor, in
 def supervised(task: str, train: TaskData, epochs: int, seed: int) -> tuple[str, Predictor, int]:
     antennas, samples = train.x.shape[1:]
     net = train_network(network_for(task, antennas, len(train.classes)), train.x, train.y, epochs, seed)
-    kind = {"modulation": "CNN+LSTM (MCLDNN-like)", "interference": "2-D CNN on the STFT log power"}.get(task, "small CNN")
+    kind = ("CNN+LSTM (MCLDNN-like)" if task == "modulation" else
+            "2-D CNN on the STFT log power" if antennas == 1 else "small CNN")  # as network_for chooses
     params = sum(p.numel() for p in net.parameters())
     return f"{kind}, {params:,} parameters, {epochs} epochs", lambda x: predict(net, x), network_flops(net, antennas, samples)
 
