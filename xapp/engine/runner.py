@@ -141,10 +141,9 @@ class EarlyExitEngine:
             self._metrics.child(self._metrics.stage_latency, "compute").observe(seconds)
         return BatchReport(served, deepest, seconds, len(unserved))
 
-    def embed(self, rows: Sequence[Request] | Mapping[tuple[int, ...], list[Request]]) -> tuple[list[Request], torch.Tensor]:
-        """Input tokens of `rows` (or of rows already grouped by frame shape), stacked per frame shape;
-        returns the rows in the tokens' order."""
-        by_shape = rows if isinstance(rows, Mapping) else _by_shape(rows)
+    def embed(self, by_shape: Mapping[tuple[int, ...], list[Request]]) -> tuple[list[Request], torch.Tensor]:
+        """Input tokens of rows grouped by frame shape (`by_frame_shape`), stacked per shape; returns the
+        rows in the tokens' order."""
         ordered, parts = [], []
         for shape, same in by_shape.items():
             x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
@@ -262,7 +261,8 @@ _TASK = attrgetter("task")
 _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
 
 
-def _by_shape(rows: Iterable[Request]) -> dict[tuple[int, ...], list[Request]]:
+def by_frame_shape(rows: Iterable[Request]) -> dict[tuple[int, ...], list[Request]]:
+    """Rows grouped by their frame's shape, in order of first appearance."""
     groups: dict[tuple[int, ...], list[Request]] = defaultdict(list)
     for r in rows:
         groups[r.frame.shape].append(r)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from xapp.engine.precision import cpu_has_bf16
-from xapp.engine.runner import EarlyExitEngine, TaskTable
+from xapp.engine.runner import EarlyExitEngine, TaskTable, by_frame_shape
 from xapp.model import Encoder
 from xapp.ops.metrics import Metrics
 from xapp.vocab import Request
@@ -73,7 +73,7 @@ class OrtTrunk:
     def __call__(self, batch: list[Request]) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
         with torch.inference_mode():
-            rows, tokens = self.engine.embed(batch)
+            rows, tokens = self.engine.embed(by_frame_shape(batch))
             h = tokens.numpy()
             exits = np.array([self.table[r.task].exit for r in rows])
             alive = np.arange(len(rows))

@@ -22,13 +22,18 @@ def block_flops(cfg: EncoderConfig, tokens: int) -> float:
     return projections + attention + mlp
 
 
+def pooled_width(dim: int, queries: int = 1, projections: int = 0) -> int:
+    """Width of a head's pooled vector: dim per query, plus energy pooling's two moments per projection."""
+    return dim * queries + 2 * projections
+
+
 def head_flops(dim: int, num_classes: int, hidden: int = 0, pooling: str = "mean", tokens: int = 65,
                queries: int = 1, projections: int = 0) -> float:
     if pooling == "attn":
         pool = 4.0 * tokens * dim * queries  # scores + weighted sum
     else:
         pool = 2.0 * tokens * dim * projections  # energy pooling's projections of every token
-    pooled = dim * queries + 2 * projections  # energy pooling: a square and a fourth power per projection
+    pooled = pooled_width(dim, queries, projections)
     if hidden:
         return pool + 2.0 * pooled * hidden + 2.0 * hidden * num_classes
     return pool + 2.0 * pooled * num_classes

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xapp.model.flops import head_flops
+from xapp.model.flops import head_flops, pooled_width
 from xapp.model.safefile import WeightsFileError, read_weights, write_weights
 
 FORMAT = "xapp-head-v1"
@@ -31,8 +31,8 @@ class AttentionPool(nn.Module):
 
 class EnergyPool(nn.Module):
     """The tokens' mean, beside second- and fourth-order statistics over tokens: for each of
-    `projections` learned projections of a token, the log of its square and of its fourth power,
-    averaged over tokens. The mean of nonlinear token states drops how their energy spreads over
+    `projections` learned projections of a token, the log of the mean over tokens of its square and
+    of its fourth power. The mean of nonlinear token states drops how their energy spreads over
     the frame, which is what tells apart emitters whose hardware differs (IQ imbalance, amplifier
     compression) and what the classical baselines' cumulants and beam energies measure."""
 
@@ -67,7 +67,7 @@ class Head(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.pool = (AttentionPool(dim, queries) if pooling == "attn" else
                      EnergyPool(dim, projections) if pooling == "energy" else None)
-        pooled = dim * queries + 2 * projections  # energy pooling: two statistics per projection
+        pooled = pooled_width(dim, queries, projections)
         width = hidden or pooled
         self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU()) if hidden else nn.Identity()
         self.out = nn.Linear(width, num_classes)
