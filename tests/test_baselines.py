@@ -13,9 +13,9 @@ from torch import nn
 from xapp.cli import main
 from xapp.crosscheck import generate as crosscheck
 from xapp.crosscheck.array import best_beam, steering
-from xapp.train.baselines.classical import FeatureMLP, Threshold, dft_beam, principal_share
+from xapp.train.baselines.classical import SPATIAL_FEATURES, FeatureMLP, dft_beam
 from xapp.train.baselines.compare import keep_section
-from xapp.train.baselines.features import NAMES, cumulants, features
+from xapp.train.baselines.features import NAMES, SPATIAL_NAMES, cumulants, features, spatial_features
 from xapp.train.baselines.networks import ConvLSTM, SmallCNN, SpectrogramCNN, network_flops, predict, train_network
 
 
@@ -36,14 +36,28 @@ def test_dft_beam_reads_the_contract_convention():
     assert np.array_equal(dft_beam(d.x), [best_beam(f) for f in d.x])
 
 
-def test_covariance_test_separates_one_direction_from_many():
-    rng = np.random.default_rng(0)
-    one = steering(rng.uniform(-1, 1, 50))[..., None] * np.exp(2j * np.pi * rng.random((50, 1, 64)))
-    many = (rng.standard_normal((50, 16, 64)) + 1j * rng.standard_normal((50, 16, 64)))
-    share = principal_share(np.concatenate([one, many]))
-    assert share[:50].min() > 0.99 and share[50:].max() < 0.3
-    y = np.r_[np.zeros(50, int), np.ones(50, int)]
-    assert np.mean(Threshold.fit(share, y).predict(share) == y) == 1.0
+def plane_waves_or_scatter(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class 0: one plane wave from a random direction; class 1: spatially white (rich scattering)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(2, size=n)
+    one = steering(rng.uniform(-1, 1, n))[..., None] * np.exp(2j * np.pi * rng.random((n, 1, 64)))
+    many = (rng.standard_normal((n, 16, 64)) + 1j * rng.standard_normal((n, 16, 64))) / np.sqrt(2)
+    return np.where(y[:, None, None] == 0, one, many).astype(np.complex64), y
+
+
+def test_spatial_features_see_one_direction_against_many():
+    x, y = plane_waves_or_scatter(200, 0)
+    f = spatial_features(x)
+    assert f.shape == (200, len(SPATIAL_NAMES)) and np.isfinite(f).all()
+    top_eigenvalue, top_beam = f[:, 0], f[:, 31]  # log10 shares: one direction holds all the energy
+    assert top_eigenvalue[y == 0].min() > -0.01 and top_eigenvalue[y == 1].max() < np.log10(0.5)
+    assert top_beam[y == 0].min() > top_beam[y == 1].max()
+    same_wave_elsewhere = spatial_features(x[y == 0][:1] * np.exp(1j * np.pi * 0.3 * np.arange(16))[None, :, None])
+    assert np.allclose(same_wave_elsewhere[0, :31], f[y == 0][0, :31], atol=1e-4)  # blind to direction
+    model = FeatureMLP(2, SPATIAL_FEATURES, epochs=60).fit(x, y)
+    xt, yt = plane_waves_or_scatter(100, 1)
+    assert np.mean(model.predict(xt) == yt) > 0.95
+    assert model.flops(16, 64) > 8 * 16 * 16 * 64
 
 
 def test_fourth_order_cumulant_of_bpsk_and_qpsk():
@@ -70,7 +84,7 @@ def test_feature_classifier_learns_tone_against_noise():
     model = FeatureMLP(2, epochs=60).fit(x, y)
     xt, yt = toy_frames(200, 1)
     assert np.mean(model.predict(xt) == yt) > 0.95
-    assert model.flops(256) > 2 * (len(NAMES) * 128 + 128 * 128 + 128 * 2)
+    assert model.flops(1, 256) > 2 * (len(NAMES) * 128 + 128 * 128 + 128 * 2)
 
 
 def test_network_flops_count_convolutions_and_the_lstm():

@@ -1,15 +1,16 @@
-"""Classical baselines: the 16-point DFT beam argmax, the covariance eigenvalue LOS test with a
-threshold fitted on training frames, and hand features with a small MLP."""
+"""Classical baselines: the 16-point DFT beam argmax, and hand features (single-antenna or spatial)
+with a small MLP."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from .features import feature_flops, features
+from .features import NAMES, SPATIAL_NAMES, feature_flops, features, spatial_feature_flops, spatial_features
 
 ANTENNAS = 16
 
@@ -26,48 +27,40 @@ def dft_beam_flops(antennas: int, samples: int) -> int:
     return samples * int(5 * antennas * np.log2(antennas)) + 5 * antennas * samples
 
 
-def principal_share(x: np.ndarray) -> np.ndarray:
-    """Largest eigenvalue of the spatial covariance over its trace, per frame [N, A, T]: near 1 when
-    one (line-of-sight) direction dominates."""
-    cov = np.einsum("nat,nbt->nab", x, np.conj(x)) / x.shape[2]
-    eig = np.linalg.eigvalsh(cov)
-    return eig[:, -1] / np.maximum(eig.sum(axis=1), 1e-12)
+@dataclass(frozen=True)
+class FeatureSet:
+    """What a feature baseline computes from a frame, in words, as a function, and its FLOPs per
+    frame of (antennas, samples)."""
+
+    description: str
+    extract: Callable[[np.ndarray], np.ndarray]
+    flops: Callable[[int, int], int]
 
 
-def covariance_test_flops(antennas: int, samples: int) -> int:
-    """Covariance (8 real FLOPs per complex MAC) plus a Hermitian eigen-decomposition (~10 A^3)."""
-    return 8 * antennas * antennas * samples + 10 * antennas**3
-
-
-@dataclass
-class Threshold:
-    """Predict class `above` when the statistic exceeds `value`, else the other of two classes."""
-
-    value: float
-    above: int
-
-    @classmethod
-    def fit(cls, statistic: np.ndarray, y: np.ndarray) -> Threshold:
-        candidates = np.unique(statistic)
-        best = (-1.0, 0.0, 0)
-        for above in (0, 1):
-            for value in candidates[:: max(1, len(candidates) // 512)]:
-                accuracy = np.mean(np.where(statistic > value, above, 1 - above) == y)
-                best = max(best, (accuracy, float(value), above))
-        return cls(best[1], best[2])
-
-    def predict(self, statistic: np.ndarray) -> np.ndarray:
-        return np.where(statistic > self.value, self.above, 1 - self.above)
+HAND_FEATURES = FeatureSet(
+    f"{len(NAMES)} hand features (cumulants, spectral lines, envelope/frequency/bandwidth/short-time stats)",
+    features, lambda antennas, samples: feature_flops(samples))
+SPATIAL_FEATURES = FeatureSet(
+    f"{len(SPATIAL_NAMES)} spatial features (covariance eigenvalues, coherence per antenna lag, sorted DFT beam "
+    "spectrum)", spatial_features, spatial_feature_flops)
 
 
 class FeatureMLP:
-    """Standardised hand features into a 2-hidden-layer MLP (full-batch Adam, weight decay)."""
+    """Standardised features into a 2-hidden-layer MLP (full-batch Adam, weight decay)."""
 
-    def __init__(self, classes: int, hidden: int = 128, epochs: int = 400, seed: int = 0):
-        self.classes, self.hidden, self.epochs, self.seed = classes, hidden, epochs, seed
+    def __init__(self, classes: int, feature_set: FeatureSet = HAND_FEATURES, hidden: int = 128, epochs: int = 400,
+                 seed: int = 0):
+        self.classes, self.feature_set, self.hidden, self.epochs, self.seed = classes, feature_set, hidden, epochs, seed
+
+    @property
+    def description(self) -> str:
+        return f"{self.feature_set.description} + MLP {self.hidden}-{self.hidden}"
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> FeatureMLP:
-        f = features(x)
+        return self.fit_features(self.feature_set.extract(x), y)
+
+    def fit_features(self, f: np.ndarray, y: np.ndarray) -> FeatureMLP:
+        """Fit on features already extracted (rows of `feature_set.extract`, or any other [N, W] array)."""
         self.mean, self.std = f.mean(axis=0), f.std(axis=0) + 1e-6
         torch.manual_seed(self.seed)
         self.net = nn.Sequential(nn.Linear(f.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.hidden),
@@ -80,11 +73,13 @@ class FeatureMLP:
             optimiser.step()
         return self
 
-    @torch.inference_mode()
     def predict(self, x: np.ndarray) -> np.ndarray:
-        f = torch.from_numpy((features(x) - self.mean) / self.std)
-        return self.net(f).argmax(dim=1).numpy()
+        return self.predict_features(self.feature_set.extract(x))
 
-    def flops(self, samples: int) -> int:
+    @torch.inference_mode()
+    def predict_features(self, f: np.ndarray) -> np.ndarray:
+        return self.net(torch.from_numpy((f - self.mean) / self.std)).argmax(dim=1).numpy()
+
+    def flops(self, antennas: int, samples: int) -> int:
         layers = [m for m in self.net if isinstance(m, nn.Linear)]
-        return feature_flops(samples) + sum(2 * m.in_features * m.out_features for m in layers)
+        return self.feature_set.flops(antennas, samples) + sum(2 * m.in_features * m.out_features for m in layers)

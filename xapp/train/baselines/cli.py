@@ -11,8 +11,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", default=None, help="heads manifest whose splits to use (default: the shipped one)")
     p.add_argument("--tasks", help="comma-separated (default: every task with a baseline, BASELINE_TASKS)")
     p.add_argument("--epochs", type=int, default=20, help="epochs of the supervised networks (default 20)")
-    p.add_argument("--train-frames", type=int, default=4000,
-                   help="train on the first N frames of the heads' training split (default 4000; 0: all)")
+    p.add_argument("--train-frames", type=int, default=0,
+                   help="train on the first N frames of the heads' training split (default 0: all of them, "
+                        "as the heads were)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--out", default="docs/baselines.json")

@@ -10,8 +10,7 @@ import numpy as np
 
 from xapp.data import TaskData
 
-from .classical import (FeatureMLP, Threshold, covariance_test_flops, dft_beam, dft_beam_flops,
-                        principal_share)
+from .classical import HAND_FEATURES, SPATIAL_FEATURES, FeatureMLP, dft_beam, dft_beam_flops
 from .frames import crosscheck_frames, fingerprint, scores, split_frames
 from .networks import network_flops, network_for, predict, train_network
 
@@ -24,13 +23,9 @@ def classical(task: str, train: TaskData, seed: int) -> tuple[str, Predictor, in
     antennas, samples = train.x.shape[1:]
     if task == "beam":
         return "argmax of the 16 DFT beams' energy", dft_beam, dft_beam_flops(antennas, samples)
-    if task == "los":
-        rule = Threshold.fit(principal_share(train.x), train.y)
-        return (f"principal eigenvalue share of the spatial covariance > {rule.value:.3f} (fitted on training frames)",
-                lambda x: rule.predict(principal_share(x)), covariance_test_flops(antennas, samples))
-    model = FeatureMLP(len(train.classes), seed=seed).fit(train.x, train.y)
-    return "27 hand features (cumulants, spectral lines, envelope/frequency/bandwidth/short-time stats) + MLP 128-128", \
-        model.predict, model.flops(samples)
+    feature_set = SPATIAL_FEATURES if antennas > 1 else HAND_FEATURES
+    model = FeatureMLP(len(train.classes), feature_set, seed=seed).fit(train.x, train.y)
+    return model.description, model.predict, model.flops(antennas, samples)
 
 
 def supervised(task: str, train: TaskData, epochs: int, seed: int) -> tuple[str, Predictor, int]:

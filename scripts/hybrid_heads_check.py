@@ -1,0 +1,74 @@
+"""Do the trunk's exit and the classical features carry the same information? One task, one exit:
+the same MLP as the classical baseline (`FeatureMLP`, same training) on three inputs, trained on the
+heads' training split and scored on our test split and the cross-check set:
+
+  - the trunk alone: the normalised mean of the exit's tokens (what a mean-pooled head reads);
+  - the classical features alone (hand features for single-antenna tasks, spatial ones for arrays);
+  - both, side by side.
+
+If "both" beats each alone, the two are complementary, and a head that read both would decide better
+than either. Writes one JSON object per run (--out) beside the printed table.
+
+    python scripts/hybrid_heads_check.py --task modulation --exit 4 --out docs/hybrid/modulation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from xapp.config.manifest import read_manifest
+from xapp.config.shipped import default_manifest
+from xapp.model import load_encoder
+from xapp.train.baselines.classical import HAND_FEATURES, SPATIAL_FEATURES, FeatureMLP
+from xapp.train.baselines.frames import crosscheck_frames, scores, split_frames
+from xapp.train.head_training import cache_features
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", required=True)
+    parser.add_argument("--exit", type=int, required=True)
+    parser.add_argument("--train", type=int, default=0, help="first N training frames (default 0: all)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    manifest = read_manifest(default_manifest())
+    encoder = load_encoder().eval()
+    train = split_frames(manifest, args.task, "train")
+    n = args.train or len(train.y)
+    sets = {"train": (train.x[:n], train.y[:n]), "ours": split_frames(manifest, args.task, "test")}
+    other = crosscheck_frames(args.task, len(sets["ours"].y))
+    if other:
+        sets["crosscheck"] = other
+    frames = {name: d if isinstance(d, tuple) else (d.x, d.y) for name, d in sets.items()}
+    classical = SPATIAL_FEATURES if train.x.shape[1] > 1 else HAND_FEATURES
+    start = time.time()
+    trunk = {name: cache_features(encoder, x, [args.exit], 128, "mean", progress=False)[args.exit].numpy()
+             for name, (x, _) in frames.items()}
+    hand = {name: classical.extract(x) for name, (x, _) in frames.items()}
+    inputs = {"trunk": trunk, "classical": hand,
+              "both": {name: np.concatenate([trunk[name], hand[name]], axis=1) for name in frames}}
+    result = {"task": args.task, "exit": args.exit, "train_frames": n, "classical_features": classical.description,
+              "model": FeatureMLP(len(train.classes)).description.split(" + ")[-1], "features_s": round(time.time() - start),
+              "inputs": {}}
+    print(f"{args.task} at exit {args.exit}, {n} training frames, {result['model']} on each input:")
+    for name, features in inputs.items():
+        model = FeatureMLP(len(train.classes)).fit_features(features["train"], frames["train"][1])
+        result["inputs"][name] = {s: scores(model.predict_features(features[s]), sets[s]) for s in sets if s != "train"}
+        print(f"  {name:<10} " + "  ".join(f"{s} {100 * r['accuracy']:5.1f} % ({100 * r['accuracy_high_snr']:5.1f} % at high SNR)"
+                                           for s, r in result["inputs"][name].items()))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(result, fh, indent=1)
+            fh.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
