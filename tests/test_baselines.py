@@ -14,7 +14,7 @@ from xapp.cli import main
 from xapp.crosscheck import generate as crosscheck
 from xapp.crosscheck.array import best_beam, steering
 from xapp.train.baselines.classical import SPATIAL_FEATURES, FeatureMLP, dft_beam
-from xapp.train.baselines.compare import keep_section
+from xapp.train.baselines.compare import keep_section, verdict
 from xapp.train.baselines.features import NAMES, SPATIAL_NAMES, cumulants, features, spatial_features
 from xapp.train.baselines.networks import ConvLSTM, SmallCNN, SpectrogramCNN, network_flops, predict, train_network
 
@@ -128,3 +128,15 @@ def test_kept_section_survives_with_its_subsections():
     kept = keep_section(previous, "Heads retrained on the broad data, previous encoder")
     assert kept.startswith("## Heads retrained") and "### modulation\n\nrow" in kept and "Accuracy per exit" not in kept
     assert keep_section("# Results\n\n## Claims\n", "Heads retrained on the broad data") == ""
+
+
+def test_verdict_names_the_better_decider_beyond_twice_the_standard_error():
+    def entry(classical: float, supervised: float) -> dict:
+        return {"classical": {"ours": {"accuracy": classical}}, "supervised": {"ours": {"accuracy": supervised}}}
+
+    head = {"accuracy": 0.49, "n": 4000}  # SE of a difference near 50 %: 1.1 points
+    assert verdict(head, entry(0.518, 0.434)) == ("Against the best baseline (classical, 51.8 %) the head at the "
+                                                  "chosen exit is -2.8 points (SE 1.1): the baseline decides better.")
+    assert verdict(head, entry(0.30, 0.47)).endswith("+2.0 points (SE 1.1): a tie within noise.")
+    assert "(supervised, 40.0 %)" in verdict(head, entry(0.30, 0.40)) and verdict(head, entry(0.30, 0.40)).endswith(
+        "the head decides better.")

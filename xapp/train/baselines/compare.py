@@ -4,6 +4,7 @@ cached baselines (`xapp baselines`), each with GFLOPs per frame."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +83,26 @@ def render(results: dict) -> list[str]:
             notes.append(f"At the chosen exit the cross-check costs {gap:+.1f} points against our test set.")
         if entry:
             notes.append(f"Baselines trained on {entry['train_frames']} frames.")
+            if chosen_scores["ours"] and not stale:
+                notes.append(verdict(chosen_scores["ours"], entry))
         if stale:
             notes.append("**Stale baselines**: they were scored on other test frames than these (the generators or "
                          f"splits changed); rerun `xapp baselines --out {source}`.")
         out += ["", " ".join(notes), ""] if notes else [""]
     return out
+
+
+def verdict(head: dict, entry: dict) -> str:
+    """Which decides better on our test set, the head at the chosen exit or the task's best baseline,
+    by more than twice the standard error of the difference (the two taken as independent, which
+    overstates it when they are scored on the same frames)."""
+    kind = max((k for k in ("classical", "supervised") if k in entry), key=lambda k: entry[k]["ours"]["accuracy"])
+    p, q = head["accuracy"], entry[kind]["ours"]["accuracy"]
+    diff, se = 100 * (p - q), 100 * math.sqrt((p * (1 - p) + q * (1 - q)) / head["n"])
+    who = ("the head decides better" if diff > 2 * se else "the baseline decides better" if diff < -2 * se
+           else "a tie within noise")
+    return (f"Against the best baseline ({kind}, {100 * q:.1f} %) the head at the chosen exit is {diff:+.1f} points "
+            f"(SE {se:.1f}): {who}.")
 
 
 def keep_section(previous: str, title: str) -> str:
