@@ -7,7 +7,9 @@ heads' training split and scored on our test split and the cross-check set:
   - both, side by side.
 
 If "both" beats each alone, the two are complementary, and a head that read both would decide better
-than either. Writes one JSON object per run (--out) beside the printed table.
+than either. With --groups (single-antenna tasks), also the trunk beside each group of hand features
+alone, to see which carry what the trunk lacks. Writes one JSON object per run (--out) beside the
+printed table.
 
     python scripts/hybrid_heads_check.py --task modulation --exit 4 --out docs/hybrid/modulation.json
 """
@@ -28,12 +30,18 @@ from xapp.train.baselines.classical import HAND_FEATURES, SPATIAL_FEATURES, Feat
 from xapp.train.baselines.frames import crosscheck_frames, scores, split_frames
 from xapp.train.head_training import cache_features
 
+HAND_GROUPS = {  # column ranges of xapp.train.baselines.features.NAMES
+    "cumulants": slice(0, 6), "spectral lines": slice(6, 10), "envelope and frequency": slice(10, 17),
+    "spectrum shape": slice(17, 21), "short-time": slice(21, 27),
+}
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", required=True)
     parser.add_argument("--exit", type=int, required=True)
     parser.add_argument("--train", type=int, default=0, help="first N training frames (default 0: all)")
+    parser.add_argument("--groups", action="store_true", help="also the trunk beside each group of hand features")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out")
     args = parser.parse_args()
@@ -54,6 +62,9 @@ def main() -> int:
     hand = {name: classical.extract(x) for name, (x, _) in frames.items()}
     inputs = {"trunk": trunk, "classical": hand,
               "both": {name: np.concatenate([trunk[name], hand[name]], axis=1) for name in frames}}
+    if args.groups and classical is HAND_FEATURES:
+        inputs |= {f"trunk + {group}": {name: np.concatenate([trunk[name], hand[name][:, columns]], axis=1)
+                                        for name in frames} for group, columns in HAND_GROUPS.items()}
     result = {"task": args.task, "exit": args.exit, "train_frames": n, "classical_features": classical.description,
               "model": FeatureMLP(len(train.classes)).description.split(" + ")[-1], "features_s": round(time.time() - start),
               "inputs": {}}
@@ -61,7 +72,7 @@ def main() -> int:
     for name, features in inputs.items():
         model = FeatureMLP(len(train.classes)).fit_features(features["train"], frames["train"][1])
         result["inputs"][name] = {s: scores(model.predict_features(features[s]), sets[s]) for s in sets if s != "train"}
-        print(f"  {name:<10} " + "  ".join(f"{s} {100 * r['accuracy']:5.1f} % ({100 * r['accuracy_high_snr']:5.1f} % at high SNR)"
+        print(f"  {name:<32} " + "  ".join(f"{s} {100 * r['accuracy']:5.1f} % ({100 * r['accuracy_high_snr']:5.1f} % at high SNR)"
                                            for s, r in result["inputs"][name].items()))
     if args.out:
         with open(args.out, "w") as fh:
