@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +27,9 @@ import torch
 from xapp.config.manifest import read_manifest
 from xapp.config.shipped import default_manifest
 from xapp.model import load_encoder
-from xapp.train.baselines.classical import HAND_FEATURES, SPATIAL_FEATURES, FeatureMLP
+from xapp.train.baselines.classical import HAND_FEATURES, FeatureMLP, feature_set_for
 from xapp.train.baselines.frames import crosscheck_frames, scores, split_frames
+from xapp.train.baselines.run import first
 from xapp.train.head_training import cache_features
 
 HAND_GROUPS = {  # column ranges of xapp.train.baselines.features.NAMES
@@ -49,35 +51,32 @@ def main() -> int:
     manifest = read_manifest(default_manifest())
     encoder = load_encoder().eval()
     train = split_frames(manifest, args.task, "train")
-    n = args.train or len(train.y)
-    sets = {"train": (train.x[:n], train.y[:n]), "ours": split_frames(manifest, args.task, "test")}
+    sets = {"train": first(train, args.train or None), "ours": split_frames(manifest, args.task, "test")}
     other = crosscheck_frames(args.task, len(sets["ours"].y))
     if other:
         sets["crosscheck"] = other
-    frames = {name: d if isinstance(d, tuple) else (d.x, d.y) for name, d in sets.items()}
-    classical = SPATIAL_FEATURES if train.x.shape[1] > 1 else HAND_FEATURES
+    classical = feature_set_for(train.x.shape[1])
     start = time.time()
-    trunk = {name: cache_features(encoder, x, [args.exit], 128, "mean", progress=False)[args.exit].numpy()
-             for name, (x, _) in frames.items()}
-    hand = {name: classical.extract(x) for name, (x, _) in frames.items()}
-    inputs = {"trunk": trunk, "classical": hand,
-              "both": {name: np.concatenate([trunk[name], hand[name]], axis=1) for name in frames}}
+    trunk = {name: cache_features(encoder, d.x, [args.exit], 128, "mean", progress=False)[args.exit].numpy()
+             for name, d in sets.items()}
+    features = {name: classical.extract(d.x) for name, d in sets.items()}
+    inputs = {"trunk": trunk, "classical": features,
+              "both": {name: np.concatenate([trunk[name], features[name]], axis=1) for name in sets}}
     if args.groups and classical is HAND_FEATURES:
-        inputs |= {f"trunk + {group}": {name: np.concatenate([trunk[name], hand[name][:, columns]], axis=1)
-                                        for name in frames} for group, columns in HAND_GROUPS.items()}
+        inputs |= {f"trunk + {group}": {name: np.concatenate([trunk[name], features[name][:, columns]], axis=1)
+                                        for name in sets} for group, columns in HAND_GROUPS.items()}
+    network = FeatureMLP(len(train.classes)).network
+    n = len(sets["train"].y)
     result = {"task": args.task, "exit": args.exit, "train_frames": n, "classical_features": classical.description,
-              "model": FeatureMLP(len(train.classes)).description.split(" + ")[-1], "features_s": round(time.time() - start),
-              "inputs": {}}
-    print(f"{args.task} at exit {args.exit}, {n} training frames, {result['model']} on each input:")
-    for name, features in inputs.items():
-        model = FeatureMLP(len(train.classes)).fit_features(features["train"], frames["train"][1])
-        result["inputs"][name] = {s: scores(model.predict_features(features[s]), sets[s]) for s in sets if s != "train"}
+              "model": network, "features_s": round(time.time() - start), "inputs": {}}
+    print(f"{args.task} at exit {args.exit}, {n} training frames, {network} on each input:")
+    for name, columns in inputs.items():
+        model = FeatureMLP(len(train.classes)).fit_features(columns["train"], sets["train"].y)
+        result["inputs"][name] = {s: scores(model.predict_features(columns[s]), d) for s, d in sets.items() if s != "train"}
         print(f"  {name:<32} " + "  ".join(f"{s} {100 * r['accuracy']:5.1f} % ({100 * r['accuracy_high_snr']:5.1f} % at high SNR)"
                                            for s, r in result["inputs"][name].items()))
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
-            fh.write("\n")
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,14 +26,16 @@ from torch import nn
 from xapp.config.manifest import read_manifest
 from xapp.config.shipped import default_descriptor, default_manifest
 from xapp.data import generate
+from xapp.data.spatial import beam_energy
 from xapp.model import load_encoder, load_head
 from xapp.train.baselines.classical import SPATIAL_FEATURES, FeatureMLP
+from xapp.train.baselines.frames import scores
 from xapp.train.features import exit_states
 
 
 def beam_energies(x: np.ndarray) -> np.ndarray:
     """log of each DFT beam's share of the frame's energy [N, 16]; argmax is the DFT baseline's beam."""
-    energy = np.sum(np.abs(np.fft.fftshift(np.fft.fft(x, axis=1), axes=1)) ** 2, axis=2)
+    energy = beam_energy(x)
     return np.log(energy / energy.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -49,11 +52,6 @@ def linear_readout(f: np.ndarray, y: np.ndarray, classes: int, epochs: int = 400
     return layer.eval()
 
 
-def accuracy(pred: np.ndarray, y: np.ndarray, snr: np.ndarray) -> dict:
-    ok = pred == y
-    return {"accuracy": float(ok.mean()), "accuracy_high_snr": float(ok[snr >= 10].mean())}
-
-
 def beam(manifest: dict, n: int) -> dict:
     splits = manifest["tasks"]["beam"]["splits"]
     train, test = (generate("beam", s["n"], s["seed"]) for s in (splits["train"], splits["test"]))
@@ -62,9 +60,9 @@ def beam(manifest: dict, n: int) -> dict:
     readout = linear_readout(f_train, train.y[:n], 16)
     with torch.inference_mode():
         linear = readout(torch.from_numpy(f_test)).argmax(-1).numpy()
-    return {"argmax (the DFT baseline)": accuracy(f_test.argmax(axis=1), test.y, test.snr_db),
-            "MLP 128-128 on the 16 beam energies": accuracy(mlp.predict_features(f_test), test.y, test.snr_db),
-            "linear readout of the 16 beam energies": accuracy(linear, test.y, test.snr_db)}
+    return {"argmax (the DFT baseline)": scores(f_test.argmax(axis=1), test),
+            f"{mlp.network} on the 16 beam energies": scores(mlp.predict_features(f_test), test),
+            "linear readout of the 16 beam energies": scores(linear, test)}
 
 
 def los(manifest: dict, n: int) -> dict:
@@ -77,7 +75,7 @@ def los(manifest: dict, n: int) -> dict:
         pred = model.predict(frames(test))
         bands = {f"K {lo} to {hi} dB": los_frames & (k_db >= lo) & (k_db < hi) for lo, hi in ((-5, 0), (0, 4), (4, 8), (8, 12))}
         recall = {band: float(np.mean(pred[rows] == test.y[rows])) for band, rows in bands.items()}
-        out[name] = {**accuracy(pred, test.y, test.snr_db), "LOS recall by Rician K": recall,
+        out[name] = {**scores(pred, test), "LOS recall by Rician K": recall,
                      "NLOS recall": float(np.mean(pred[~los_frames] == test.y[~los_frames]))}
     return out
 
@@ -107,9 +105,7 @@ def main() -> int:
               "interference": interference(manifest)}
     print(json.dumps(result, indent=1))
     if args.out:
-        with open(args.out, "w") as fh:
-            json.dump(result, fh, indent=1)
-            fh.write("\n")
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from xapp.data.spatial import beam_energy
+
 from .features import NAMES, SPATIAL_NAMES, feature_flops, features, spatial_feature_flops, spatial_features
 
 ANTENNAS = 16
@@ -18,8 +20,7 @@ ANTENNAS = 16
 def dft_beam(x: np.ndarray) -> np.ndarray:
     """Beam index per frame [N, 16, T]: the DFT beam with most energy; after fftshift, index b holds
     spatial frequency (b - 8)/16, i.e. beam b steering to sin(theta) = (b - 8)/8."""
-    energy = np.sum(np.abs(np.fft.fftshift(np.fft.fft(x, axis=1), axes=1)) ** 2, axis=2)
-    return energy.argmax(axis=1)
+    return beam_energy(x).argmax(axis=1)
 
 
 def dft_beam_flops(antennas: int, samples: int) -> int:
@@ -45,6 +46,11 @@ SPATIAL_FEATURES = FeatureSet(
     "spectrum)", spatial_features, spatial_feature_flops)
 
 
+def feature_set_for(antennas: int) -> FeatureSet:
+    """The classical features of a task's frames: spatial ones for arrays, hand features otherwise."""
+    return SPATIAL_FEATURES if antennas > 1 else HAND_FEATURES
+
+
 class FeatureMLP:
     """Standardised features into a 2-hidden-layer MLP (full-batch Adam, weight decay)."""
 
@@ -53,8 +59,12 @@ class FeatureMLP:
         self.classes, self.feature_set, self.hidden, self.epochs, self.seed = classes, feature_set, hidden, epochs, seed
 
     @property
+    def network(self) -> str:
+        return f"MLP {self.hidden}-{self.hidden}"
+
+    @property
     def description(self) -> str:
-        return f"{self.feature_set.description} + MLP {self.hidden}-{self.hidden}"
+        return f"{self.feature_set.description} + {self.network}"
 
     def fit(self, x: np.ndarray, y: np.ndarray) -> FeatureMLP:
         return self.fit_features(self.feature_set.extract(x), y)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
+from xapp.data.spatial import beam_energy
+
 STFT_SIZE = 64
 NAMES = (
     "|C20|", "|C40|", "|C41|", "|C42|", "|C60|", "|C63|",
@@ -112,7 +114,7 @@ def spatial_features(x: np.ndarray) -> np.ndarray:
     eig = np.linalg.eigvalsh(cov)[:, ::-1]
     coherence = np.stack([np.abs(np.diagonal(cov, offset=lag, axis1=1, axis2=2).mean(axis=1))
                           for lag in range(1, antennas)], axis=1)
-    beams = np.sum(np.abs(np.fft.fft(x, axis=1)) ** 2, axis=2)
+    beams = beam_energy(x)
     beams = np.sort(beams / np.maximum(beams.sum(axis=1, keepdims=True), 1e-12), axis=1)[:, ::-1]
     return np.concatenate([_log(eig), coherence, _log(beams)], axis=1).astype(np.float32)
 

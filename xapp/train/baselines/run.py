@@ -10,7 +10,7 @@ import numpy as np
 
 from xapp.data import TaskData
 
-from .classical import HAND_FEATURES, SPATIAL_FEATURES, FeatureMLP, dft_beam, dft_beam_flops
+from .classical import FeatureMLP, dft_beam, dft_beam_flops, feature_set_for
 from .frames import crosscheck_frames, fingerprint, scores, split_frames
 from .networks import network_flops, network_for, predict, train_network
 
@@ -23,8 +23,7 @@ def classical(task: str, train: TaskData, seed: int) -> tuple[str, Predictor, in
     antennas, samples = train.x.shape[1:]
     if task == "beam":
         return "argmax of the 16 DFT beams' energy", dft_beam, dft_beam_flops(antennas, samples)
-    feature_set = SPATIAL_FEATURES if antennas > 1 else HAND_FEATURES
-    model = FeatureMLP(len(train.classes), feature_set, seed=seed).fit(train.x, train.y)
+    model = FeatureMLP(len(train.classes), feature_set_for(antennas), seed=seed).fit(train.x, train.y)
     return model.description, model.predict, model.flops(antennas, samples)
 
 
