@@ -87,7 +87,7 @@ def interference(manifest: dict) -> dict:
     head, _ = load_head(default_manifest().parent / "interference" / f"exit{exit_}.safetensors")
     h = exit_states(load_encoder().eval(), test.x, [exit_], 256, dtype=torch.float32)[exit_]
     with torch.inference_mode():
-        ok = head(h).argmax(-1).numpy() == test.y
+        ok = head(h, head.side_inputs(torch.from_numpy(test.x))).argmax(-1).numpy() == test.y
     inr = test.meta["inr_db"]
     by_inr = {f"INR {lo} to {hi} dB": float(ok[(inr >= lo) & (inr < hi)].mean()) for lo, hi in ((0, 6), (6, 12), (12, 18), (18, 25.1))}
     return {"exit": exit_, "accuracy": float(ok.mean()), "no interferer": float(ok[np.isnan(inr)].mean()), **by_inr}

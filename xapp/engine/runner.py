@@ -1,7 +1,8 @@
 """The early-exit engine: one trunk pass per batch, each task's head at its own exit.
 
-For a batch the trunk runs block by block only as deep as the deepest exit any row needs. After
-block k every task with a head at k reads its rows; rows that are done (their task's exit, or a
+For a batch the trunk runs block by block only as deep as the deepest exit any row needs. Heads
+that read side features of the raw frame (xapp.model.side) get them computed once per batch, before
+the trunk, for their task's rows. After block k every task with a head at k reads its rows; rows that are done (their task's exit, or a
 dynamic policy that is sure enough) are released to `release` at once and removed from the batch,
 so later blocks only see the rows that still need them.
 
@@ -46,10 +47,18 @@ class TaskPlan:
         for k, head in self.heads.items():
             if head.num_classes != len(self.classes):
                 raise PlanError(f"task {self.task}: head at exit {k} has {head.num_classes} classes, want {len(self.classes)}")
+        sides = {(head.side, head.frame_shape) for head in self.heads.values() if head.side is not None}
+        if len(sides) > 1:
+            raise PlanError(f"task {self.task}: its heads read different side features {sorted(map(str, sides))}")
 
     @property
     def exit(self) -> int:
         return max(self.heads)
+
+    @property
+    def side(self) -> str | None:
+        """The side features this task's heads read (all read the same kind, or none)."""
+        return next((head.side for head in self.heads.values() if head.side is not None), None)
 
 
 TaskTable = Mapping[str, TaskPlan]
@@ -159,9 +168,12 @@ class EarlyExitEngine:
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
+        side = self.side_inputs(rows, plans, task_of)
+        side_cost = np.array([max((h.side_flops for h in p.heads.values()), default=0.0) / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
-        head_cost = np.zeros(len(rows))  # head GFLOPs spent per row so far (dynamic rows read several)
+        # Head GFLOPs spent per row so far (dynamic rows read several): side features once, computed above.
+        head_cost = side_cost[task_of]
         streak = last = None  # per-row patience state, only when a patience policy is served
         if any(p.policy.kind == "patience" for p in plans):
             streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
@@ -177,7 +189,8 @@ class EarlyExitEngine:
                 positions = np.flatnonzero(task_of[alive] == t)
                 if len(positions):
                     rows_h = h if len(positions) == len(alive) else h.index_select(0, torch.from_numpy(positions).to(self.device))
-                    label_conf, stop = self._read_head(plan, k, rows_h, alive[positions], streak, last)
+                    rows_side = side[t].index_select(0, torch.from_numpy(alive[positions]).to(self.device)) if t in side else None
+                    label_conf, stop = self._read_head(plan, k, rows_h, rows_side, alive[positions], streak, last)
                     parts.append(label_conf)
                     stops.append(stop)
                     read.append((plan, positions))
@@ -193,7 +206,7 @@ class EarlyExitEngine:
             values = out.cpu().numpy()
             label, confidence = values[0], values[1]
             for plan, p in read:
-                head_cost[alive[p]] += plan.heads[k].flops(tokens) / 1e9
+                head_cost[alive[p]] += (plan.heads[k].flops(tokens) - plan.heads[k].side_flops) / 1e9
             positions = read[0][1] if len(read) == 1 else np.concatenate([p for _, p in read])
             leaves = values[2].astype(bool) if len(values) > 2 else slice(None)
             leaving = positions[leaves]
@@ -209,12 +222,34 @@ class EarlyExitEngine:
                 alive = alive[keep]
         return deepest
 
+    def side_inputs(self, rows: Sequence[Request], plans: Sequence[TaskPlan], task_of: np.ndarray) -> dict[int, torch.Tensor]:
+        """Side features of the rows of each task (by number) whose heads read some: [len(rows), width]
+        on the device, filled at that task's rows (zeros elsewhere)."""
+        side: dict[int, torch.Tensor] = {}
+        for t, plan in enumerate(plans):
+            if plan.side is None:
+                continue
+            index = np.flatnonzero(task_of == t)
+            if not len(index):
+                continue
+            head = next(head for head in plan.heads.values() if head.side is not None)
+            full = None
+            for shape, mine in by_frame_shape_index(rows, index).items():
+                frames = torch.from_numpy(stacked([rows[i].frame for i in mine], shape)).to(self.device)
+                features = head.side_inputs(frames)
+                if full is None:
+                    full = torch.zeros(len(rows), features.shape[1], device=self.device)
+                full.index_copy_(0, torch.from_numpy(mine).to(self.device), features)
+            side[t] = full
+        return side
+
     @staticmethod
-    def _read_head(plan: TaskPlan, k: int, rows_h: torch.Tensor, index: np.ndarray, streak: torch.Tensor | None,
-                   last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _read_head(plan: TaskPlan, k: int, rows_h: torch.Tensor, rows_side: torch.Tensor | None, index: np.ndarray,
+                   streak: torch.Tensor | None, last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[2, rows]: label and confidence, still on the device; and whether each row leaves at exit
         k, or None when all do (k is the task's exit)."""
-        probs = plan.heads[k](rows_h).float().softmax(dim=-1)
+        head = plan.heads[k]
+        probs = head(rows_h, rows_side if head.side is not None else None).float().softmax(dim=-1)
         conf, labels = probs.max(dim=-1)
         if k == plan.exit:
             stop = None
@@ -259,6 +294,14 @@ class EarlyExitEngine:
 
 _TASK = attrgetter("task")
 _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
+
+
+def by_frame_shape_index(rows: Sequence[Request], index: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
+    """Positions `index` into rows, grouped by their frame's shape."""
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i in index.tolist():
+        groups[rows[i].frame.shape].append(i)
+    return {shape: np.array(mine, dtype=np.int64) for shape, mine in groups.items()}
 
 
 def by_frame_shape(rows: Iterable[Request]) -> dict[tuple[int, ...], list[Request]]:

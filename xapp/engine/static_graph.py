@@ -7,7 +7,8 @@ that ends at exit k runs in place on the first `bucket` rows of one static hidde
 ignored (blocks and heads treat rows independently). A segment's blocks and the heads of the tasks
 leaving at its exit are one CUDA graph, captured on first use and replayed after; frames reach the
 device through a pinned staging buffer, and each batch's labels and confidences come back in one
-device-to-host copy. On CPU the same segments run eagerly, so the bucketing, padding and row mapping
+device-to-host copy. Heads that read side features of the raw frame read them from one static
+buffer per task, filled in the hidden states' row order before the graphs run. On CPU the same segments run eagerly, so the bucketing, padding and row mapping
 are the code that the CPU tests hold to the engine's decisions.
 """
 
@@ -90,6 +91,7 @@ class StaticGraphEngine(EarlyExitEngine):
         self._runners: dict[tuple[int, int, int], Callable[[], list[torch.Tensor]]] = {}
         self._hidden: dict[int, torch.Tensor] = {}  # tokens -> [largest bucket, tokens, dim]
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # frame shape -> pinned host frames
+        self._side: dict[int, torch.Tensor] = {}  # task number -> [largest bucket, width] side features
 
     @property
     def graphs(self) -> int:
@@ -104,6 +106,12 @@ class StaticGraphEngine(EarlyExitEngine):
         if dynamic:
             raise StaticGraphError(f"tasks {dynamic}: static graphs serve fixed exits only")
         self._table, self._segments, self._runners = table, segments(list(table.values())), {}
+        self._side = {}
+        for t, plan in enumerate(table.values()):
+            head = plan.heads[plan.exit]
+            if head.side is not None:
+                width = head.side_inputs(torch.zeros((1, *head.frame_shape), dtype=torch.complex64)).shape[1]
+                self._side[t] = torch.zeros(self.buckets[-1], width, device=self.device)
 
     def prepare(self, table: TaskTable, tokens: int, max_rows: int) -> None:
         """Capture now every graph that batches of up to `max_rows` rows of `tokens` tokens can need,
@@ -134,7 +142,7 @@ class StaticGraphEngine(EarlyExitEngine):
         plan_exit = np.array([p.exit for p in plans])
         exits = plan_exit[task_of]
         order = exit_order(exits, task_of)
-        self._load(rows, order, tokens)
+        self._load(rows, order, tokens, task_of)
         sorted_exits = exits[order]
         parts, leaving, width = [], [], 0  # leaving: (exit, original rows, their columns in parts)
         for s, seg in enumerate(self._segments):
@@ -161,18 +169,27 @@ class StaticGraphEngine(EarlyExitEngine):
                                          gflops, offset_ns))
         return int(exits.max())
 
-    def _load(self, rows: list[Request], order: np.ndarray, tokens: int) -> None:
-        """Tokens of `rows` into the static hidden buffer in `order`; the bucket's padding zeroed."""
+    def _load(self, rows: list[Request], order: np.ndarray, tokens: int, task_of: np.ndarray) -> None:
+        """Tokens of `rows` into the static hidden buffer in `order`, and the side features of the rows
+        of tasks that read some into their buffers; the bucket's padding zeroed."""
         hidden = self._buffer(tokens)
         place = np.empty(len(rows), dtype=np.int64)
         place[order] = np.arange(len(rows))
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, r in enumerate(rows):
             by_shape[r.frame.shape].append(i)
+        plans = list(self._table.values())
         for shape, index in by_shape.items():
             frames = self._to_device(shape, [rows[i].frame for i in index])
             target = torch.from_numpy(place[index]).to(self.device)
             hidden.index_copy_(0, target, self.encoder.tokens(frames).to(self.dtype))
+            of_task = task_of[index]
+            for t, side in self._side.items():
+                mine = np.flatnonzero(of_task == t)
+                if len(mine):
+                    picked = torch.from_numpy(mine).to(self.device)
+                    features = plans[t].heads[plans[t].exit].side_inputs(frames.index_select(0, picked))
+                    side.index_copy_(0, target.index_select(0, picked), features)
         hidden[len(rows):bucket_for(len(rows), self.buckets)].zero_()
 
     def _buffer(self, tokens: int) -> torch.Tensor:
@@ -206,6 +223,8 @@ class StaticGraphEngine(EarlyExitEngine):
         """Blocks of `seg` in place on `hidden`, then [2, rows] (label, confidence) per leaving task."""
         blocks = self.blocks[seg.first_block:seg.exit]
         heads = [list(self._table.values())[t].heads[seg.exit] for t in seg.tasks]
+        rows = hidden.shape[0]
+        sides = [self._side[t][:rows] if t in self._side else None for t in seg.tasks]
 
         def step() -> list[torch.Tensor]:
             h = hidden
@@ -213,8 +232,8 @@ class StaticGraphEngine(EarlyExitEngine):
                 h = block(h)
             hidden.copy_(h)
             outs = []
-            for head in heads:
-                confidence, label = head(h.float()).softmax(dim=-1).max(dim=-1)
+            for head, side in zip(heads, sides):
+                confidence, label = head(h.float(), side).softmax(dim=-1).max(dim=-1)
                 outs.append(torch.stack([label.float(), confidence]))
             return outs
 

@@ -30,6 +30,7 @@ import torch
 from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.harness import HarnessError
 from xapp.model import Encoder, exit_flops
+from xapp.model.heads import read_head
 from xapp.model.precision import device_autocast
 from xapp.ops.metrics import Metrics
 from xapp.vocab import Request
@@ -98,7 +99,7 @@ def _naive(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch:
             head = plan.heads[plan.exit]  # same cost as a head on the last block
             for batch in _batches([r for r in frames if r.task == task], max_batch):
                 x = torch.from_numpy(np.stack([r.frame for r in batch])).to(device)
-                head(encoder(x, [depth])[depth]).argmax(-1).tolist()
+                read_head(head, encoder(x, [depth])[depth], x).argmax(-1).tolist()
     return time.perf_counter() - start
 
 

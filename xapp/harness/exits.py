@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from xapp.config.manifest import task_heads
-from xapp.model import Encoder, exit_flops, load_head
+from xapp.model import Encoder, Head, exit_flops, load_head
+from xapp.model.heads import read_head
 
 
 @dataclass(frozen=True)
@@ -44,13 +45,14 @@ def block_times(encoder: Encoder, x: torch.Tensor, repeats: int) -> np.ndarray:
     return np.median(np.array(runs[1:]), axis=0)
 
 
-def head_seconds(head: torch.nn.Module, h: torch.Tensor, repeats: int) -> float:
+def head_seconds(head: Head, h: torch.Tensor, frames: torch.Tensor, repeats: int) -> float:
+    """Median seconds of the head on h, its side features of `frames` (if it reads some) included."""
     with torch.inference_mode():
-        head(h)
+        read_head(head, h, frames)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            head(h)
+            read_head(head, h, frames)
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
@@ -71,7 +73,7 @@ def profile_task(encoder: Encoder, manifest: dict, manifest_path: Path, task: st
     for entry in task_heads(manifest, task, manifest_path):
         k = entry["exit"]
         head, _ = load_head(entry["path"], entry.get("sha256"))
-        seconds = cumulative[k - 1] + head_seconds(head, states[k], repeats)
+        seconds = cumulative[k - 1] + head_seconds(head, states[k], x, repeats)
         rows.append(ExitRow(task, k, entry.get("val_accuracy"), (encoder_flops[k - 1] + head.flops(tokens)) / 1e9,
                             1000 * seconds, k in chosen))
     return rows

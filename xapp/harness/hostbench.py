@@ -89,7 +89,7 @@ class ArithmeticFreeHead(Head):
     """A head that returns zero logits of its shape: the engine still launches, reads and releases
     every row as with a real head."""
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
         return h.new_zeros(h.shape[0], self.num_classes)
 
 

@@ -29,6 +29,7 @@ from torch import nn
 from xapp.engine.precision import cpu_has_bf16
 from xapp.engine.runner import EarlyExitEngine, TaskTable, by_frame_shape
 from xapp.model import Encoder
+from xapp.model.heads import read_head
 from xapp.ops.metrics import Metrics
 from xapp.vocab import Request
 
@@ -85,7 +86,8 @@ class OrtTrunk:
                         continue
                     mine = np.flatnonzero(leaving & np.array([rows[i].task == task for i in alive]))
                     if len(mine):
-                        labels = plan.heads[k](torch.from_numpy(h[mine])).argmax(-1).tolist()
+                        frames = torch.from_numpy(np.stack([rows[i].frame for i in alive[mine]]))
+                        labels = read_head(plan.heads[k], torch.from_numpy(h[mine]), frames).argmax(-1).tolist()
                         out.update(zip(((task, rows[i].seq) for i in alive[mine]), labels))
                 h, alive = h[~leaving], alive[~leaving]
                 if not len(alive):

@@ -28,12 +28,14 @@ def pooled_width(dim: int, queries: int = 1, projections: int = 0) -> int:
 
 
 def head_flops(dim: int, num_classes: int, hidden: int = 0, pooling: str = "mean", tokens: int = 65,
-               queries: int = 1, projections: int = 0) -> float:
+               queries: int = 1, projections: int = 0, side: int = 0) -> float:
+    """A head's FLOPs per frame; `side`: side features read beside the pooled vector (their own cost
+    is xapp.model.side.side_flops)."""
     if pooling == "attn":
         pool = 4.0 * tokens * dim * queries  # scores + weighted sum
     else:
         pool = 2.0 * tokens * dim * projections  # energy pooling's projections of every token
-    pooled = pooled_width(dim, queries, projections)
+    pooled = pooled_width(dim, queries, projections) + side
     if hidden:
         return pool + 2.0 * pooled * hidden + 2.0 * hidden * num_classes
     return pool + 2.0 * pooled * num_classes

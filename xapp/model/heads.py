@@ -1,4 +1,5 @@
-"""Per-task heads: small modules that read the hidden states of one exit."""
+"""Per-task heads: small modules that read the hidden states of one exit (and, for some, a few
+classical side features of the raw frame: xapp.model.side)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from torch.nn import functional as F
 
 from xapp.model.flops import head_flops, pooled_width
 from xapp.model.safefile import WeightsFileError, read_weights, write_weights
+from xapp.model.side import class_aligned, side_features, side_flops, side_width
 
 FORMAT = "xapp-head-v1"
 
@@ -47,14 +49,22 @@ class EnergyPool(nn.Module):
 
 
 POOLINGS = ("mean", "attn", "energy")
+# Initial gain on class-aligned side features (log10 energy shares): sharp enough that a new head starts
+# as their argmax (two beams 0.05 apart in log10 share differ by 5 in logit); training moves it. At a
+# gain of 1 the MLP drowns them and the beam head stays 2 points under the DFT (docs/research.md).
+ALIGNED_SIDE_GAIN = 100.0
 
 
 class Head(nn.Module):
     """LayerNorm -> pooling (mean over tokens, attention with `queries` learned queries, or the mean
-    with energies of `projections` learned projections) -> [Linear -> GELU] -> Linear."""
+    with energies of `projections` learned projections) -> [Linear -> GELU] -> Linear.
+
+    With `side` (a kind of xapp.model.side, on frames of `frame_shape`) the head also reads those
+    features of the raw frame, standardised by the training set's `side_mean`/`side_std`, beside the
+    pooled vector; class-aligned side features are also added to the logits, times a learned gain."""
 
     def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0, queries: int = 1,
-                 projections: int = 0):
+                 projections: int = 0, side: str | None = None, frame_shape: Sequence[int] | None = None):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -62,34 +72,72 @@ class Head(nn.Module):
             raise ValueError(f"queries must be 1 unless pooling is attention (then >= 1), got {queries}")
         if (pooling == "energy") != (projections > 0):
             raise ValueError(f"projections must be >= 1 for energy pooling and 0 otherwise, got {projections}")
+        if side is not None and frame_shape is None:
+            raise ValueError(f"a head with side features {side!r} needs the frame shape they are computed on")
         self.dim, self.num_classes, self.pooling, self.hidden = dim, num_classes, pooling, hidden
         self.queries, self.projections = queries, projections
+        self.side = side
+        self.frame_shape = tuple(int(s) for s in frame_shape) if side is not None else None
+        extra = side_width(side, self.frame_shape) if side is not None else 0
         self.norm = nn.LayerNorm(dim)
         self.pool = (AttentionPool(dim, queries) if pooling == "attn" else
                      EnergyPool(dim, projections) if pooling == "energy" else None)
-        pooled = pooled_width(dim, queries, projections)
+        pooled = pooled_width(dim, queries, projections) + extra
         width = hidden or pooled
         self.mlp = nn.Sequential(nn.Linear(pooled, hidden), nn.GELU()) if hidden else nn.Identity()
         self.out = nn.Linear(width, num_classes)
+        if side is not None:
+            self.register_buffer("side_mean", torch.zeros(extra))
+            self.register_buffer("side_std", torch.ones(extra))
+            if class_aligned(side):
+                if extra != num_classes:
+                    raise ValueError(f"side features {side!r} score {extra} classes, the head has {num_classes}")
+                self.side_gain = nn.Parameter(torch.tensor(ALIGNED_SIDE_GAIN))
+
+    def side_inputs(self, frames: torch.Tensor) -> torch.Tensor | None:
+        """What this head reads beside its exit, of complex frames [B, antennas, samples]; None if nothing."""
+        return side_features(self.side, frames) if self.side is not None else None
+
+    def set_side_scale(self, side: torch.Tensor) -> None:
+        """Standardise side features as in `side` [N, width], the training frames' own."""
+        self.side_mean.copy_(side.mean(dim=0))
+        self.side_std.copy_(side.std(dim=0).clamp_min(1e-6))
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         h = self.norm(h)
         return self.pool(h) if self.pool is not None else h.mean(dim=1)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.out(self.mlp(self.features(h)))
+    def forward(self, h: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of token states h [B, T, D] (and `side_inputs` of the same frames, for a side head)."""
+        return self._logits(self.features(h), side)
 
-    def forward_pooled(self, z: torch.Tensor) -> torch.Tensor:
+    def forward_pooled(self, z: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
         """Logits from `normalised_mean(h)` [B, D]; equals forward(h) for mean pooling, because the
         LayerNorm's affine is the same for every token and so commutes with the mean. Lets training
         run on one [D] vector per frame instead of [T, D] token states."""
         if self.pool is not None:
             raise ValueError("forward_pooled needs a mean-pooling head")
-        return self.out(self.mlp(z * self.norm.weight + self.norm.bias))
+        return self._logits(z * self.norm.weight + self.norm.bias, side)
+
+    def _logits(self, pooled: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
+        if self.side is None:
+            return self.out(self.mlp(pooled))
+        if side is None:
+            raise ValueError(f"this head reads {self.side!r} side features of the frames: pass side_inputs(frames)")
+        side = side.to(pooled.dtype)
+        logits = self.out(self.mlp(torch.cat([pooled, (side - self.side_mean) / self.side_std], dim=-1)))
+        return logits + self.side_gain * side if class_aligned(self.side) else logits
+
+    @property
+    def side_flops(self) -> float:
+        """FLOPs per frame of computing its side features (0 without)."""
+        return side_flops(self.side, self.frame_shape) if self.side is not None else 0.0
 
     def flops(self, tokens: int) -> float:
-        """FLOPs per frame of this head on `tokens` token states."""
-        return head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens, self.queries, self.projections)
+        """FLOPs per frame of this head on `tokens` token states, its side features included."""
+        extra = side_width(self.side, self.frame_shape) if self.side is not None else 0
+        return self.side_flops + head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens, self.queries,
+                                            self.projections, extra)
 
     def spec(self) -> dict:
         spec = {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
@@ -97,7 +145,15 @@ class Head(nn.Module):
             spec["queries"] = self.queries
         if self.projections:
             spec["projections"] = self.projections
+        if self.side is not None:
+            spec["side"], spec["frame_shape"] = self.side, list(self.frame_shape)
         return spec
+
+
+def read_head(head: Head, h: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """A head's logits on the token states h of `frames` (complex [B, antennas, samples]), computing
+    its side features when it reads some: the one call for paths that hold the frames beside h."""
+    return head(h, head.side_inputs(frames))
 
 
 def normalised_mean(h: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

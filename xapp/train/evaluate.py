@@ -10,6 +10,7 @@ import torch
 
 from xapp.data import TaskData
 from xapp.model import Encoder, Head, exit_flops
+from xapp.model.heads import read_head
 
 
 class EvalError(Exception):
@@ -69,7 +70,7 @@ def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: n
     for start in range(0, len(x), chunk):
         batch = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk]))
         for k, h in encoder(batch, exits).items():
-            correct[k] += int((heads[k](h).argmax(-1).numpy() == y[start:start + chunk]).sum())
+            correct[k] += int((read_head(heads[k], h, batch).argmax(-1).numpy() == y[start:start + chunk]).sum())
     tokens = encoder.cfg.tokens(*x.shape[1:])
     enc = exit_flops(encoder.cfg, tokens)
     rows = []

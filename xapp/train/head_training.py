@@ -5,7 +5,9 @@ pass per split, then each exit's head trained with AdamW on the cache; the epoch
 validation accuracy is kept. For mean-pooling heads the cache holds one normalised mean vector per
 frame and exit (exact: see Head.forward_pooled), for attention and energy pooling the fp16 token
 states. With several poolings asked for (`pooling: mean,energy`), each is trained at every exit from
-one cache and the one with the best validation accuracy is kept; the manifest records them all. Writes
+one cache and the one with the best validation accuracy is kept; the manifest records them all. With
+side features (`side: auto`, or a kind of xapp.model.side), each exit also gets heads that read them
+beside the exit, and again the best by validation is kept. Writes
 heads/<task>/exit<k>.safetensors and heads/manifest.yaml (per file: task, exit, classes,
 accuracies, FLOPs, sha256). A head must cost under HEAD_SHARE_LIMIT of the trunk's FLOPs at its exit.
 """
@@ -30,12 +32,16 @@ from xapp.config.manifest import ManifestError, read_manifest
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, normalised_mean
+from xapp.model.side import SIDE_KINDS, side_features
 from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.yaml"
 SNR_BIN_DB = 2.0
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
+# `side: auto`: the side features a task's heads may read. Only the tasks the trunk was pre-trained on:
+# the unseen tasks' heads read the trunk alone, so that they keep measuring how it transfers.
+AUTO_SIDE = {"modulation": "lines", "interference": "lines", "beam": "beams"}
 
 
 class HeadCostError(ValueError):
@@ -55,6 +61,7 @@ class TrainSettings:
     hidden: int = 128
     queries: int = 1  # learned queries of attention pooling
     projections: int = 24  # learned projections of energy pooling
+    side: str = "none"  # none | auto (AUTO_SIDE) | a kind of xapp.model.side: heads that read it are tried too
     seed: int = 0
     chunk: int = 128  # frames per encoder pass while caching
 
@@ -68,6 +75,13 @@ class TrainSettings:
         if "energy" in chosen and self.projections < 1:
             raise ValueError(f"energy pooling needs at least 1 projection, got {self.projections}")
         return chosen
+
+    def sides(self, task: str) -> tuple[str | None, ...]:
+        """The side inputs to try for `task`'s heads: always none, and the kind asked for, if any."""
+        if self.side not in ("none", "auto", *SIDE_KINDS):
+            raise ValueError(f"side must be none, auto or one of {SIDE_KINDS}; got {self.side!r}")
+        kind = AUTO_SIDE.get(task) if self.side == "auto" else None if self.side == "none" else self.side
+        return (None,) if kind is None else (None, kind)
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -104,16 +118,24 @@ def means_of(features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     return torch.cat([normalised_mean(features[i:i + chunk]) for i in range(0, len(features), chunk)])
 
 
-def head_logits(head: Head, features: torch.Tensor) -> torch.Tensor:
-    return head.forward_pooled(features) if features.ndim == 2 else head(features.float())
+def cache_side(kind: str, x: np.ndarray, device: torch.device | str = "cpu", chunk: int = 4096) -> torch.Tensor:
+    """Side features [N, width] of frames x complex [N, antennas, samples], on `device`."""
+    return torch.cat([side_features(kind, torch.from_numpy(np.ascontiguousarray(x[i:i + chunk])))
+                      for i in range(0, len(x), chunk)]).to(device)
+
+
+def head_logits(head: Head, features: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
+    return head.forward_pooled(features, side) if features.ndim == 2 else head(features.float(), side)
 
 
 @torch.no_grad()
-def predict(head: Head, features: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Logits [N, C] (on the CPU) of a head over cached features, run where the head's weights are."""
+def predict(head: Head, features: torch.Tensor, side: torch.Tensor | None = None, batch: int = 512) -> torch.Tensor:
+    """Logits [N, C] (on the CPU) of a head over cached features (and side features, for a head that
+    reads them), run where the head's weights are."""
     head.eval()
     device = next(head.parameters()).device
-    return torch.cat([head_logits(head, features[i:i + batch].to(device)).cpu()
+    return torch.cat([head_logits(head, features[i:i + batch].to(device),
+                                  None if side is None else side[i:i + batch].to(device)).cpu()
                       for i in range(0, len(features), batch)])
 
 
@@ -121,23 +143,40 @@ def accuracy(logits: torch.Tensor, y: np.ndarray) -> float:
     return float((logits.argmax(-1).numpy() == y).mean())
 
 
+@dataclass(frozen=True)
+class SideInputs:
+    """Side features of one kind for the training and validation frames, and the frames' shape."""
+
+    kind: str
+    frame_shape: tuple[int, ...]
+    train: torch.Tensor
+    val: torch.Tensor
+
+
 def fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
-             settings: TrainSettings, seed: int, pooling: str | None = None) -> tuple[Head, float]:
-    """Train one head on cached features; returns the weights of its best validation epoch and that accuracy."""
+             settings: TrainSettings, seed: int, pooling: str | None = None,
+             side: SideInputs | None = None) -> tuple[Head, float]:
+    """Train one head on cached features (and side features, if given); returns the weights of its
+    best validation epoch and that accuracy."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # ops this small run slower on more threads, badly so on a shared CPU
     try:
-        return _fit_head(train, y_train, val, y_val, num_classes, settings, seed, pooling or settings.poolings()[0])
+        return _fit_head(train, y_train, val, y_val, num_classes, settings, seed, pooling or settings.poolings()[0],
+                         side)
     finally:
         torch.set_num_threads(threads)
 
 
 def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
-              settings: TrainSettings, seed: int, pooling: str) -> tuple[Head, float]:
+              settings: TrainSettings, seed: int, pooling: str, side: SideInputs | None) -> tuple[Head, float]:
     torch.manual_seed(seed)
     head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden,
                 queries=settings.queries if pooling == "attn" else 1,
-                projections=settings.projections if pooling == "energy" else 0).to(train.device)
+                projections=settings.projections if pooling == "energy" else 0,
+                side=side.kind if side else None, frame_shape=side.frame_shape if side else None).to(train.device)
+    side_train, side_val = (side.train, side.val) if side else (None, None)
+    if side:
+        head.set_side_scale(side_train)
     opt = torch.optim.AdamW(head.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     steps_per_epoch = math.ceil(len(train) / settings.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=settings.epochs * steps_per_epoch,
@@ -150,12 +189,12 @@ def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val
         order = torch.randperm(len(train), generator=gen).to(train.device)
         for i in range(0, len(train), settings.batch):
             idx = order[i:i + settings.batch]
-            loss = F.cross_entropy(head_logits(head, train[idx]), y[idx])
+            loss = F.cross_entropy(head_logits(head, train[idx], None if side is None else side_train[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-        acc = accuracy(predict(head, val), y_val)
+        acc = accuracy(predict(head, val, side_val), y_val)
         if acc > best_acc:
             best_acc, best_state = acc, {k: v.clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
@@ -183,6 +222,9 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
               for split, d in data.items()}
     t_cache = time.perf_counter() - t0
     frame_shape = tuple(int(s) for s in data["test"].x.shape[1:])
+    device = next(encoder.parameters()).device
+    sides = {kind: {split: cache_side(kind, d.x, device) for split, d in data.items()}
+             for kind in settings.sides(task) if kind is not None}
     tokens = encoder.cfg.tokens(*frame_shape)
     enc_flops = exit_flops(encoder.cfg, tokens)
     entries = []
@@ -191,12 +233,15 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         candidates = {}
         for pooling in poolings:
             feats = {split: means_of(states[split][k]) if pooling == "mean" else states[split][k] for split in SPLITS}
-            head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
-                                     len(spec.classes), settings, seed, pooling)
-            test_logits = predict(head, feats["test"])
-            candidates[pooling] = (head, val_acc, test_logits, accuracy(test_logits, data["test"].y))
-        pooling = max(poolings, key=lambda p: candidates[p][1])  # the first listed on a tie
-        head, val_acc, test_logits, test_acc = candidates[pooling]
+            for kind in settings.sides(task):
+                side = SideInputs(kind, frame_shape, sides[kind]["train"], sides[kind]["val"]) if kind else None
+                head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
+                                         len(spec.classes), settings, seed, pooling, side)
+                test_logits = predict(head, feats["test"], sides[kind]["test"] if kind else None)
+                candidates[candidate_name(pooling, kind)] = (head, val_acc, test_logits,
+                                                             accuracy(test_logits, data["test"].y))
+        name = max(candidates, key=lambda c: candidates[c][1])  # the first tried on a tie
+        head, val_acc, test_logits, test_acc = candidates[name]
         head = head.cpu()
         h_flops = head.flops(tokens)
         if h_flops > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
@@ -208,16 +253,16 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         sha = save_head(out / file, head, meta)
         entry = {"task": task, "exit": k, "file": file.as_posix(), "sha256": sha, "classes": list(spec.classes),
                  "params": sum(p.numel() for p in head.parameters()),
-                 "pooling": pooling, "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
+                 "pooling": head.pooling, **({"side": head.side} if head.side else {}), "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
                  "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
                  "val_accuracy": val_acc, "test_accuracy": test_acc}
-        if len(poolings) > 1:
+        if len(candidates) > 1:
             entry["by_pooling"] = {p: {"val_accuracy": c[1], "test_accuracy": c[3]} for p, c in candidates.items()}
         if task == "modulation":
             entry["test_accuracy_by_snr"] = accuracy_by_snr(test_logits.argmax(-1).numpy(), data["test"].y,
                                                             data["test"].snr_db)
         entries.append(entry)
-        log(f"{task:<13} exit {k}: {pooling:<4} val {100 * val_acc:5.1f}%  test {100 * test_acc:5.1f}%  "
+        log(f"{task:<13} exit {k}: {name:<10} val {100 * val_acc:5.1f}%  test {100 * test_acc:5.1f}%  "
             f"{entry['gflops']:.4f} GFLOPs/frame")
     info = {"classes": list(spec.classes), "frame_shape": list(frame_shape), "tokens": tokens,
             "splits": {s: {"n": settings.split_size(s), "seed": split_seed(settings.seed, s)} for s in SPLITS},
@@ -238,6 +283,11 @@ def train_all(encoder: Encoder, encoder_file: dict, tasks: Sequence[str], settin
         manifest["tasks"][task] = part["task"]
         manifest["heads"] += part["heads"]
     return write_manifest(out / MANIFEST, manifest)
+
+
+def candidate_name(pooling: str, side: str | None) -> str:
+    """A trained head's name among an exit's candidates: its pooling, and `+side` when it reads one."""
+    return pooling if side is None else f"{pooling}+{side}"
 
 
 def write_manifest(path: Path, manifest: dict) -> Path:

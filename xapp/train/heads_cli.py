@@ -27,6 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", type=int, default=1, help="learned queries of attention pooling")
     p.add_argument("--projections", type=int, default=24, help="learned projections of energy pooling")
     p.add_argument("--hidden", type=int, default=128, help="width of the hidden layer (0: a linear head)")
+    p.add_argument("--side", default="none",
+                   help="none | auto | lines | beams: also train heads that read these classical features of the "
+                        "raw frame beside the exit, and keep them where validation says they are better (auto: "
+                        "spectral lines for modulation and interference, DFT beams for beam; none for the unseen tasks)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and head initialisation")
     p.add_argument("--batch", type=int, default=128, help="frames per optimiser step of a head")
     p.add_argument("--device", default="cpu", help="cpu | cuda: where features are computed and heads trained")
@@ -129,15 +133,20 @@ def train_command(args: argparse.Namespace) -> int:
             raise CliError(f"--{name} must be at least 1, got {getattr(args, name)}")
     settings = TrainSettings(train=args.train, val=args.val, test=args.test, epochs=args.epochs, lr=args.lr,
                              batch=args.batch, pooling=args.pooling, hidden=args.hidden, queries=args.queries,
-                             projections=args.projections, seed=args.seed)
+                             projections=args.projections, side=args.side, seed=args.seed)
     try:
         settings.poolings()
     except ValueError as exc:
         raise CliError(f"--pooling: {exc}") from exc
+    try:
+        for task in tasks:
+            settings.sides(task)
+    except ValueError as exc:
+        raise CliError(f"--side: {exc}") from exc
     command = (f"xapp heads train --tasks {','.join(tasks)} --out {args.out} --train {args.train} --val {args.val} "
                f"--test {args.test} --epochs {args.epochs} --lr {args.lr} --batch {args.batch} "
                f"--pooling {args.pooling} --hidden {args.hidden} --queries {args.queries} "
-               f"--projections {args.projections} --seed {args.seed} "
+               f"--projections {args.projections} --side {args.side} --seed {args.seed} "
                f"--device {args.device}" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
     encoder_file = {"file": str(args.checkpoint or "xapp/assets/encoder.safetensors"), "sha256": sha256_file(checkpoint)}
     path = train_all(encoder, encoder_file, tasks, settings, args.out, command, progress=not args.quiet)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from xapp.model import Encoder, Head
+from xapp.model.heads import read_head
 
 from .frames import HIGH_SNR_DB, crosscheck_frames, fingerprint, scores, split_frames
 
@@ -22,7 +23,7 @@ def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, ch
     for start in range(0, len(x), chunk):
         batch = torch.from_numpy(np.ascontiguousarray(x[start : start + chunk]))
         for k, h in encoder(batch, exits).items():
-            out[k].append(heads[k](h).argmax(-1).numpy())
+            out[k].append(read_head(heads[k], h, batch).argmax(-1).numpy())
     return {k: np.concatenate(v) for k, v in out.items()}
 
 

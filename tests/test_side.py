@@ -1,0 +1,181 @@
+"""Side features beside the exit: computed like the classical baselines, read by heads, served by both
+engines with the same decisions, counted in FLOPs, trained and kept only where validation prefers them."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from xapp.data import generate
+from xapp.data.spatial import beam_energy
+from xapp.engine.runner import EarlyExitEngine, PlanError, TaskPlan
+from xapp.engine.static_graph import StaticGraphEngine
+from xapp.model import Encoder, EncoderConfig, Head, load_encoder, load_head, save_encoder, save_head
+from xapp.model.heads import read_head
+from xapp.model.side import SideFeatureError, side_features, side_flops
+from xapp.model.policies import Policy
+from xapp.ops.metrics import Metrics
+from xapp.config.manifest import read_manifest, task_heads
+from xapp.model.safefile import sha256_file
+from xapp.train.baselines.features import spectral_line
+from xapp.train.head_training import TrainSettings, train_all
+from xapp.vocab import Request
+
+CFG = EncoderConfig(dim=32, depth=4, heads=4)
+CLASSES = {"modulation": tuple(f"m{i}" for i in range(11)), "beam": tuple(f"beam{i:02d}" for i in range(16))}
+SHAPES = {"modulation": (1, 1024), "beam": (16, 64)}
+
+
+def random_frames(n: int, shape: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return ((rng.standard_normal((n, *shape)) + 1j * rng.standard_normal((n, *shape))) / np.sqrt(2)).astype(np.complex64)
+
+
+def test_spectral_lines_match_the_classical_baseline_features():
+    x = generate("modulation", 64, seed=3).x
+    want = np.stack([spectral_line(x.reshape(len(x), -1).astype(np.complex128) ** k) for k in (1, 2, 4, 8)], axis=1)
+    got = side_features("lines", torch.from_numpy(x)).numpy()
+    assert got.shape == (64, 4) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=2e-4)
+
+
+def test_beam_shares_are_the_dft_beam_spectrum_in_class_order():
+    data = generate("beam", 64, seed=4)
+    got = side_features("beams", torch.from_numpy(data.x)).numpy()
+    energy = beam_energy(data.x)
+    np.testing.assert_allclose(got, np.log10(energy / energy.sum(axis=1, keepdims=True)), atol=1e-4)
+    assert (got.argmax(axis=1) == energy.argmax(axis=1)).all()
+
+
+def test_unknown_kinds_and_frames_that_do_not_fit_are_refused():
+    with pytest.raises(SideFeatureError, match="one of"):
+        side_features("cumulants", torch.zeros(2, 1, 64, dtype=torch.complex64))
+    with pytest.raises(SideFeatureError, match="need an antenna array"):
+        side_features("beams", torch.zeros(2, 1, 64, dtype=torch.complex64))
+    with pytest.raises(ValueError, match="needs the frame shape"):
+        Head(32, 11, side="lines")
+    with pytest.raises(ValueError, match="score 16 classes, the head has 11"):
+        Head(32, 11, side="beams", frame_shape=(16, 64))
+
+
+def test_a_side_head_needs_its_features_counts_their_flops_and_round_trips(tmp_path):
+    torch.manual_seed(0)
+    head = Head(32, 11, hidden=16, side="lines", frame_shape=(1, 1024)).eval()
+    plain = Head(32, 11, hidden=16).eval()
+    assert head.flops(65) == pytest.approx(plain.flops(65) + 2 * 4 * 16 + side_flops("lines", (1, 1024)))
+    assert 0 < side_flops("lines", (1, 1024)) < 0.02 * 28e6  # under 2 % of one block of the shipped trunk
+    h, frames = torch.randn(5, 65, 32), torch.from_numpy(random_frames(5, (1, 1024), 1))
+    with pytest.raises(ValueError, match="reads 'lines' side features"):
+        head(h)
+    head.set_side_scale(torch.randn(100, 4) * 3 + 2)
+    sha = save_head(tmp_path / "h.safetensors", head, {"task": "modulation", "exit": 1})
+    loaded, _ = load_head(tmp_path / "h.safetensors", sha)
+    assert loaded.side == "lines" and loaded.frame_shape == (1, 1024)
+    torch.testing.assert_close(read_head(loaded, h, frames), read_head(head, h, frames))
+    torch.testing.assert_close(loaded.side_std, head.side_std)
+
+
+def test_a_beam_head_starts_as_the_dft_argmax():
+    """The class-aligned gain: before any training the beams' own argmax decides."""
+    torch.manual_seed(0)
+    data = generate("beam", 200, seed=5)
+    head = Head(32, 16, hidden=16, side="beams", frame_shape=(16, 64)).eval()
+    frames = torch.from_numpy(data.x)
+    with torch.inference_mode():
+        labels = read_head(head, torch.randn(200, 65, 32) * 0.1, frames).argmax(-1).numpy()
+    assert (labels == beam_energy(data.x).argmax(axis=1)).mean() > 0.97
+
+
+@pytest.fixture(scope="module")
+def served():
+    torch.manual_seed(1)
+    encoder = Encoder(CFG).eval()
+    table = {
+        "modulation": TaskPlan("modulation", CLASSES["modulation"],
+                               {2: Head(CFG.dim, 11, hidden=8, side="lines", frame_shape=(1, 1024)).eval()}),
+        "beam": TaskPlan("beam", CLASSES["beam"], {3: Head(CFG.dim, 16, hidden=8, side="beams", frame_shape=(16, 64)).eval()}),
+    }
+    rng = np.random.default_rng(2)
+    reqs = []
+    for i in range(90):
+        task = ("modulation", "beam")[rng.integers(2)]
+        t = time.monotonic()
+        reqs.append(Request(f"node{i % 3}", task, random_frames(1, SHAPES[task], i)[0], i, "cell0", time.time_ns(), t, t + 1.0))
+    return encoder, table, reqs
+
+
+def decisions(engine, table, reqs, batch):
+    out = []
+    for i in range(0, len(reqs), batch):
+        engine.run(reqs[i:i + batch], table, out.append)
+    return {(d.task, d.seq): d for group in out for d in group}
+
+
+def test_the_engine_reads_side_heads_as_offline(served):
+    encoder, table, reqs = served
+    got = decisions(EarlyExitEngine(encoder, Metrics()), table, reqs, batch=32)
+    assert len(got) == len(reqs)
+    with torch.inference_mode():
+        for r in reqs:
+            plan = table[r.task]
+            frame = torch.from_numpy(r.frame[None].copy())
+            logits = read_head(plan.heads[plan.exit], encoder(frame, [plan.exit])[plan.exit], frame)
+            d = got[(r.task, r.seq)]
+            assert d.class_index == int(logits.argmax()) and d.exit == plan.exit
+            head = plan.heads[plan.exit]
+            want_gflops = (encoder_flops(encoder, r.frame.shape, plan.exit) + head.flops(65)) / 1e9
+            assert d.gflops == pytest.approx(want_gflops, rel=1e-9)
+
+
+def encoder_flops(encoder, shape, k):
+    from xapp.model import exit_flops
+    return exit_flops(encoder.cfg, encoder.cfg.tokens(*shape))[k - 1]
+
+
+@pytest.mark.parametrize("batch", [7, 45])
+def test_static_graphs_give_the_engines_decisions_with_side_heads(served, batch):
+    encoder, table, reqs = served
+    want = decisions(EarlyExitEngine(encoder, Metrics()), table, reqs, batch)
+    got = decisions(StaticGraphEngine(encoder, Metrics(), buckets=(16, 32)), table, reqs, batch)
+    assert got.keys() == want.keys()
+    for key, d in want.items():
+        assert got[key].class_index == d.class_index
+        assert got[key].confidence == pytest.approx(d.confidence, abs=1e-5)
+        assert got[key].gflops == pytest.approx(d.gflops, rel=1e-9)
+
+
+def test_a_dynamic_plan_pays_for_side_features_once(served):
+    encoder, table, reqs = served
+    heads = {k: Head(CFG.dim, 11, hidden=8, side="lines", frame_shape=(1, 1024)).eval() for k in (1, 2, 3)}
+    plan = TaskPlan("modulation", CLASSES["modulation"], heads, Policy("confidence", 2.0))  # never sure: reads all
+    got = decisions(EarlyExitEngine(encoder, Metrics()), {"modulation": plan}, [r for r in reqs if r.task == "modulation"], 32)
+    per_read = heads[1].flops(65) - heads[1].side_flops
+    want = (encoder_flops(encoder, (1, 1024), 3) + 3 * per_read + heads[1].side_flops) / 1e9
+    assert all(d.exit == 3 and d.gflops == pytest.approx(want, rel=1e-9) for d in got.values())
+
+
+def test_a_plan_whose_heads_read_different_side_features_is_refused():
+    heads = {1: Head(CFG.dim, 16, side="lines", frame_shape=(16, 64)), 2: Head(CFG.dim, 16, side="beams", frame_shape=(16, 64))}
+    with pytest.raises(PlanError, match="different side features"):
+        TaskPlan("beam", CLASSES["beam"], heads, Policy("confidence", 0.9))
+
+
+def test_training_with_side_auto_keeps_side_heads_only_where_validation_prefers_them(tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "encoder.safetensors"
+    save_encoder(path, Encoder(CFG))
+    settings = TrainSettings(train=256, val=128, test=64, epochs=3, chunk=64, hidden=16, side="auto")
+    manifest = train_all(load_encoder(path), {"file": str(path), "sha256": sha256_file(path)}, ["beam", "los"],
+                         settings, tmp_path / "heads", "xapp heads train (test)", progress=False, log=lambda s: None)
+    doc = read_manifest(manifest)
+    beam = task_heads(doc, "beam", manifest)
+    for h in beam:
+        assert set(h["by_pooling"]) == {"mean", "mean+beams"}
+        assert h["val_accuracy"] == max(s["val_accuracy"] for s in h["by_pooling"].values())
+        head, _ = load_head(h["path"], h["sha256"])
+        assert head.side == h.get("side")
+    # a random trunk knows nothing: the DFT beams must win somewhere, with their FLOPs in the manifest
+    chosen = [h for h in beam if h.get("side") == "beams"]
+    assert chosen and all(h["head_gflops"] > side_flops("beams", (16, 64)) / 1e9 for h in chosen)
+    assert all("side" not in h and "by_pooling" not in h for h in task_heads(doc, "los", manifest))
