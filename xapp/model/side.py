@@ -7,6 +7,10 @@ argmax a head learns only approximately. Both cost a few FFTs per frame, compute
 engine's device, once per batch for the rows that need them.
 
 - `lines`: log10 of the peak over the mean bin of |FFT(x^k)|^2, k = 1, 2, 4, 8 ([B, 4]).
+- `hand`: the classical baselines' 27 hand features (xapp.train.baselines.features, which is the
+  float64 numpy reference): cumulants, the lines, envelope and instantaneous-frequency statistics,
+  bandwidths and spectral shape, short-time (burst, hop, sweep) statistics ([B, 27]), on the frame
+  scaled to unit power.
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
   the order of the `beam` task's classes ([B, 16] for a 16-antenna array). A head with this side input
   adds a learned multiple of it to its logits, so the DFT's argmax is one of the rules it can express.
@@ -19,8 +23,11 @@ from collections.abc import Sequence
 
 import torch
 
-SIDE_KINDS = ("lines", "beams")
+SIDE_KINDS = ("lines", "hand", "beams")
 LINE_POWERS = (1, 2, 4, 8)  # successive squares
+HAND_FEATURES = 27
+STFT_SIZE = 64
+SMOOTHING_BINS = 9
 FLOOR = 1e-12
 
 
@@ -31,7 +38,7 @@ class SideFeatureError(ValueError):
 def side_width(kind: str, frame_shape: Sequence[int]) -> int:
     """Features per frame of `kind` on frames of `frame_shape` (antennas, samples)."""
     _check(kind, frame_shape)
-    return len(LINE_POWERS) if kind == "lines" else int(frame_shape[0])
+    return {"lines": len(LINE_POWERS), "hand": HAND_FEATURES}.get(kind) or int(frame_shape[0])
 
 
 def class_aligned(kind: str) -> bool:
@@ -44,21 +51,108 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
     _check(kind, frames.shape[1:])
     x = frames.to(torch.complex64)
     if kind == "lines":
-        x = x.reshape(len(x), -1)
-        peaks = []
-        for i in range(len(LINE_POWERS)):  # x, x^2, x^4, x^8: each the square of the one before
-            x = x * x if i else x
-            power = torch.fft.fft(x, dim=1).abs().square()
-            peaks.append(power.amax(dim=1) / power.mean(dim=1).clamp_min(FLOOR))
-        return torch.stack(peaks, dim=1).clamp_min(FLOOR).log10()
+        return _lines(x.reshape(len(x), -1))
+    if kind == "hand":
+        return _hand(x.reshape(len(x), -1))
     energy = torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1).abs().square().sum(dim=2)
     return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
+
+
+def _log(v: torch.Tensor) -> torch.Tensor:
+    return v.clamp_min(FLOOR).log10()
+
+
+def _peak_over_mean(power: torch.Tensor) -> torch.Tensor:
+    return _log(power.amax(dim=-1) / power.mean(dim=-1).clamp_min(FLOOR))
+
+
+def _lines(x: torch.Tensor) -> torch.Tensor:
+    peaks = []
+    for i in range(len(LINE_POWERS)):  # x, x^2, x^4, x^8: each the square of the one before
+        x = x * x if i else x
+        peaks.append(_peak_over_mean(torch.fft.fft(x, dim=1).abs().square()))
+    return torch.stack(peaks, dim=1)
+
+
+def _kurtosis(v: torch.Tensor) -> torch.Tensor:
+    c = v - v.mean(dim=1, keepdim=True)
+    return c.pow(4).mean(dim=1) / c.square().mean(dim=1).square().clamp_min(FLOOR)
+
+
+def _cumulants(x: torch.Tensor) -> torch.Tensor:
+    """|C20|, |C40|, |C41|, |C42|, |C60|, |C63| (zero-mean formulas), as the numpy reference."""
+    x2, power = x * x, x.abs().square()
+    m20, m21 = x2.mean(dim=1), power.mean(dim=1).to(x.dtype)
+    m40, m41, m42 = (x2 * x2).mean(dim=1), (x2 * power).mean(dim=1), power.square().mean(dim=1).to(x.dtype)
+    m60, m63 = (x2 * x2 * x2).mean(dim=1), power.pow(3).mean(dim=1).to(x.dtype)
+    c40 = m40 - 3 * m20**2
+    c41 = m41 - 3 * m20 * m21
+    c42 = m42 - m20.abs().square() - 2 * m21**2
+    c60 = m60 - 15 * m40 * m20 + 30 * m20**3
+    c63 = m63 - 6 * m41 * m20.conj() - 9 * m42 * m21 + 18 * m20.abs().square() * m21 + 12 * m21**3
+    return torch.stack([m20, c40, c41, c42, c60, c63], dim=1).abs()
+
+
+def _hand(x: torch.Tensor) -> torch.Tensor:
+    n, s = x.shape
+    x = x / x.abs().square().mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
+    out = [_log(_cumulants(x)), _lines(x)]
+
+    amp = x.abs()
+    amp_c = amp / amp.mean(dim=1, keepdim=True).clamp_min(FLOOR) - 1
+    step = x[:, 1:] * x[:, :-1].conj()
+    freq = torch.angle(step) / (2 * math.pi)
+    turn = step / step.abs().clamp_min(FLOOR)  # exp(2j pi freq)
+    out.append(torch.stack([
+        amp_c.std(dim=1, correction=0), _log(_kurtosis(amp)),
+        _peak_over_mean(torch.fft.fft(amp_c, dim=1).abs().square()),
+        freq.std(dim=1, correction=0), _log(_kurtosis(freq)), freq.diff(dim=1).std(dim=1, correction=0),
+        turn.mean(dim=1).abs(),
+    ], dim=1))
+
+    psd = torch.fft.fft(x, dim=1).abs().square()
+    half = SMOOTHING_BINS // 2
+    smooth = sum(torch.roll(psd, shift, dims=1) for shift in range(-half, half + 1)) / SMOOTHING_BINS
+    ordered = psd.sort(dim=1, descending=True).values
+    reached = ordered.cumsum(dim=1) >= 0.99 * psd.sum(dim=1, keepdim=True)
+    bw99 = reached.float().argmax(dim=1) / s  # the first bin that reaches 99 % of the energy
+    top = smooth.amax(dim=1, keepdim=True)
+    bw10 = (smooth > 0.1 * top).float().mean(dim=1)
+    flatness = (smooth + FLOOR).log().mean(dim=1).exp() / smooth.mean(dim=1)
+    out.append(torch.stack([bw99, bw10, flatness, _peak_over_mean(smooth)], dim=1))
+
+    frames = s // STFT_SIZE
+    stft = torch.fft.fft(x[:, : frames * STFT_SIZE].reshape(n, frames, STFT_SIZE), dim=2).abs().square()
+    power = stft.sum(dim=2)
+    peak_energy, peak = stft.max(dim=2)
+    share = peak_energy / power.clamp_min(FLOOR)
+    occupied = (stft > 0.1 * peak_energy[..., None]).float().mean(dim=2)
+    track = _unwrap(peak.float() * (2 * math.pi / STFT_SIZE))
+    out.append(torch.stack([
+        power.std(dim=1, correction=0) / power.mean(dim=1), _log(power.amax(dim=1) / power.amin(dim=1).clamp_min(FLOOR)),
+        track.std(dim=1, correction=0), share.mean(dim=1), (peak.diff(dim=1) != 0).float().mean(dim=1),
+        occupied.std(dim=1, correction=0),
+    ], dim=1))
+    return torch.cat(out, dim=1)
+
+
+def _unwrap(phase: torch.Tensor) -> torch.Tensor:
+    """numpy.unwrap along dim 1: steps larger than pi become their 2 pi-wrapped equivalent."""
+    step = phase.diff(dim=1)
+    wrapped = torch.remainder(step + math.pi, 2 * math.pi) - math.pi
+    wrapped = torch.where((wrapped == -math.pi) & (step > 0), torch.full_like(wrapped, math.pi), wrapped)
+    correction = torch.where(step.abs() < math.pi, torch.zeros_like(step), wrapped - step).cumsum(dim=1)
+    return torch.cat([phase[:, :1], phase[:, 1:] + correction], dim=1)
 
 
 def side_flops(kind: str, frame_shape: Sequence[int]) -> float:
     """Analytic FLOPs per frame: a complex FFT of n points at 5 n log2 n, powers and |.|^2 per sample."""
     _check(kind, frame_shape)
     antennas, samples = int(frame_shape[0]), int(frame_shape[1])
+    if kind == "hand":
+        from xapp.train.baselines.features import feature_flops  # the count the baseline reports for the same features
+
+        return float(feature_flops(antennas * samples))
     if kind == "lines":
         n = antennas * samples
         return len(LINE_POWERS) * (5.0 * n * math.log2(n) + 3.0 * n) + 6.0 * n * 3  # x^2, x^4, x^8 by squaring

@@ -39,9 +39,10 @@ SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.yaml"
 SNR_BIN_DB = 2.0
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
-# `side: auto`: the side features a task's heads may read. Only the tasks the trunk was pre-trained on:
-# the unseen tasks' heads read the trunk alone, so that they keep measuring how it transfers.
-AUTO_SIDE = {"modulation": "lines", "interference": "lines", "beam": "beams"}
+# `side: auto`: the side features a task's heads may read, each tried beside the trunk-only head. Only
+# the tasks the trunk was pre-trained on: the unseen tasks' heads read the trunk alone, so that they keep
+# measuring how it transfers.
+AUTO_SIDE = {"modulation": ("lines", "hand"), "interference": ("lines", "hand"), "beam": ("beams",)}
 
 
 class HeadCostError(ValueError):
@@ -61,7 +62,7 @@ class TrainSettings:
     hidden: int = 128
     queries: int = 1  # learned queries of attention pooling
     projections: int = 24  # learned projections of energy pooling
-    side: str = "none"  # none | auto (AUTO_SIDE) | a kind of xapp.model.side: heads that read it are tried too
+    side: str = "none"  # none | auto (AUTO_SIDE) | kinds of xapp.model.side, comma-separated: heads reading each are tried too
     seed: int = 0
     chunk: int = 128  # frames per encoder pass while caching
 
@@ -77,11 +78,13 @@ class TrainSettings:
         return chosen
 
     def sides(self, task: str) -> tuple[str | None, ...]:
-        """The side inputs to try for `task`'s heads: always none, and the kind asked for, if any."""
-        if self.side not in ("none", "auto", *SIDE_KINDS):
-            raise ValueError(f"side must be none, auto or one of {SIDE_KINDS}; got {self.side!r}")
-        kind = AUTO_SIDE.get(task) if self.side == "auto" else None if self.side == "none" else self.side
-        return (None,) if kind is None else (None, kind)
+        """The side inputs to try for `task`'s heads: always none, then each kind asked for."""
+        if self.side in ("none", "auto"):
+            return (None, *(AUTO_SIDE.get(task, ()) if self.side == "auto" else ()))
+        kinds = tuple(k.strip() for k in self.side.split(","))
+        if any(k not in SIDE_KINDS for k in kinds):
+            raise ValueError(f"side must be none, auto or one or more of {SIDE_KINDS}, comma-separated; got {self.side!r}")
+        return (None, *kinds)
 
 
 def split_seed(seed: int, split: str) -> int:
