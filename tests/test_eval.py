@@ -17,13 +17,13 @@ SMALL = EncoderConfig(dim=64, depth=4, heads=4)
 
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
-    """A tiny encoder and its heads for los and modulation, as `xapp heads train` ships them."""
+    """A tiny encoder and its heads for los and modulation, as `xapp heads train --side auto` ships them."""
     root = tmp_path_factory.mktemp("shipped")
     torch.manual_seed(0)
     encoder_path = root / "encoder.safetensors"
     save_encoder(encoder_path, Encoder(SMALL))
     manifest = train_all(load_encoder(encoder_path), {"file": str(encoder_path), "sha256": sha256_file(encoder_path)},
-                         ["los", "modulation"], TrainSettings(train=64, val=32, test=32, epochs=2, chunk=32), root / "heads",
+                         ["los", "modulation"], TrainSettings(train=64, val=32, test=32, epochs=2, chunk=32, side="auto"), root / "heads",
                          "test", progress=False, log=lambda s: None)
     return encoder_path, manifest
 
@@ -34,24 +34,25 @@ def xapp_eval(shipped, task, data, *extra):
                  "--checkpoint", str(encoder_path), *extra])
 
 
-def test_eval_scores_every_exit_of_the_shipped_heads(shipped, tmp_path, capsys):
+@pytest.mark.parametrize("task", ["los", "modulation"])  # modulation's heads may read side features
+def test_eval_scores_every_exit_of_the_shipped_heads(shipped, tmp_path, capsys, task):
     _, manifest_path = shipped
     manifest = read_manifest(manifest_path)
-    test = manifest["tasks"]["los"]["splits"]["test"]
+    test = manifest["tasks"][task]["splits"]["test"]
     path = tmp_path / "operator.npz"
-    save_npz(path, generate("los", test["n"], test["seed"]))  # the test split, so accuracies must match the manifest
-    assert xapp_eval(shipped, "los", path, "--json") == 0
+    save_npz(path, generate(task, test["n"], test["seed"]))  # the test split, so accuracies must match the manifest
+    assert xapp_eval(shipped, task, path, "--json") == 0
     rows = json.loads(capsys.readouterr().out)["exits"]
-    shipped_heads = [h for h in manifest["heads"] if h["task"] == "los"]
+    shipped_heads = [h for h in manifest["heads"] if h["task"] == task]
     assert [r["exit"] for r in rows] == [1, 2, 3, 4]
     for row, head in zip(rows, shipped_heads):
         assert row["n"] == test["n"]
         assert row["gflops"] == pytest.approx(head["gflops"])
         assert abs(row["accuracy"] - head["test_accuracy"]) <= 1 / test["n"] + 1e-9  # float rounding may flip one frame
     assert rows[-1]["percent_of_full"] == pytest.approx(100, abs=0.1)
-    assert xapp_eval(shipped, "los", path) == 0
+    assert xapp_eval(shipped, task, path) == 0
     table = capsys.readouterr().out
-    assert "los heads on" in table and "% of full" in table and len(table.strip().splitlines()) == 6
+    assert f"{task} heads on" in table and "% of full" in table and len(table.strip().splitlines()) == 6
 
 
 def test_eval_maps_class_names_whatever_their_order_in_the_file(shipped, tmp_path, capsys):
@@ -137,7 +138,12 @@ def test_report_is_built_from_the_manifest_and_engine_runs(shipped, tmp_path):
     assert all(r["frames"] == 16 and sum(r["exit_counts"]) == 16 for runs in modulation.values() for r in runs)
     assert [b["task"] for b in results["claims"]["b"]] == ["los"]
     text = (out / "results.md").read_text()
-    for heading in ("### (a)", "### (b)", "### (c)", "## Dynamic exiting vs fixed exits", "![dynamic.png](dynamic.png)"):
+    sides = {e["side"] for e in results["tasks"]["modulation"]["exits"]}
+    assert sides <= {None, "lines", "hand"} and {e["side"] for e in results["tasks"]["los"]["exits"]} == {None}
+    for e in results["tasks"]["los"]["exits"]:
+        assert e["trunk_only_test_accuracy"] == e["test_accuracy"]
+    for heading in ("### (a)", "### (b)", "### (c)", "## Dynamic exiting vs fixed exits", "![dynamic.png](dynamic.png)",
+                    "| exit | GFLOPs/frame | head reads |"):
         assert heading in text
     assert "`test`" in text  # the manifest's command
 

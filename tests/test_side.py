@@ -193,3 +193,19 @@ def test_the_hand_features_match_the_numpy_reference_of_the_baselines():
     assert close.mean(axis=0).min() > 0.97 and close.all(axis=1).mean() > 0.95
     scaled = side_features("hand", torch.from_numpy(x * 7.0)).numpy()  # scaled to unit power first
     assert (np.abs(scaled - got) < 2e-3).all(axis=1).mean() > 0.95
+
+
+def test_offline_scoring_paths_read_side_heads(served):
+    """`xapp eval` and the report's comparison score side heads as the engine serves them."""
+    from xapp.train.baselines.compare import exit_predictions
+    from xapp.train.evaluate import evaluate_exits
+
+    encoder, table, reqs = served
+    head = table["modulation"].heads[2]
+    x = np.stack([r.frame for r in reqs if r.task == "modulation"])
+    with torch.inference_mode():
+        frames = torch.from_numpy(x)
+        want = read_head(head, encoder(frames, [2])[2], frames).argmax(-1).numpy()
+    np.testing.assert_array_equal(exit_predictions(encoder, {2: head}, x, chunk=16)[2], want)
+    row, = evaluate_exits(encoder, {2: head}, x, want, chunk=16)
+    assert row["accuracy"] == 1.0 and row["gflops"] == pytest.approx((encoder_flops(encoder, (1, 1024), 2) + head.flops(65)) / 1e9)

@@ -32,7 +32,7 @@ from xapp.config.manifest import ManifestError, read_manifest
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, normalised_mean
-from xapp.model.side import SIDE_KINDS, side_features
+from xapp.model.side import SIDE_KINDS, side_features, side_flops
 from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
@@ -237,6 +237,8 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         for pooling in poolings:
             feats = {split: means_of(states[split][k]) if pooling == "mean" else states[split][k] for split in SPLITS}
             for kind in settings.sides(task):
+                if kind and side_flops(kind, frame_shape) > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
+                    continue  # its side features alone cost over the limit at this exit: not a candidate
                 side = SideInputs(kind, frame_shape, sides[kind]["train"], sides[kind]["val"]) if kind else None
                 head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
                                          len(spec.classes), settings, seed, pooling, side)
@@ -256,7 +258,8 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         sha = save_head(out / file, head, meta)
         entry = {"task": task, "exit": k, "file": file.as_posix(), "sha256": sha, "classes": list(spec.classes),
                  "params": sum(p.numel() for p in head.parameters()),
-                 "pooling": head.pooling, **({"side": head.side} if head.side else {}), "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
+                 "pooling": head.pooling, **({"side": head.side} if head.side else {}),
+                 "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
                  "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
                  "val_accuracy": val_acc, "test_accuracy": test_acc}
         if len(candidates) > 1:

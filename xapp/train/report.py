@@ -59,7 +59,8 @@ def build_results(manifest: dict, manifest_path: str | Path, encoder: Encoder, f
         chosen = shallowest_within(profile(entries), tolerance)
         results["tasks"][task] = {
             "classes": info["classes"],
-            "exits": [{k: h[k] for k in ("exit", "gflops", "val_accuracy", "test_accuracy")} for h in entries],
+            "exits": [{**{k: h[k] for k in ("exit", "gflops", "val_accuracy", "test_accuracy")},
+                       "side": h.get("side"), "trunk_only_test_accuracy": trunk_only(h)} for h in entries],
             "chosen_exit": chosen.exit,
             "test_accuracy_by_snr": {h["exit"]: h["test_accuracy_by_snr"] for h in entries if "test_accuracy_by_snr" in h},
             "dynamic": {kind: [r.summary() for r in rs] for kind, rs in runs.items()},
@@ -227,13 +228,27 @@ def _claim_fixed_vs_dynamic(results: dict) -> list[str]:
     return out
 
 
+def trunk_only(entry: dict) -> float | None:
+    """Test accuracy of the exit's mean-pooling head that reads the trunk alone, when a side head was kept."""
+    if not entry.get("side"):
+        return entry["test_accuracy"]
+    return entry.get("by_pooling", {}).get("mean", {}).get("test_accuracy")
+
+
 def _exit_tables(results: dict, plots: list[str]) -> list[str]:
-    out = ["## Accuracy per exit", ""] + [f"![{p}]({p})" for p in plots if p.startswith("exits")] + [""]
+    out = ["## Accuracy per exit", "",
+           "`head reads`: the exit's tokens alone, or beside side features of the raw frame (`lines`: the four "
+           "spectral lines; `hand`: the 27 hand features; `beams`: the DFT beam shares), kept where validation "
+           "prefers them; the last column is the trunk-only head at the same exit.", ""]
+    out += [f"![{p}]({p})" for p in plots if p.startswith("exits")] + [""]
     for task, r in results["tasks"].items():
-        out += [f"### {task}", "", "| exit | GFLOPs/frame | val acc | test acc |", "|---|---|---|---|"]
+        out += [f"### {task}", "", "| exit | GFLOPs/frame | head reads | val acc | test acc | test acc, trunk only |",
+                "|---|---|---|---|---|---|"]
         for e in r["exits"]:
             mark = " **(chosen)**" if e["exit"] == r["chosen_exit"] else ""
-            out.append(f"| {e['exit']}{mark} | {e['gflops']:.4f} | {pct(e['val_accuracy'])} | {pct(e['test_accuracy'])} |")
+            reads = f"tokens + {e['side']}" if e.get("side") else "tokens"
+            out.append(f"| {e['exit']}{mark} | {e['gflops']:.4f} | {reads} | {pct(e['val_accuracy'])} | "
+                       f"{pct(e['test_accuracy'])} | {pct(e.get('trunk_only_test_accuracy'))} |")
         out.append("")
     return out
 
