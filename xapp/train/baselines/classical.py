@@ -11,8 +11,9 @@ import torch
 from torch import nn
 
 from xapp.data.spatial import beam_energy
+from xapp.model.side import hand_feature_flops
 
-from .features import NAMES, SPATIAL_NAMES, feature_flops, features, spatial_feature_flops, spatial_features
+from .features import NAMES, SPATIAL_NAMES, features, spatial_feature_flops, spatial_features
 
 ANTENNAS = 16
 
@@ -40,7 +41,7 @@ class FeatureSet:
 
 HAND_FEATURES = FeatureSet(
     f"{len(NAMES)} hand features (cumulants, spectral lines, envelope/frequency/bandwidth/short-time stats)",
-    features, lambda antennas, samples: feature_flops(samples))
+    features, lambda antennas, samples: hand_feature_flops(samples))
 SPATIAL_FEATURES = FeatureSet(
     f"{len(SPATIAL_NAMES)} spatial features (covariance eigenvalues, coherence per antenna lag, sorted DFT beam "
     "spectrum)", spatial_features, spatial_feature_flops)

@@ -10,8 +10,8 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from xapp.data.spatial import beam_energy
+from xapp.model.side import STFT_SIZE
 
-STFT_SIZE = 64
 NAMES = (
     "|C20|", "|C40|", "|C41|", "|C42|", "|C60|", "|C63|",
     "line x", "line x^2", "line x^4", "line x^8",
@@ -85,15 +85,6 @@ def features(x: np.ndarray) -> np.ndarray:
         np.mean(np.diff(peak, axis=1) != 0, axis=1), occupied.std(axis=1),
     ], axis=1))
     return np.concatenate(out, axis=1).astype(np.float32)
-
-
-def feature_flops(samples: int) -> int:
-    """Analytic FLOPs of features() on one frame: FFTs at 5 S log2 S (complex), the rest ~per sample."""
-    fft = lambda size: int(5 * size * np.log2(size))  # noqa: E731
-    ffts = 6 * fft(samples) + (samples // STFT_SIZE) * fft(STFT_SIZE)  # x, x^2, x^4, x^8, |x|, PSD; STFT
-    moments = 8 * 8 * samples  # powers x^k conj(x)^q and their means, complex
-    per_sample = 60 * samples  # amplitude, angle, smoothing (9 taps), sort-free shares, comparisons
-    return ffts + moments + per_sample + samples * int(np.log2(samples))  # + the sort for the 99 % bandwidth
 
 
 SPATIAL_NAMES = (
