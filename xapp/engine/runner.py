@@ -47,18 +47,20 @@ class TaskPlan:
         for k, head in self.heads.items():
             if head.num_classes != len(self.classes):
                 raise PlanError(f"task {self.task}: head at exit {k} has {head.num_classes} classes, want {len(self.classes)}")
-        sides = {(head.side, head.frame_shape) for head in self.heads.values() if head.side is not None}
-        if len(sides) > 1:
-            raise PlanError(f"task {self.task}: its heads read different side features {sorted(map(str, sides))}")
 
     @property
     def exit(self) -> int:
         return max(self.heads)
 
     @property
-    def side(self) -> str | None:
-        """The side features this task's heads read (all read the same kind, or none)."""
-        return next((head.side for head in self.heads.values() if head.side is not None), None)
+    def sides(self) -> dict[str, Head]:
+        """One head per kind of side features this task's heads read (a dynamic plan's may read several)."""
+        return {head.side: head for head in self.heads.values() if head.side is not None}
+
+    @property
+    def side_flops(self) -> float:
+        """FLOPs per frame of the side features its heads read, each kind computed once."""
+        return sum(head.side_flops for head in self.sides.values())
 
 
 TaskTable = Mapping[str, TaskPlan]
@@ -169,7 +171,7 @@ class EarlyExitEngine:
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
         side = self.side_inputs(rows, plans, task_of)
-        side_cost = np.array([max((h.side_flops for h in p.heads.values()), default=0.0) / 1e9 for p in plans])
+        side_cost = np.array([p.side_flops / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
         # Head GFLOPs spent per row so far (dynamic rows read several): side features once, computed above.
@@ -189,7 +191,9 @@ class EarlyExitEngine:
                 positions = np.flatnonzero(task_of[alive] == t)
                 if len(positions):
                     rows_h = h if len(positions) == len(alive) else h.index_select(0, torch.from_numpy(positions).to(self.device))
-                    rows_side = side[t].index_select(0, torch.from_numpy(alive[positions]).to(self.device)) if t in side else None
+                    kind = plan.heads[k].side
+                    rows_side = None if kind is None else side[t, kind].index_select(
+                        0, torch.from_numpy(alive[positions]).to(self.device))
                     label_conf, stop = self._read_head(plan, k, rows_h, rows_side, alive[positions], streak, last)
                     parts.append(label_conf)
                     stops.append(stop)
@@ -222,25 +226,22 @@ class EarlyExitEngine:
                 alive = alive[keep]
         return deepest
 
-    def side_inputs(self, rows: Sequence[Request], plans: Sequence[TaskPlan], task_of: np.ndarray) -> dict[int, torch.Tensor]:
-        """Side features of the rows of each task (by number) whose heads read some: [len(rows), width]
-        on the device, filled at that task's rows (zeros elsewhere)."""
-        side: dict[int, torch.Tensor] = {}
+    def side_inputs(self, rows: Sequence[Request], plans: Sequence[TaskPlan],
+                    task_of: np.ndarray) -> dict[tuple[int, str], torch.Tensor]:
+        """Side features of the rows of each task (by number) whose heads read some, per kind:
+        [len(rows), width] on the device, filled at that task's rows (zeros elsewhere)."""
+        side: dict[tuple[int, str], torch.Tensor] = {}
         for t, plan in enumerate(plans):
-            if plan.side is None:
-                continue
-            index = np.flatnonzero(task_of == t)
+            index = np.flatnonzero(task_of == t) if plan.sides else ()
             if not len(index):
                 continue
-            head = next(head for head in plan.heads.values() if head.side is not None)
-            full = None
             for shape, mine in by_frame_shape_index(rows, index).items():
                 frames = torch.from_numpy(stacked([rows[i].frame for i in mine], shape)).to(self.device)
-                features = head.side_inputs(frames)
-                if full is None:
-                    full = torch.zeros(len(rows), features.shape[1], device=self.device)
-                full.index_copy_(0, torch.from_numpy(mine).to(self.device), features)
-            side[t] = full
+                for kind, head in plan.sides.items():
+                    features = head.side_inputs(frames)
+                    if (t, kind) not in side:
+                        side[t, kind] = torch.zeros(len(rows), features.shape[1], device=self.device)
+                    side[t, kind].index_copy_(0, torch.from_numpy(mine).to(self.device), features)
         return side
 
     @staticmethod

@@ -103,7 +103,8 @@ def computed_gflops(encoder: Encoder, run: PolicyRun, heads: Mapping[int, Head],
     cfg = encoder.cfg
     work = run.frames * patch_embed_flops(cfg, tokens) + sum(run.rows_per_block) * block_flops(cfg, tokens)
     work += sum(run.rows_per_block[k - 1] * (h.flops(tokens) - h.side_flops) for k, h in heads.items())
-    work += run.frames * max((h.side_flops for h in heads.values()), default=0.0)  # once per frame, before the trunk
+    sides = {h.side: h.side_flops for h in heads.values() if h.side is not None}
+    work += run.frames * sum(sides.values())  # each kind once per frame, before the trunk
     return work / 1e9 / run.frames
 
 
