@@ -41,8 +41,10 @@ SNR_BIN_DB = 2.0
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
 # `side: auto`: the side features a task's heads may read, each tried beside the trunk-only head. Only
 # the tasks the trunk was pre-trained on: the unseen tasks' heads read the trunk alone, so that they keep
-# measuring how it transfers.
-AUTO_SIDE = {"modulation": ("lines", "hand"), "interference": ("lines", "hand"), "beam": ("beams",)}
+# measuring how it transfers. The 27 hand features (`hand`) buy modulation and interference 0.2-0.8
+# points more than the four spectral lines at the default exits, for ~6x their CPU time (0.4 against
+# 0.07 ms per frame, over half a block's): too dear for the default (docs/research.md, "Session 12").
+AUTO_SIDE = {"modulation": ("lines",), "interference": ("lines",), "beam": ("beams",)}
 
 
 class HeadCostError(ValueError):
