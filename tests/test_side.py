@@ -221,3 +221,16 @@ def test_offline_scoring_paths_read_side_heads(served):
     np.testing.assert_array_equal(exit_predictions(encoder, {2: head}, x, chunk=16)[2], want)
     row, = evaluate_exits(encoder, {2: head}, x, want, chunk=16)
     assert row["accuracy"] == 1.0 and row["gflops"] == pytest.approx((encoder_flops(encoder, (1, 1024), 2) + head.flops(65)) / 1e9)
+
+
+@pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("beams", (16, 64))])
+def test_degenerate_frames_give_finite_features_and_leave_the_rest_of_the_batch_alone(kind, shape):
+    """All-zero, constant and vanishingly weak frames pass the E2 checks (finite samples); their side
+    features stay finite, and the other rows of the batch get the features they get alone."""
+    normal = torch.from_numpy(random_frames(4, shape, 8))
+    odd = torch.zeros((3, *shape), dtype=torch.complex64)
+    odd[1] = 1
+    odd[2, :, ::2] = 1e-30
+    mixed = side_features(kind, torch.cat([normal, odd]))
+    assert torch.isfinite(mixed).all()
+    torch.testing.assert_close(mixed[:4], side_features(kind, normal))

@@ -118,7 +118,7 @@ def _hand(x: torch.Tensor) -> torch.Tensor:
     bw99 = reached.float().argmax(dim=1) / s  # the first bin that reaches 99 % of the energy
     top = smooth.amax(dim=1, keepdim=True)
     bw10 = (smooth > 0.1 * top).float().mean(dim=1)
-    flatness = (smooth + FLOOR).log().mean(dim=1).exp() / smooth.mean(dim=1)
+    flatness = (smooth + FLOOR).log().mean(dim=1).exp() / smooth.mean(dim=1).clamp_min(FLOOR)
     out.append(torch.stack([bw99, bw10, flatness, _peak_over_mean(smooth)], dim=1))
 
     frames = s // STFT_SIZE
@@ -129,7 +129,7 @@ def _hand(x: torch.Tensor) -> torch.Tensor:
     occupied = (stft > 0.1 * peak_energy[..., None]).float().mean(dim=2)
     track = _unwrap(peak.float() * (2 * math.pi / STFT_SIZE))
     out.append(torch.stack([
-        power.std(dim=1, correction=0) / power.mean(dim=1), _log(power.amax(dim=1) / power.amin(dim=1).clamp_min(FLOOR)),
+        power.std(dim=1, correction=0) / power.mean(dim=1).clamp_min(FLOOR), _log(power.amax(dim=1) / power.amin(dim=1).clamp_min(FLOOR)),
         track.std(dim=1, correction=0), share.mean(dim=1), (peak.diff(dim=1) != 0).float().mean(dim=1),
         occupied.std(dim=1, correction=0),
     ], dim=1))
