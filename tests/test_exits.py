@@ -148,6 +148,8 @@ def test_exits_shows_cost_and_accuracy_per_exit_and_marks_the_descriptors(tree, 
     manifest = yaml.safe_load((REPO / "heads" / "manifest.yaml").read_text())
     val = {h["exit"]: h["val_accuracy"] for h in manifest["heads"] if h["task"] == "beam"}
     assert [r["val_accuracy"] for r in rows] == [val[k] for k in range(1, SHIPPED.depth + 1)]
+    side = {h["exit"]: h.get("side") for h in manifest["heads"] if h["task"] == "beam"}
+    assert [r["side"] for r in rows] == [side[k] for k in range(1, SHIPPED.depth + 1)]
     gflops = [r["gflops"] for r in rows]
     assert gflops == sorted(gflops) and all(r["latency_ms"] > 0 for r in rows)
     assert plot.stat().st_size > 10_000

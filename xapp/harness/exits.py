@@ -25,6 +25,7 @@ class ExitRow:
     gflops: float  # per frame: encoder to this exit plus the head
     latency_ms: float  # per batch on this host, median of the repeats
     chosen: bool  # the descriptor's exit for this task (or one of its dynamic policy's exits)
+    side: str | None = None  # side features of the raw frame the head reads beside the exit (xapp.model.side)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,21 +76,22 @@ def profile_task(encoder: Encoder, manifest: dict, manifest_path: Path, task: st
         head, _ = load_head(entry["path"], entry.get("sha256"))
         seconds = cumulative[k - 1] + head_seconds(head, states[k], x, repeats)
         rows.append(ExitRow(task, k, entry.get("val_accuracy"), (encoder_flops[k - 1] + head.flops(tokens)) / 1e9,
-                            1000 * seconds, k in chosen))
+                            1000 * seconds, k in chosen, head.side))
     return rows
 
 
 def format_exit_table(rows: Sequence[ExitRow], batch: int, descriptor: str) -> str:
     lines = [f"per exit: validation accuracy (manifest), GFLOPs per frame, latency per batch of {batch} on this host; "
              f"* = the exit in {descriptor}", ""]
-    lines.append(f"{'task':<14}{'exit':>5}{'val acc':>9}{'GFLOP/frame':>13}{'ms/batch':>10}")
+    lines.append(f"{'task':<14}{'exit':>5}{'val acc':>9}{'GFLOP/frame':>13}{'ms/batch':>10}  head reads")
     previous = None
     for r in rows:
         if previous is not None and r.task != previous:
             lines.append("")
         previous = r.task
         acc = "-" if r.val_accuracy is None else f"{100 * r.val_accuracy:.1f}%"
-        lines.append(f"{r.task:<14}{r.exit:>4}{'*' if r.chosen else ' '}{acc:>9}{r.gflops:>13.3f}{r.latency_ms:>10.1f}")
+        reads = "tokens" + (f" + {r.side}" if r.side else "")
+        lines.append(f"{r.task:<14}{r.exit:>4}{'*' if r.chosen else ' '}{acc:>9}{r.gflops:>13.3f}{r.latency_ms:>10.1f}  {reads}")
     return "\n".join(lines)
 
 
