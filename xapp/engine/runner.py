@@ -2,9 +2,9 @@
 
 For a batch the trunk runs block by block only as deep as the deepest exit any row needs. Heads
 that read side features of the raw frame (xapp.model.side) get them computed once per batch, before
-the trunk, for their task's rows. After block k every task with a head at k reads its rows; rows that are done (their task's exit, or a
-dynamic policy that is sure enough) are released to `release` at once and removed from the batch,
-so later blocks only see the rows that still need them.
+the trunk, for their task's rows. After block k every task with a head at k reads its rows; rows
+that are done (their task's exit, or a dynamic policy that is sure enough) are released to `release`
+at once and removed from the batch, so later blocks only see the rows that still need them.
 
 `run` is synchronous and meant for one dedicated worker thread; the task table it is given is an
 immutable snapshot, so a hot reload swaps tables between batches and never inside one.
@@ -249,8 +249,7 @@ class EarlyExitEngine:
                    streak: torch.Tensor | None, last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[2, rows]: label and confidence, still on the device; and whether each row leaves at exit
         k, or None when all do (k is the task's exit)."""
-        head = plan.heads[k]
-        probs = head(rows_h, rows_side if head.side is not None else None).float().softmax(dim=-1)
+        probs = plan.heads[k](rows_h, rows_side).float().softmax(dim=-1)
         conf, labels = probs.max(dim=-1)
         if k == plan.exit:
             stop = None
