@@ -2,9 +2,11 @@
 
 The trunk's exits and the classical statistics are complementary (docs/research.md, "Session 11"):
 on modulation the strongest line of |FFT(x^k)|^2 for k = 1, 2, 4, 8 (a carrier, symbol-rate or
-phase-power line) adds 6 points to the trunk's exit 4, and on beam the label is the best DFT beam, an
-argmax a head learns only approximately. Both cost a few FFTs per frame, computed in torch on the
-engine's device, once per batch for the rows that need them.
+phase-power line) adds about 6 points to the trunk's exit 4, and on beam the label is the best DFT
+beam, an argmax a head learns only approximately. Both cost a few FFTs per frame, computed in torch on
+the engine's device, once per batch for the rows that need them. The 27 hand features add under a
+point more than the lines at six times their CPU time, so the shipped heads read the lines
+(docs/research.md, "Session 12").
 
 - `lines`: log10 of the peak over the mean bin of |FFT(x^k)|^2, k = 1, 2, 4, 8 ([B, 4]).
 - `hand`: the classical baselines' 27 hand features (xapp.train.baselines.features, which is the
