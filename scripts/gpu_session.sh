@@ -74,7 +74,7 @@ if [ "$heads" != none ]; then
   heads_s=$(( budget - $(elapsed) - check_s - 20 ))
   say "heads at every exit, at most $heads_s s"
   # shellcheck disable=SC2086
-  timeout "$heads_s" python3 -m xapp.cli heads train --out heads --pooling mean,attn --queries 2 $heads \
+  timeout "$heads_s" python3 -m xapp.cli heads train --out heads --pooling mean,attn --queries 2 --side auto $heads \
     --device "$device" --quiet
   say "heads: rc $?"
 fi
