@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import cached_property
 from operator import attrgetter, itemgetter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import torch
 from xapp.engine.precision import serving_autocast, serving_trunk
 from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops
-from xapp.model.heads import load_task_head
+from xapp.model.heads import load_task_head, side_flops_once
 from xapp.ops.metrics import Metrics
 from xapp.vocab import DecisionBatch, Request
 
@@ -52,15 +53,15 @@ class TaskPlan:
     def exit(self) -> int:
         return max(self.heads)
 
-    @property
+    @cached_property
     def sides(self) -> dict[str, Head]:
         """One head per kind of side features this task's heads read (a dynamic plan's may read several)."""
         return {head.side: head for head in self.heads.values() if head.side is not None}
 
-    @property
+    @cached_property
     def side_flops(self) -> float:
         """FLOPs per frame of the side features its heads read, each kind computed once."""
-        return sum(head.side_flops for head in self.sides.values())
+        return side_flops_once(self.heads.values())
 
 
 TaskTable = Mapping[str, TaskPlan]
@@ -152,25 +153,27 @@ class EarlyExitEngine:
             self._metrics.child(self._metrics.stage_latency, "compute").observe(seconds)
         return BatchReport(served, deepest, seconds, len(unserved))
 
-    def embed(self, by_shape: Mapping[tuple[int, ...], list[Request]]) -> tuple[list[Request], torch.Tensor]:
+    def embed(self, by_shape: Mapping[tuple[int, ...], list[Request]]
+              ) -> tuple[list[Request], torch.Tensor, list[torch.Tensor]]:
         """Input tokens of rows grouped by frame shape (`by_frame_shape`), stacked per shape; returns the
-        rows in the tokens' order."""
-        ordered, parts = [], []
+        rows in the tokens' order and the stacked frames of each shape (on the device), in that order."""
+        ordered, parts, frames = [], [], []
         for shape, same in by_shape.items():
             x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
+            frames.append(x)
             parts.append(self.encoder.tokens(x))
             ordered.extend(same)
-        return ordered, torch.cat(parts) if len(parts) > 1 else parts[0]
+        return ordered, torch.cat(parts) if len(parts) > 1 else parts[0], frames
 
     def run_group(self, shapes: Mapping[tuple[int, ...], list[Request]], tokens: int, table: TaskTable, release) -> int:
         """Serve rows of `tokens` tokens each, grouped by frame shape; returns the deepest block run.
         Subclasses replace how."""
-        rows, h = self.embed(shapes)
+        rows, h, frames = self.embed(shapes)
         tasks = list(table)
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
-        side = self.side_inputs(rows, plans, task_of)
+        side = self.side_inputs(frames, plans, task_of)
         side_cost = np.array([p.side_flops / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
@@ -226,22 +229,19 @@ class EarlyExitEngine:
                 alive = alive[keep]
         return deepest
 
-    def side_inputs(self, rows: Sequence[Request], plans: Sequence[TaskPlan],
+    def side_inputs(self, frames: Sequence[torch.Tensor], plans: Sequence[TaskPlan],
                     task_of: np.ndarray) -> dict[tuple[int, str], torch.Tensor]:
-        """Side features of the rows of each task (by number) whose heads read some, per kind:
-        [len(rows), width] on the device, filled at that task's rows (zeros elsewhere)."""
+        """Side features of the rows of each task (by number) whose heads read some, per kind, from the
+        frames `embed` stacked: [rows, width] on the device, filled at that task's rows (zeros elsewhere)."""
         side: dict[tuple[int, str], torch.Tensor] = {}
-        for t, plan in enumerate(plans):
-            index = np.flatnonzero(task_of == t) if plan.sides else ()
-            if not len(index):
-                continue
-            for shape, mine in by_frame_shape_index(rows, index).items():
-                frames = torch.from_numpy(stacked([rows[i].frame for i in mine], shape)).to(self.device)
-                for kind, head in plan.sides.items():
-                    features = head.side_inputs(frames)
-                    if (t, kind) not in side:
-                        side[t, kind] = torch.zeros(len(rows), features.shape[1], device=self.device)
-                    side[t, kind].index_copy_(0, torch.from_numpy(mine).to(self.device), features)
+        reading = {t: plan.sides for t, plan in enumerate(plans) if plan.sides}
+        start = 0
+        for x in frames if reading else ():
+            for t, kind, picked, features in side_features_by_task(x, task_of[start:start + len(x)], reading):
+                if (t, kind) not in side:
+                    side[t, kind] = torch.zeros(len(task_of), features.shape[1], device=self.device)
+                side[t, kind].index_copy_(0, picked + start, features)
+            start += len(x)
         return side
 
     @staticmethod
@@ -296,12 +296,17 @@ _TASK = attrgetter("task")
 _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
 
 
-def by_frame_shape_index(rows: Sequence[Request], index: np.ndarray) -> dict[tuple[int, ...], np.ndarray]:
-    """Positions `index` into rows, grouped by their frame's shape."""
-    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
-    for i in index.tolist():
-        groups[rows[i].frame.shape].append(i)
-    return {shape: np.array(mine, dtype=np.int64) for shape, mine in groups.items()}
+def side_features_by_task(frames: torch.Tensor, of_task: np.ndarray, sides: Mapping[int, Mapping[str, Head]]
+                          ) -> Iterator[tuple[int, str, torch.Tensor, torch.Tensor]]:
+    """For frames of one shape whose rows belong to tasks `of_task`: (task, kind, the rows' positions
+    in `frames`, their side features) for each task in `sides` (task -> kind -> a head reading it)."""
+    for t, heads in sides.items():
+        mine = np.flatnonzero(of_task == t)
+        if len(mine):
+            picked = torch.from_numpy(mine).to(frames.device)
+            chosen = frames.index_select(0, picked)
+            for kind, head in heads.items():
+                yield t, kind, picked, head.side_inputs(chosen)
 
 
 def by_frame_shape(rows: Iterable[Request]) -> dict[tuple[int, ...], list[Request]]:

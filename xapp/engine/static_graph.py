@@ -8,8 +8,9 @@ ignored (blocks and heads treat rows independently). A segment's blocks and the 
 leaving at its exit are one CUDA graph, captured on first use and replayed after; frames reach the
 device through a pinned staging buffer, and each batch's labels and confidences come back in one
 device-to-host copy. Heads that read side features of the raw frame read them from one static
-buffer per task, filled in the hidden states' row order before the graphs run. On CPU the same segments run eagerly, so the bucketing, padding and row mapping
-are the code that the CPU tests hold to the engine's decisions.
+buffer per task, filled in the hidden states' row order before the graphs run. On CPU the same
+segments run eagerly, so the bucketing, padding and row mapping are the code that the CPU tests hold
+to the engine's decisions.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from xapp.vocab import DecisionBatch, Request
-from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable, stacked
-from xapp.model import Encoder
+from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable, side_features_by_task, stacked
+from xapp.model import Encoder, Head
 from xapp.ops.metrics import Metrics
 
 # Steps of 1.5x and 2x: the rows going on past an exit are padded up to a bucket, so with powers of two
@@ -92,6 +93,7 @@ class StaticGraphEngine(EarlyExitEngine):
         self._hidden: dict[int, torch.Tensor] = {}  # tokens -> [largest bucket, tokens, dim]
         self._staging: dict[tuple[int, ...], torch.Tensor] = {}  # frame shape -> pinned host frames
         self._side: dict[int, torch.Tensor] = {}  # task number -> [largest bucket, width] side features
+        self._side_heads: dict[int, dict[str, Head]] = {}  # task number -> {kind: its exit's head}
 
     @property
     def graphs(self) -> int:
@@ -106,12 +108,9 @@ class StaticGraphEngine(EarlyExitEngine):
         if dynamic:
             raise StaticGraphError(f"tasks {dynamic}: static graphs serve fixed exits only")
         self._table, self._segments, self._runners = table, segments(list(table.values())), {}
-        self._side = {}
-        for t, plan in enumerate(table.values()):
-            head = plan.heads[plan.exit]
-            if head.side is not None:
-                width = head.side_inputs(torch.zeros((1, *head.frame_shape), dtype=torch.complex64)).shape[1]
-                self._side[t] = torch.zeros(self.buckets[-1], width, device=self.device)
+        self._side_heads = {t: plan.sides for t, plan in enumerate(table.values()) if plan.sides}
+        self._side = {t: torch.zeros(self.buckets[-1], plan.heads[plan.exit].side_width, device=self.device)
+                      for t, plan in enumerate(table.values()) if plan.sides}
 
     def prepare(self, table: TaskTable, tokens: int, max_rows: int) -> None:
         """Capture now every graph that batches of up to `max_rows` rows of `tokens` tokens can need,
@@ -178,18 +177,12 @@ class StaticGraphEngine(EarlyExitEngine):
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, r in enumerate(rows):
             by_shape[r.frame.shape].append(i)
-        plans = list(self._table.values())
         for shape, index in by_shape.items():
             frames = self._to_device(shape, [rows[i].frame for i in index])
             target = torch.from_numpy(place[index]).to(self.device)
             hidden.index_copy_(0, target, self.encoder.tokens(frames).to(self.dtype))
-            of_task = task_of[index]
-            for t, side in self._side.items():
-                mine = np.flatnonzero(of_task == t)
-                if len(mine):
-                    picked = torch.from_numpy(mine).to(self.device)
-                    features = plans[t].heads[plans[t].exit].side_inputs(frames.index_select(0, picked))
-                    side.index_copy_(0, target.index_select(0, picked), features)
+            for t, _, picked, features in side_features_by_task(frames, task_of[index], self._side_heads):
+                self._side[t].index_copy_(0, target.index_select(0, picked), features)
         hidden[len(rows):bucket_for(len(rows), self.buckets)].zero_()
 
     def _buffer(self, tokens: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch
 from xapp.config.manifest import task_heads
 from xapp.model import Encoder, Head, exit_flops, load_head
 from xapp.model.heads import read_head
+from xapp.model.side import head_reads
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ def format_exit_table(rows: Sequence[ExitRow], batch: int, descriptor: str) -> s
             lines.append("")
         previous = r.task
         acc = "-" if r.val_accuracy is None else f"{100 * r.val_accuracy:.1f}%"
-        reads = "tokens" + (f" + {r.side}" if r.side else "")
-        lines.append(f"{r.task:<14}{r.exit:>4}{'*' if r.chosen else ' '}{acc:>9}{r.gflops:>13.3f}{r.latency_ms:>10.1f}  {reads}")
+        lines.append(f"{r.task:<14}{r.exit:>4}{'*' if r.chosen else ' '}{acc:>9}{r.gflops:>13.3f}{r.latency_ms:>10.1f}"
+                     f"  {head_reads(r.side)}")
     return "\n".join(lines)
 
 

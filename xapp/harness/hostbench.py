@@ -175,7 +175,7 @@ def _trunk_only(engine: EarlyExitEngine, batch: list[Request], table: TaskTable)
     """Tokens and blocks as the engine runs them: all rows to the shallowest exit, then only those
     that go deeper. Returns the hidden states of each exit's rows (for timing the heads alone)."""
     with torch.inference_mode():
-        rows, h = engine.embed(by_frame_shape(batch))
+        rows, h, _ = engine.embed(by_frame_shape(batch))
         exits = np.array([table[r.task].exit for r in rows])
         states, alive = {}, np.arange(len(batch))
         for k, block in enumerate(engine.encoder.blocks[: exits.max()], start=1):

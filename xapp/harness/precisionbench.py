@@ -74,7 +74,7 @@ class OrtTrunk:
     def __call__(self, batch: list[Request]) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
         with torch.inference_mode():
-            rows, tokens = self.engine.embed(by_frame_shape(batch))
+            rows, tokens, _ = self.engine.embed(by_frame_shape(batch))
             h = tokens.numpy()
             exits = np.array([self.table[r.task].exit for r in rows])
             alive = np.arange(len(rows))

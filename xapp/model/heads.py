@@ -3,7 +3,7 @@ classical side features of the raw frame: xapp.model.side)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
@@ -78,7 +78,7 @@ class Head(nn.Module):
         self.queries, self.projections = queries, projections
         self.side = side
         self.frame_shape = tuple(int(s) for s in frame_shape) if side is not None else None
-        extra = side_width(side, self.frame_shape) if side is not None else 0
+        self.side_width = extra = side_width(side, self.frame_shape) if side is not None else 0
         self.norm = nn.LayerNorm(dim)
         self.pool = (AttentionPool(dim, queries) if pooling == "attn" else
                      EnergyPool(dim, projections) if pooling == "energy" else None)
@@ -135,9 +135,8 @@ class Head(nn.Module):
 
     def flops(self, tokens: int) -> float:
         """FLOPs per frame of this head on `tokens` token states, its side features included."""
-        extra = side_width(self.side, self.frame_shape) if self.side is not None else 0
         return self.side_flops + head_flops(self.dim, self.num_classes, self.hidden, self.pooling, tokens, self.queries,
-                                            self.projections, extra)
+                                            self.projections, self.side_width)
 
     def spec(self) -> dict:
         spec = {"dim": self.dim, "num_classes": self.num_classes, "pooling": self.pooling, "hidden": self.hidden}
@@ -148,6 +147,12 @@ class Head(nn.Module):
         if self.side is not None:
             spec["side"], spec["frame_shape"] = self.side, list(self.frame_shape)
         return spec
+
+
+def side_flops_once(heads: Iterable[Head]) -> float:
+    """FLOPs per frame of the side features a set of heads reads (one task's, at several exits), each
+    kind computed once per frame however many heads read it."""
+    return sum({head.side: head.side_flops for head in heads if head.side is not None}.values())
 
 
 def read_head(head: Head, h: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:

@@ -53,11 +53,16 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
     _check(kind, frames.shape[1:])
     x = frames.to(torch.complex64)
     if kind == "lines":
-        return _lines(x.reshape(len(x), -1))
+        return _lines(_power_spectra(x.reshape(len(x), -1)))
     if kind == "hand":
         return _hand(x.reshape(len(x), -1))
     energy = torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1).abs().square().sum(dim=2)
     return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
+
+
+def head_reads(kind: str | None) -> str:
+    """What a head reads, as the report and `xapp exits` show it: `tokens`, or `tokens + <kind>`."""
+    return "tokens" if kind is None else f"tokens + {kind}"
 
 
 def _log(v: torch.Tensor) -> torch.Tensor:
@@ -68,12 +73,17 @@ def _peak_over_mean(power: torch.Tensor) -> torch.Tensor:
     return _log(power.amax(dim=-1) / power.mean(dim=-1).clamp_min(FLOOR))
 
 
-def _lines(x: torch.Tensor) -> torch.Tensor:
-    peaks = []
-    for i in range(len(LINE_POWERS)):  # x, x^2, x^4, x^8: each the square of the one before
+def _power_spectra(x: torch.Tensor) -> list[torch.Tensor]:
+    """|FFT(x^k)|^2 for k in LINE_POWERS (x, x^2, x^4, x^8: each the square of the one before)."""
+    spectra = []
+    for i in range(len(LINE_POWERS)):
         x = x * x if i else x
-        peaks.append(_peak_over_mean(torch.fft.fft(x, dim=1).abs().square()))
-    return torch.stack(peaks, dim=1)
+        spectra.append(torch.fft.fft(x, dim=1).abs().square())
+    return spectra
+
+
+def _lines(spectra: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([_peak_over_mean(power) for power in spectra], dim=1)
 
 
 def _kurtosis(v: torch.Tensor) -> torch.Tensor:
@@ -98,7 +108,8 @@ def _cumulants(x: torch.Tensor) -> torch.Tensor:
 def _hand(x: torch.Tensor) -> torch.Tensor:
     n, s = x.shape
     x = x / x.abs().square().mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
-    out = [_log(_cumulants(x)), _lines(x)]
+    spectra = _power_spectra(x)
+    out = [_log(_cumulants(x)), _lines(spectra)]
 
     amp = x.abs()
     amp_c = amp / amp.mean(dim=1, keepdim=True).clamp_min(FLOOR) - 1
@@ -112,7 +123,7 @@ def _hand(x: torch.Tensor) -> torch.Tensor:
         turn.mean(dim=1).abs(),
     ], dim=1))
 
-    psd = torch.fft.fft(x, dim=1).abs().square()
+    psd = spectra[0]
     half = SMOOTHING_BINS // 2
     smooth = sum(torch.roll(psd, shift, dims=1) for shift in range(-half, half + 1)) / SMOOTHING_BINS
     ordered = psd.sort(dim=1, descending=True).values
@@ -131,7 +142,8 @@ def _hand(x: torch.Tensor) -> torch.Tensor:
     occupied = (stft > 0.1 * peak_energy[..., None]).float().mean(dim=2)
     track = _unwrap(peak.float() * (2 * math.pi / STFT_SIZE))
     out.append(torch.stack([
-        power.std(dim=1, correction=0) / power.mean(dim=1).clamp_min(FLOOR), _log(power.amax(dim=1) / power.amin(dim=1).clamp_min(FLOOR)),
+        power.std(dim=1, correction=0) / power.mean(dim=1).clamp_min(FLOOR),
+        _log(power.amax(dim=1) / power.amin(dim=1).clamp_min(FLOOR)),
         track.std(dim=1, correction=0), share.mean(dim=1), (peak.diff(dim=1) != 0).float().mean(dim=1),
         occupied.std(dim=1, correction=0),
     ], dim=1))

@@ -20,6 +20,7 @@ import torch
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.model import Encoder, Head
 from xapp.model.flops import block_flops, patch_embed_flops
+from xapp.model.heads import side_flops_once
 from xapp.model.policies import Policy
 from xapp.ops.metrics import Metrics
 from xapp.vocab import Request
@@ -103,8 +104,7 @@ def computed_gflops(encoder: Encoder, run: PolicyRun, heads: Mapping[int, Head],
     cfg = encoder.cfg
     work = run.frames * patch_embed_flops(cfg, tokens) + sum(run.rows_per_block) * block_flops(cfg, tokens)
     work += sum(run.rows_per_block[k - 1] * (h.flops(tokens) - h.side_flops) for k, h in heads.items())
-    sides = {h.side: h.side_flops for h in heads.values() if h.side is not None}
-    work += run.frames * sum(sides.values())  # each kind once per frame, before the trunk
+    work += run.frames * side_flops_once(heads.values())  # each kind once per frame, before the trunk
     return work / 1e9 / run.frames
 
 

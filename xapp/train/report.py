@@ -16,6 +16,7 @@ import numpy as np
 from xapp.data import generate
 from xapp.model import Encoder, load_head
 from xapp.model.policies import KINDS as POLICY_KINDS
+from xapp.model.side import head_reads
 from xapp.train.baselines import compare
 from xapp.train.baselines.frames import CROSSCHECK_SEED
 from xapp.train.baselines.run import BASELINE_TASKS
@@ -246,8 +247,7 @@ def _exit_tables(results: dict, plots: list[str]) -> list[str]:
                 "|---|---|---|---|---|---|"]
         for e in r["exits"]:
             mark = " **(chosen)**" if e["exit"] == r["chosen_exit"] else ""
-            reads = f"tokens + {e['side']}" if e.get("side") else "tokens"
-            out.append(f"| {e['exit']}{mark} | {e['gflops']:.4f} | {reads} | {pct(e['val_accuracy'])} | "
+            out.append(f"| {e['exit']}{mark} | {e['gflops']:.4f} | {head_reads(e.get('side'))} | {pct(e['val_accuracy'])} | "
                        f"{pct(e['test_accuracy'])} | {pct(e.get('trunk_only_test_accuracy'))} |")
         out.append("")
     return out
