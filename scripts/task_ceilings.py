@@ -28,6 +28,7 @@ from xapp.config.shipped import default_descriptor, default_manifest
 from xapp.data import generate
 from xapp.data.spatial import beam_energy
 from xapp.model import load_encoder, load_head
+from xapp.model.heads import read_head
 from xapp.train.baselines.classical import SPATIAL_FEATURES, FeatureMLP
 from xapp.train.baselines.frames import scores
 from xapp.train.features import exit_states
@@ -87,7 +88,7 @@ def interference(manifest: dict) -> dict:
     head, _ = load_head(default_manifest().parent / "interference" / f"exit{exit_}.safetensors")
     h = exit_states(load_encoder().eval(), test.x, [exit_], 256, dtype=torch.float32)[exit_]
     with torch.inference_mode():
-        ok = head(h, head.side_inputs(torch.from_numpy(test.x))).argmax(-1).numpy() == test.y
+        ok = read_head(head, h, torch.from_numpy(test.x)).argmax(-1).numpy() == test.y
     inr = test.meta["inr_db"]
     by_inr = {f"INR {lo} to {hi} dB": float(ok[(inr >= lo) & (inr < hi)].mean()) for lo, hi in ((0, 6), (6, 12), (12, 18), (18, 25.1))}
     return {"exit": exit_, "accuracy": float(ok.mean()), "no interferer": float(ok[np.isnan(inr)].mean()), **by_inr}
