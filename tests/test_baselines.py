@@ -140,3 +140,28 @@ def test_verdict_names_the_better_decider_beyond_twice_the_standard_error():
     assert verdict(head, entry(0.30, 0.47)).endswith("+2.0 points (SE 1.1): a tie within noise.")
     assert "(supervised, 40.0 %)" in verdict(head, entry(0.30, 0.40)) and verdict(head, entry(0.30, 0.40)).endswith(
         "the head decides better.")
+
+
+def test_confidence_scores_count_coverage_accuracy_and_calibration():
+    from xapp.train.baselines.frames import by_confidence, calibration_error
+
+    rng = np.random.default_rng(0)
+    confidence = rng.choice([0.3, 0.6, 0.9], 30000)
+    honest = rng.random(30000) < confidence  # right with probability equal to the confidence
+    assert calibration_error(honest, confidence) < 0.01
+    overconfident = rng.random(30000) < confidence - 0.2
+    assert calibration_error(overconfident, confidence) == pytest.approx(0.2, abs=0.01)
+    rows = {r["min_confidence"]: r for r in by_confidence(honest, confidence, levels=(0.5, 0.9, 0.95))}
+    assert rows[0.5]["coverage"] == pytest.approx(2 / 3, abs=0.01) and rows[0.5]["accuracy"] == pytest.approx(0.75, abs=0.01)
+    assert rows[0.9]["accuracy"] == pytest.approx(0.9, abs=0.01)
+    assert rows[0.95] == {"min_confidence": 0.95, "coverage": 0.0, "accuracy": None}
+
+
+def test_report_shows_what_acting_on_confident_decisions_gets():
+    from xapp.train.baselines.compare import confident_decisions
+
+    ours = {"by_confidence": [{"min_confidence": 0.9, "coverage": 0.54, "accuracy": 0.985}], "calibration_error": 0.012}
+    lines = confident_decisions({"ours": ours, "crosscheck": None}, 3)
+    assert "| 0.9 | 54.0 % | 98.5 % | n/a | n/a |" in lines
+    assert any("1.2 points on our test set" in line for line in lines)
+    assert confident_decisions({"ours": {"accuracy": 0.5}, "crosscheck": None}, 3) == []  # a report from before

@@ -103,6 +103,7 @@ def test_valid_descriptor_resolves_paths_and_defaults(root: Path) -> None:
     assert beam.head == root / "heads" / "beam" / "exit4.safetensors" and beam.sha256 is None
     assert beam.policy.kind == "confidence" and beam.policy.threshold == 0.9
     assert [e.exit for e in beam.policy.exits] == [2] and beam.control.beam_switch
+    assert beam.control.min_confidence == 0.0  # every decision is acted on unless the descriptor says otherwise
     assert list(d.tasks) == ["modulation", "beam", "los"]
     assert list(d.enabled_tasks) == ["modulation", "beam"]  # los is off, so its missing head is fine
     assert d.publish.stream_maxlen == 10000 and d.publish.redis_password is None and d.ops.log_level == "INFO"
@@ -203,6 +204,18 @@ def test_control_belongs_to_its_task(root: Path) -> None:
     doc = base_doc()
     doc["tasks"]["modulation"]["control"] = {"beam_switch": True}
     assert problems_of(write_doc(root, doc)) == ["tasks.modulation.control.beam_switch: only the beam task can send this control"]
+
+
+def test_control_min_confidence(root: Path) -> None:
+    doc = base_doc()
+    doc["tasks"]["beam"]["control"]["min_confidence"] = 0.8
+    assert load_descriptor(write_doc(root, doc)).tasks["beam"].control.min_confidence == 0.8
+    doc["tasks"]["beam"]["control"]["min_confidence"] = 1.5
+    (problem,) = problems_of(write_doc(root, doc))
+    assert problem.startswith("tasks.beam.control.min_confidence: 1.5 is greater than the maximum of 1"), problem
+    doc["tasks"]["beam"]["control"] = {"min_confidence": 0.8}
+    assert problems_of(write_doc(root, doc)) == [
+        "tasks.beam.control.min_confidence: no control of this task is enabled, so nothing uses it"]
 
 
 def test_environment_references(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -254,3 +254,51 @@ def test_merge_replaces_one_tasks_heads_keeps_the_others_and_records_every_comma
     kept = (target / "manifest.yaml").read_text()
     assert main(["heads", "merge", str(other), "--into", str(target)]) == 2
     assert "different encoders" in capsys.readouterr().err and (target / "manifest.yaml").read_text() == kept
+
+
+def test_temperature_divides_the_logits_keeps_the_class_and_is_saved_with_the_head(tmp_path):
+    torch.manual_seed(0)
+    head = Head(16, 5, hidden=8).eval().requires_grad_(False)
+    h = torch.randn(6, 9, 16)
+    plain = head(h)
+    head.temperature = 2.5
+    np.testing.assert_allclose(head(h).numpy(), plain.numpy() / 2.5, rtol=1e-6)
+    assert (head(h).argmax(-1) == plain.argmax(-1)).all()
+    save_head(tmp_path / "h.safetensors", head, {"task": "los"})
+    loaded, _ = load_head(tmp_path / "h.safetensors")
+    assert loaded.temperature == 2.5 and torch.equal(loaded(h), head(h))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        Head(16, 5, temperature=0.0)
+
+
+def test_fitted_temperature_recovers_how_overconfident_logits_are():
+    from xapp.train.calibration import fit_temperature, logits_error
+
+    gen = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(20000, 6, generator=gen)
+    y = torch.multinomial((logits / 2.0).softmax(-1), 1, generator=gen)[:, 0].numpy()  # right as often as logits / 2 say
+    assert fit_temperature(logits, y) == pytest.approx(2.0, rel=0.05)
+    assert logits_error(logits / 2.0, y) < 0.02 < 0.1 < logits_error(logits, y)
+
+
+def test_training_calibrates_every_kept_head_and_calibrate_refits_them_alike(encoder_file, trained, tmp_path):
+    import shutil
+
+    _, manifest_path = trained
+    for h in task_heads(read_manifest(manifest_path), "los", manifest_path):
+        assert load_head(h["path"], h["sha256"])[0].temperature == h["temperature"] > 0
+        assert 0 <= h["val_calibration_error"] <= 1 and 0 <= h["val_calibration_error_uncalibrated"] <= 1
+    target = tmp_path / "heads"
+    shutil.copytree(manifest_path.parent, target)
+    before = read_manifest(target / "manifest.yaml")
+    assert main(["heads", "calibrate", str(target), "--tasks", "los", "--checkpoint", str(encoder_file)]) == 0
+    after = read_manifest(target / "manifest.yaml")
+    assert after["command"] == [before["command"], f"xapp heads calibrate {target} --tasks los --checkpoint {encoder_file}"]
+    for old, new in zip(before["heads"], after["heads"]):
+        assert new["temperature"] == pytest.approx(old["temperature"], rel=0.05)  # refit from the raw logits
+        assert sha256_file(target / new["file"]) == new["sha256"]
+        if new["task"] == "modulation":
+            assert new == old
+    files = {h["file"]: h["sha256"] for h in after["heads"]}
+    assert main(["heads", "calibrate", str(target), "--tasks", "los", "--checkpoint", str(encoder_file)]) == 0
+    assert {h["file"]: h["sha256"] for h in read_manifest(target / "manifest.yaml")["heads"]} == files

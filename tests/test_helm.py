@@ -96,7 +96,8 @@ def test_three_replicas_shard_the_nodes() -> None:
     assert env_of(container(objects))["XAPP_SHARD_COUNT"]["value"] == "3"
     d = rendered_descriptor(objects)
     assert d["e2"]["nodes"] == SIX_NODES  # the list replaces the default's
-    assert d["tasks"]["beam"]["exit"] == 6 and d["tasks"]["beam"]["control"] == {"beam_switch": True}  # merged, not replaced
+    assert d["tasks"]["beam"]["exit"] == 6  # merged, not replaced:
+    assert d["tasks"]["beam"]["control"] == {"beam_switch": True, "min_confidence": 0.8}
     notes = render_files({"replicaCount": 3})["early-exit-xapp/templates/NOTES.txt"]
     for ordinal in range(3):
         assert f"tcp://ee-early-exit-xapp-{ordinal}.ee-early-exit-xapp-headless.ricxapp:5560" in notes

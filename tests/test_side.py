@@ -218,7 +218,7 @@ def test_offline_scoring_paths_read_side_heads(served):
     with torch.inference_mode():
         frames = torch.from_numpy(x)
         want = read_head(head, encoder(frames, [2])[2], frames).argmax(-1).numpy()
-    np.testing.assert_array_equal(exit_predictions(encoder, {2: head}, x, chunk=16)[2], want)
+    np.testing.assert_array_equal(exit_predictions(encoder, {2: head}, x, chunk=16)[2].label, want)
     row, = evaluate_exits(encoder, {2: head}, x, want, chunk=16)
     assert row["accuracy"] == 1.0 and row["gflops"] == pytest.approx((encoder_flops(encoder, (1, 1024), 2) + head.flops(65)) / 1e9)
 

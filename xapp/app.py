@@ -26,7 +26,7 @@ from xapp.model import WeightsFileError, load_encoder
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
-from xapp.publish.control import CONTROL_KINDS, ControlLoop
+from xapp.publish.control import CONTROL_KINDS, ControlLoop, ControlRule
 from xapp.publish.fanout import Fanout, serialised_once
 from xapp.publish.redis_pub import RedisPublisher
 from xapp.publish.zmq_pub import PublishError, ZmqPublisher
@@ -53,9 +53,10 @@ class AppError(Exception):
     """The xApp cannot start as configured (bad device, unreadable encoder, unusable head...)."""
 
 
-def controls(descriptor: Descriptor) -> dict[str, list[str]]:
-    """Task -> the E2 Control kinds the descriptor enables for it."""
-    return {name: [kind for kind in CONTROL_KINDS if getattr(spec.control, kind)]
+def controls(descriptor: Descriptor) -> dict[str, ControlRule]:
+    """Task -> the E2 Control kinds the descriptor enables for it, and the confidence they need."""
+    return {name: ControlRule(tuple(kind for kind in CONTROL_KINDS if getattr(spec.control, kind)),
+                              spec.control.min_confidence)
             for name, spec in descriptor.enabled_tasks.items()}
 
 
@@ -81,7 +82,7 @@ class XApp:
         self.redis: RedisPublisher | None = None
         self.ops: OpsServer | None = None
         self.batcher = Batcher(batch_limits(descriptor), metrics)
-        self.control = ControlLoop(self.subscribers.control)
+        self.control = ControlLoop(self.subscribers.control, metrics)
         self._tasks: dict[str, asyncio.Task] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------

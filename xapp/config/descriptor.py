@@ -229,7 +229,7 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: Des
                 patience=p.get("patience"),
                 exits=tuple(ExitHead(e["exit"], *located(name, e)) for e in p.get("exits", ())),
             ),
-            control=ControlSpec(**t["control"]),
+            control=ControlSpec(**{**t["control"], "min_confidence": float(t["control"]["min_confidence"])}),
         )
     return Descriptor(
         path=path,

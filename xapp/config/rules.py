@@ -213,6 +213,8 @@ class DescriptorRules:
             for key, owner in CONTROL_KINDS.items():
                 if dig(task, "control", key) and name != owner:
                     self._add((*where, "control", key), f"only the {owner} task can send this control")
+            if dig(task, "control", "min_confidence") and not any(dig(task, "control", key) for key in CONTROL_KINDS):
+                self._add((*where, "control", "min_confidence"), "no control of this task is enabled, so nothing uses it")
             policy = task.get("policy")
             if isinstance(policy, dict):
                 self._policy((*where, "policy"), policy, exit_ if is_int(exit_) else None, enabled)

@@ -88,6 +88,7 @@ class PolicySpec:
 class ControlSpec:
     beam_switch: bool
     interference_mitigation: bool
+    min_confidence: float = 0.0  # act only on decisions whose top softmax probability is at least this
 
 
 @dataclass(frozen=True, slots=True)

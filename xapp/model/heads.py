@@ -61,11 +61,17 @@ class Head(nn.Module):
 
     With `side` (a kind of xapp.model.side, on frames of `frame_shape`) the head also reads those
     features of the raw frame, standardised by the training set's `side_mean`/`side_std`, beside the
-    pooled vector; class-aligned side features are also added to the logits, times a learned gain."""
+    pooled vector; class-aligned side features are also added to the logits, times a learned gain.
+
+    `temperature` divides the logits: fitted after training (`fit_temperature`) so that the top
+    softmax probability, the confidence each decision carries, is as often right as it says."""
 
     def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0, queries: int = 1,
-                 projections: int = 0, side: str | None = None, frame_shape: Sequence[int] | None = None):
+                 projections: int = 0, side: str | None = None, frame_shape: Sequence[int] | None = None,
+                 temperature: float = 1.0):
         super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if queries < 1 or (pooling != "attn" and queries != 1):
@@ -76,6 +82,7 @@ class Head(nn.Module):
             raise ValueError(f"a head with side features {side!r} needs the frame shape they are computed on")
         self.dim, self.num_classes, self.pooling, self.hidden = dim, num_classes, pooling, hidden
         self.queries, self.projections = queries, projections
+        self.temperature = float(temperature)
         self.side = side
         self.frame_shape = tuple(int(s) for s in frame_shape) if side is not None else None
         self.side_width = extra = side_width(side, self.frame_shape) if side is not None else 0
@@ -121,12 +128,15 @@ class Head(nn.Module):
 
     def _logits(self, pooled: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
         if self.side is None:
-            return self.out(self.mlp(pooled))
-        if side is None:
+            logits = self.out(self.mlp(pooled))
+        elif side is None:
             raise ValueError(f"this head reads {self.side!r} side features of the frames: pass side_inputs(frames)")
-        side = side.to(pooled.dtype)
-        logits = self.out(self.mlp(torch.cat([pooled, (side - self.side_mean) / self.side_std], dim=-1)))
-        return logits + self.side_gain * side if class_aligned(self.side) else logits
+        else:
+            side = side.to(pooled.dtype)
+            logits = self.out(self.mlp(torch.cat([pooled, (side - self.side_mean) / self.side_std], dim=-1)))
+            if class_aligned(self.side):
+                logits = logits + self.side_gain * side
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
     @property
     def side_flops(self) -> float:
@@ -146,6 +156,8 @@ class Head(nn.Module):
             spec["projections"] = self.projections
         if self.side is not None:
             spec["side"], spec["frame_shape"] = self.side, list(self.frame_shape)
+        if self.temperature != 1.0:
+            spec["temperature"] = self.temperature
         return spec
 
 

@@ -59,6 +59,10 @@ class Metrics:
         )
         self.seq_gaps = Counter("xapp_e2_seq_gaps", "Sequence numbers skipped by a node's stream", ["node"], registry=r)
         self.controls_sent = Counter("xapp_e2_controls", "E2 Control requests sent", ["node", "kind", "outcome"], registry=r)
+        self.controls_withheld = Counter(
+            "xapp_e2_controls_withheld", "Decisions of a controlling task not acted on: under its control.min_confidence",
+            ["task"], registry=r,
+        )
         self.queue_depth = Gauge("xapp_batch_queue_depth", "Frames waiting for a batch", registry=r)
         self.batch_size = Histogram(
             "xapp_batch_size", "Frames per engine batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=r

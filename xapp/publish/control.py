@@ -4,7 +4,9 @@ beam_switch              beam task: switch the cell to the newly best beam
 interference_mitigation  interference task: mitigate the detected interferer (or lift it on `none`)
 
 At most one Control is in flight per (node, cell, task); a decision that changes again meanwhile is
-sent when the previous one completes, so the node always ends on the latest decision.
+sent when the previous one completes, so the node always ends on the latest decision. A task's
+`min_confidence` keeps the cell as it is on decisions less sure than that (they are still published):
+the node ends on the latest decision that was sure enough.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from dataclasses import dataclass
+
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
+from xapp.ops.metrics import Metrics
 from xapp.vocab import Decision, DecisionBatch, as_batch
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,17 @@ MITIGATION = {
     "oqpsk": iq_pb2.MITIGATION_ACTION_FREQUENCY_HOP,
 }
 CONTROL_KINDS = {"beam_switch": "beam", "interference_mitigation": "interference"}
+
+
+
+@dataclass(frozen=True)
+class ControlRule:
+    """What one task's decisions may do: the Control kinds enabled for it, and the confidence under
+    which a decision is not acted on."""
+
+    kinds: tuple[str, ...]
+    min_confidence: float = 0.0
+
 
 Send = Callable[[str, iq_pb2.ControlMessage, str, str], Awaitable[iq_pb2.ControlOutcome]]
 Key = tuple[str, str, str]  # node, cell, task
@@ -44,19 +60,26 @@ def control_message(d: Decision) -> iq_pb2.ControlMessage:
 class ControlLoop:
     """`send(node_id, message, cell_id, task)` delivers one Control (E2Subscriber.control)."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, metrics: Metrics) -> None:
         self._send = send
+        self._metrics = metrics
         self._tasks: frozenset[str] = frozenset()
+        self._min_confidence: dict[str, float] = {}
         self._sent: dict[Key, str] = {}
         self._wanted: dict[Key, Decision] = {}
         self._inflight: dict[Key, asyncio.Task] = {}
 
-    def configure(self, controls: Mapping[str, Iterable[str]]) -> None:
-        """`controls`: task -> enabled control kinds, from the descriptor."""
-        self._tasks = frozenset(task for task, kinds in controls.items() if any(CONTROL_KINDS.get(k) == task for k in kinds))
+    def configure(self, rules: Mapping[str, ControlRule]) -> None:
+        """`rules`: task -> its ControlRule, from the descriptor."""
+        self._tasks = frozenset(task for task, rule in rules.items()
+                                if any(CONTROL_KINDS.get(k) == task for k in rule.kinds))
+        self._min_confidence = {task: rules[task].min_confidence for task in self._tasks}
 
     def observe(self, decisions: DecisionBatch | Iterable[Decision]) -> None:
         for d in as_batch(decisions).of_tasks(self._tasks):
+            if d.confidence < self._min_confidence[d.task]:
+                self._metrics.child(self._metrics.controls_withheld, d.task).inc()
+                continue
             key = (d.node_id, d.cell_id, d.task)
             if self._applied(key) == d.label and key not in self._inflight:
                 continue

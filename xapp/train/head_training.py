@@ -28,11 +28,12 @@ import yaml
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from xapp.config.manifest import ManifestError, read_manifest
+from xapp.config.manifest import ManifestError, read_manifest, task_heads
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
-from xapp.model.heads import POOLINGS, normalised_mean
+from xapp.model.heads import POOLINGS, load_head, normalised_mean
 from xapp.model.side import SIDE_KINDS, side_features, side_flops
+from xapp.train.calibration import calibrate, exit_logits
 from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
@@ -249,6 +250,9 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                                                              accuracy(test_logits, data["test"].y))
         name = max(candidates, key=lambda c: candidates[c][1])  # the first tried on a tie
         head, val_acc, test_logits, test_acc = candidates[name]
+        pooling, kind = head.pooling, head.side
+        fitted = calibrate(head, predict(head, means_of(states["val"][k]) if pooling == "mean" else states["val"][k],
+                                         sides[kind]["val"] if kind else None), data["val"].y)
         head = head.cpu()
         h_flops = head.flops(tokens)
         if h_flops > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
@@ -263,7 +267,7 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                  "pooling": head.pooling, **({"side": head.side} if head.side else {}),
                  "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
                  "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
-                 "val_accuracy": val_acc, "test_accuracy": test_acc}
+                 "val_accuracy": val_acc, "test_accuracy": test_acc, **fitted}
         if len(candidates) > 1:
             entry["by_pooling"] = {p: {"val_accuracy": c[1], "test_accuracy": c[3]} for p, c in candidates.items()}
         if task == "modulation":
@@ -333,3 +337,33 @@ def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
               "tasks": {**dst["tasks"], **{t: {**info, "settings": src["settings"]} for t, info in src["tasks"].items()}},
               "heads": [h for h in dst["heads"] if h["task"] not in src["tasks"]] + src["heads"]}
     return write_manifest(target / MANIFEST, merged)
+
+
+def calibrate_heads(directory: str | Path, encoder: Encoder, tasks: Sequence[str] | None, command: str,
+                    log=print) -> Path:
+    """Refit the temperature of every head of `tasks` (default: all) in a heads directory on its task's
+    validation split, rewrite the head files and the manifest (new sha256s, temperatures and calibration
+    errors; `command` appended to the commands that regenerate it). Returns the manifest path."""
+    directory = Path(directory)
+    path = directory / MANIFEST
+    manifest = read_manifest(path)
+    by_file = {h["file"]: h for h in manifest["heads"]}
+    for task in tasks or list(manifest["tasks"]):
+        split = manifest["tasks"][task]["splits"]["val"]
+        val = generate(task, split["n"], split["seed"])
+        entries = task_heads(manifest, task, path)
+        loaded = {e["exit"]: load_head(e["path"], e["sha256"]) for e in entries}
+        for head, _ in loaded.values():
+            head.temperature = 1.0
+        logits = exit_logits(encoder, {k: head for k, (head, _) in loaded.items()}, val.x)
+        for entry in entries:
+            head, meta = loaded[entry["exit"]]
+            fitted = calibrate(head, logits[entry["exit"]], val.y)
+            meta = {k: v for k, v in meta.items() if k not in ("format", "spec")}
+            by_file[entry["file"]] |= {"sha256": save_head(entry["path"], head, meta), **fitted}
+            log(f"{task:<13} exit {entry['exit']:>2}: temperature {fitted['temperature']:.2f}, validation "
+                f"calibration error {100 * fitted['val_calibration_error_uncalibrated']:.1f} -> "
+                f"{100 * fitted['val_calibration_error']:.1f} points")
+    manifest["command"] = [*([manifest["command"]] if isinstance(manifest["command"], str) else manifest["command"]),
+                           command]
+    return write_manifest(path, manifest)

@@ -44,6 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--into", type=Path, default=None, help="heads directory to update (default: the shipped heads/)")
     p.set_defaults(handler=merge_command)
 
+    p = sub.add_parser("calibrate", help="fit each head's temperature on its validation split, so that a "
+                                         "decision's confidence is about as often right as it says")
+    p.add_argument("directory", type=Path, nargs="?", default=None, help="heads directory (default: the shipped heads/)")
+    p.add_argument("--tasks", help="comma-separated (default: every task in its manifest)")
+    p.add_argument("--checkpoint", help="the encoder the heads were trained on (default: the packaged one)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.set_defaults(handler=calibrate_command)
+
     p = sub.add_parser("select", help="choose each task's exit and write it into a descriptor")
     p.add_argument("--manifest", type=Path, default=None, help=SHIPPED_MANIFEST)
     p.add_argument("--descriptor", type=Path, default=None, help="default: the shipped descriptors/default.yaml")
@@ -106,6 +114,31 @@ def merge_command(args: argparse.Namespace) -> int:
     try:
         path = merge_heads(args.source, into, command)
     except (ManifestError, OSError) as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {path}")
+    return 0
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    import torch
+
+    from xapp.cli_error import CliError
+    from xapp.config.manifest import ManifestError, read_manifest
+    from xapp.config.shipped import default_manifest
+    from xapp.model import WeightsFileError
+    from xapp.train.head_training import MANIFEST, calibrate_heads
+
+    directory = args.directory or Path(default_manifest()).parent
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        manifest = read_manifest(directory / MANIFEST)
+        tasks = _tasks(args.tasks, manifest["tasks"]) if args.tasks is not None else None
+        encoder = _encoder_for(manifest, args.checkpoint)
+        command = (f"xapp heads calibrate {args.directory or 'heads'}" + (f" --tasks {args.tasks}" if args.tasks else "")
+                   + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
+        path = calibrate_heads(directory, encoder, tasks, command)
+    except (ManifestError, WeightsFileError, OSError) as exc:
         raise CliError(str(exc)) from exc
     print(f"wrote {path}")
     return 0

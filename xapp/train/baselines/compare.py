@@ -6,25 +6,24 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from xapp.model import Encoder, Head
-from xapp.model.heads import read_head
+from xapp.train.calibration import exit_logits
 
 from .frames import HIGH_SNR_DB, crosscheck_frames, fingerprint, scores, split_frames
 
 
-@torch.inference_mode()
-def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, np.ndarray]:
-    exits = sorted(heads)
-    out: dict[int, list[np.ndarray]] = {k: [] for k in exits}
-    for start in range(0, len(x), chunk):
-        batch = torch.from_numpy(np.ascontiguousarray(x[start : start + chunk]))
-        for k, h in encoder(batch, exits).items():
-            out[k].append(read_head(heads[k], h, batch).argmax(-1).numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
+class Predictions(NamedTuple):
+    label: np.ndarray  # the head's class per frame
+    confidence: np.ndarray  # its top softmax probability, as the decision carries it
+
+
+def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, Predictions]:
+    return {k: Predictions(label.numpy(), confidence.numpy())
+            for k, (confidence, label) in ((k, z.softmax(-1).max(-1)) for k, z in exit_logits(encoder, heads, x, chunk).items())}
 
 
 def heads_on_both_sets(encoder: Encoder, heads: dict[int, Head], manifest: dict, task: str) -> dict:
@@ -34,7 +33,7 @@ def heads_on_both_sets(encoder: Encoder, heads: dict[int, Head], manifest: dict,
     result = {"test_fingerprint": fingerprint(ours), "exits": {}}
     predicted = {name: exit_predictions(encoder, heads, d.x) for name, d in (("ours", ours), ("crosscheck", other)) if d}
     for k in sorted(heads):
-        result["exits"][k] = {name: scores(p[k], d) if d else None
+        result["exits"][k] = {name: scores(p[k].label, d, p[k].confidence) if d else None
                               for name, d, p in (("ours", ours, predicted.get("ours")),
                                                  ("crosscheck", other, predicted.get("crosscheck")))}
     return result
@@ -90,7 +89,28 @@ def render(results: dict) -> list[str]:
             notes.append("**Stale baselines**: they were scored on other test frames than these (the generators or "
                          f"splits changed); rerun `xapp baselines --out {source}`.")
         out += ["", " ".join(notes), ""] if notes else [""]
+        out += confident_decisions(chosen_scores, chosen)
     return out
+
+
+def confident_decisions(chosen_scores: dict, exit_: int) -> list[str]:
+    """The chosen exit's accuracy on the decisions at least as sure as each bound, and the share of
+    frames those are: what a control loop, or `control.min_confidence`, gets by acting on them only."""
+    ours, other = chosen_scores["ours"], chosen_scores["crosscheck"]
+    if not ours or "by_confidence" not in ours:
+        return []
+    out = [f"Acting only on confident decisions (head at exit {exit_}; confidence = the top softmax "
+           "probability each decision carries):", "",
+           "| confidence ≥ | our test: share of frames | accuracy | cross-check: share of frames | accuracy |",
+           "|---|---|---|---|---|"]
+    theirs = other["by_confidence"] if other and "by_confidence" in other else [None] * len(ours["by_confidence"])
+    for mine, cross in zip(ours["by_confidence"], theirs):
+        out.append(f"| {mine['min_confidence']:g} | {_cell(mine, 'coverage')} | {_cell(mine)} | "
+                   f"{_cell(cross, 'coverage')} | {_cell(cross)} |")
+    errors = [f"{100 * s['calibration_error']:.1f} points on {name}" for name, s in
+              (("our test set", ours), ("the cross-check", other)) if s and "calibration_error" in s]
+    return out + ["", f"Calibration error (ECE, the frame-weighted gap between confidence and accuracy): "
+                      f"{' and '.join(errors)}.", ""]
 
 
 def verdict(head: dict, entry: dict) -> str:
