@@ -62,6 +62,10 @@ def test_batch_metrics_count_what_per_decision_updates_would():
     assert get("xapp_decision_gflops_total", {"task": "beam"}) == pytest.approx(0.04)
     assert get("xapp_decisions_scored_total", {"task": "modulation", "outcome": "correct"}) == 1
     assert get("xapp_decisions_scored_total", {"task": "beam", "outcome": "wrong"}) == 1
+    # confidences 0.50-0.54: modulation's three are <= 0.5 (one) or in (0.5, 0.7] (two)
+    assert get("xapp_decision_confidence_bucket", {"task": "modulation", "le": "0.5"}) == 1
+    assert get("xapp_decision_confidence_bucket", {"task": "modulation", "le": "0.7"}) == 3
+    assert get("xapp_decision_confidence_sum", {"task": "beam"}) == pytest.approx(0.51 + 0.53)
 
 
 def test_batch_metrics_equal_one_update_per_decision():

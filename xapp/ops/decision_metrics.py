@@ -1,5 +1,5 @@
 """Metrics of released decisions, recorded per batch: one counter update per (task, node) and per
-task, and the latency histograms (per frame by nature) filled per batch with `observe_many`."""
+task, and the latency and confidence histograms (per frame by nature) filled per batch with `observe_many`."""
 
 from __future__ import annotations
 
@@ -25,11 +25,12 @@ def record_decisions(metrics: Metrics, decisions: DecisionBatch | Iterable[Decis
     seconds = np.maximum(0.0, (decided - np.array(b.t_node_ns, dtype=np.int64)) / 1e9)
     observe_many(metrics.child(metrics.stage_latency, "indication_to_decision"), seconds)
     tasks = set(b.task)
-    gflops = np.array(b.gflops)
+    gflops, confidence = np.array(b.gflops), np.array(b.confidence)
     task_of = np.array(b.task) if len(tasks) > 1 else None  # usually one: a task's rows leaving at its exit
     for task in tasks:
         mine = slice(None) if task_of is None else task_of == task
         observe_many(metrics.child(metrics.decision_latency, task), seconds[mine])
+        observe_many(metrics.child(metrics.decision_confidence, task), confidence[mine])
         metrics.child(metrics.decision_gflops, task).inc(float(gflops[mine].sum()))
     if task_of is None:
         (task,) = tasks

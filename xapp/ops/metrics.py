@@ -14,6 +14,10 @@ from prometheus_client.metrics import MetricWrapperBase
 
 SMALL_BATCH = 16  # observe_many bins fewer amounts without numpy
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+# The heads are calibrated (xapp/train/calibration.py): the share of decisions above a bound is the
+# share an operator can act on at that bound, and a fall in it without a change of descriptor means
+# the frames no longer look like those the heads were trained on.
+CONFIDENCE_BUCKETS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 def observe_many(histogram: Histogram, amounts: np.ndarray) -> None:
@@ -90,6 +94,10 @@ class Metrics:
         )
         self.decision_latency = Histogram(
             "xapp_decision_latency_seconds", "Indication to decision, per task", ["task"], buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.decision_confidence = Histogram(
+            "xapp_decision_confidence", "Confidence of the published decisions (the head's top softmax probability), "
+            "per task", ["task"], buckets=CONFIDENCE_BUCKETS, registry=r,
         )
         self.task_exit = Gauge("xapp_task_exit", "Encoder block each enabled task is served at", ["task"], registry=r)
         self.deadline = Gauge("xapp_deadline_seconds", "The descriptor's batching.deadline_ms, in seconds", registry=r)
