@@ -143,7 +143,7 @@ def test_verdict_names_the_better_decider_beyond_twice_the_standard_error():
 
 
 def test_confidence_scores_count_coverage_accuracy_and_calibration():
-    from xapp.train.baselines.frames import by_confidence, calibration_error
+    from xapp.train.calibration import by_confidence, calibration_error
 
     rng = np.random.default_rng(0)
     confidence = rng.choice([0.3, 0.6, 0.9], 30000)

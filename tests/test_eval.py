@@ -49,10 +49,14 @@ def test_eval_scores_every_exit_of_the_shipped_heads(shipped, tmp_path, capsys, 
         assert row["n"] == test["n"]
         assert row["gflops"] == pytest.approx(head["gflops"])
         assert abs(row["accuracy"] - head["test_accuracy"]) <= 1 / test["n"] + 1e-9  # float rounding may flip one frame
+        assert 0 <= row["calibration_error"] <= 1
+        coverage = [b["coverage"] for b in row["by_confidence"]]
+        assert [b["min_confidence"] for b in row["by_confidence"]] == [0.5, 0.7, 0.8, 0.9, 0.95]
+        assert coverage == sorted(coverage, reverse=True) and coverage[0] <= 1
     assert rows[-1]["percent_of_full"] == pytest.approx(100, abs=0.1)
     assert xapp_eval(shipped, task, path) == 0
     table = capsys.readouterr().out
-    assert f"{task} heads on" in table and "% of full" in table and len(table.strip().splitlines()) == 6
+    assert f"{task} heads on" in table and "conf >= 0.8" in table and len(table.strip().splitlines()) == 6
 
 
 def test_eval_maps_class_names_whatever_their_order_in_the_file(shipped, tmp_path, capsys):

@@ -16,6 +16,9 @@ from xapp.model import Encoder, Head
 from xapp.model.heads import read_head
 
 CALIBRATION_BINS = 15
+# Confidence bounds at which the report and `xapp eval` give accuracy and coverage: what a control loop
+# (or a task's control.min_confidence) gets by acting only on decisions at least this sure.
+CONFIDENCE_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95)
 # Temperatures tried, log-spaced: from sharpening 5x to flattening 5x (the shipped heads need 0.9-2.1).
 TEMPERATURES = np.exp(np.linspace(np.log(0.2), np.log(5.0), 321))
 
@@ -29,6 +32,16 @@ def calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = C
         in_bin = which == b
         gap += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(gap)
+
+
+def by_confidence(correct: np.ndarray, confidence: np.ndarray, levels=CONFIDENCE_LEVELS) -> list[dict]:
+    """Per confidence bound: the share of decisions at least that sure, and their accuracy (None if none)."""
+    out = []
+    for level in levels:
+        sure = confidence >= level
+        out.append({"min_confidence": level, "coverage": float(sure.mean()),
+                    "accuracy": float(correct[sure].mean()) if sure.any() else None})
+    return out
 
 
 def logits_error(logits: torch.Tensor, y: np.ndarray) -> float:

@@ -6,11 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from xapp.data import TaskData
 from xapp.model import Encoder, Head, exit_flops
-from xapp.model.heads import read_head
+from xapp.train.calibration import by_confidence, calibration_error, exit_logits
 
 
 class EvalError(Exception):
@@ -61,30 +60,33 @@ def check_frames(data: TaskData, frame_shape: Sequence[int], task: str, source: 
                         f"trained on {list(frame_shape)}")
 
 
-@torch.inference_mode()
 def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: np.ndarray,
                    chunk: int = 128) -> list[dict]:
-    """Accuracy and GFLOPs/frame of each head, all exits computed in one encoder pass per chunk."""
-    exits = sorted(heads)
-    correct = dict.fromkeys(exits, 0)
-    for start in range(0, len(x), chunk):
-        batch = torch.from_numpy(np.ascontiguousarray(x[start:start + chunk]))
-        for k, h in encoder(batch, exits).items():
-            correct[k] += int((read_head(heads[k], h, batch).argmax(-1).numpy() == y[start:start + chunk]).sum())
+    """Per head: accuracy and GFLOPs/frame, how far its confidence is from its accuracy, and what acting
+    only on decisions at least 0.5-0.95 sure gets; all exits computed in one encoder pass per chunk."""
+    logits = exit_logits(encoder, heads, x, chunk)
     tokens = encoder.cfg.tokens(*x.shape[1:])
     enc = exit_flops(encoder.cfg, tokens)
     rows = []
-    for k in exits:
-        h = heads[k]
-        gflops = (enc[k - 1] + h.flops(tokens)) / 1e9
+    for k, z in logits.items():
+        confidence, label = (t.numpy() for t in z.softmax(-1).max(-1))
+        correct = label == y
+        gflops = (enc[k - 1] + heads[k].flops(tokens)) / 1e9
         rows.append({"exit": k, "gflops": gflops, "percent_of_full": 100 * gflops / (enc[-1] / 1e9),
-                     "accuracy": correct[k] / len(x), "n": len(x)})
+                     "accuracy": float(correct.mean()), "n": len(x), "calibration_error": calibration_error(correct, confidence),
+                     "by_confidence": by_confidence(correct, confidence)})
     return rows
 
 
 def format_eval_table(task: str, source: str | Path, rows: list[dict]) -> str:
-    lines = [f"{task} heads on {source} ({rows[0]['n']} frames)",
-             f"{'exit':>4}  {'GFLOPs/frame':>12}  {'% of full':>9}  {'accuracy':>8}"]
-    lines += [f"{r['exit']:>4}  {r['gflops']:>12.4f}  {r['percent_of_full']:>8.1f}%  {100 * r['accuracy']:>7.2f}%"
-              for r in rows]
+    def sure(r: dict, level: float) -> str:
+        (b,) = (b for b in r["by_confidence"] if b["min_confidence"] == level)
+        return f"{100 * b['coverage']:5.1f}% @ " + ("  n/a " if b["accuracy"] is None else f"{100 * b['accuracy']:5.1f}%")
+
+    lines = [f"{task} heads on {source} ({rows[0]['n']} frames); ECE: calibration error, points; "
+             "conf >= c: share of frames at least c sure @ their accuracy",
+             f"{'exit':>4}  {'GFLOPs/frame':>12}  {'% of full':>9}  {'accuracy':>8}  {'ECE':>5}  "
+             f"{'conf >= 0.8':>16}  {'conf >= 0.9':>16}"]
+    lines += [f"{r['exit']:>4}  {r['gflops']:>12.4f}  {r['percent_of_full']:>8.1f}%  {100 * r['accuracy']:>7.2f}%  "
+              f"{100 * r['calibration_error']:>5.1f}  {sure(r, 0.8):>16}  {sure(r, 0.9):>16}" for r in rows]
     return "\n".join(lines)

@@ -9,13 +9,10 @@ import numpy as np
 
 from xapp import crosscheck
 from xapp.data import TaskData, generate
-from xapp.train.calibration import calibration_error
+from xapp.train.calibration import by_confidence, calibration_error
 
 CROSSCHECK_SEED = 9100  # never a seed of ours: the cross-check is a different source anyway
 HIGH_SNR_DB = 10.0
-# Confidence bounds at which the report gives accuracy and coverage: what a control loop (or a task's
-# control.min_confidence) gets by acting only on decisions at least this sure.
-CONFIDENCE_LEVELS = (0.5, 0.7, 0.8, 0.9, 0.95)
 
 
 def split_frames(manifest: dict, task: str, split: str) -> TaskData:
@@ -44,14 +41,4 @@ def scores(predicted: np.ndarray, data: TaskData, confidence: np.ndarray | None 
            "accuracy_high_snr": float(correct[high].mean()) if high.any() else None, "n_high_snr": int(high.sum())}
     if confidence is not None:
         out |= {"by_confidence": by_confidence(correct, confidence), "calibration_error": calibration_error(correct, confidence)}
-    return out
-
-
-def by_confidence(correct: np.ndarray, confidence: np.ndarray, levels=CONFIDENCE_LEVELS) -> list[dict]:
-    """Per confidence bound: the share of decisions at least that sure, and their accuracy (None if none)."""
-    out = []
-    for level in levels:
-        sure = confidence >= level
-        out.append({"min_confidence": level, "coverage": float(sure.mean()),
-                    "accuracy": float(correct[sure].mean()) if sure.any() else None})
     return out
