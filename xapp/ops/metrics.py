@@ -33,9 +33,12 @@ def observe_many(histogram: Histogram, amounts: np.ndarray) -> None:
         hits = collections.Counter(bisect_left(bounds, a) for a in values).items()
         total = math.fsum(values)
     else:
-        counts = np.bincount(np.searchsorted(bounds, amounts, side="left"), minlength=len(bounds))
+        # The bounds as an array, kept on the child: searchsorted would convert the list on every call.
+        if (edges := getattr(histogram, "_bounds_array", None)) is None:
+            edges = histogram._bounds_array = np.asarray(bounds)
+        counts = np.bincount(np.searchsorted(edges, amounts, side="left"), minlength=len(bounds))
         hits = [(bucket, count) for bucket, count in enumerate(counts.tolist()) if count]
-        total = float(np.sum(amounts))
+        total = float(amounts.sum())
     histogram._sum.inc(total)
     for bucket, count in hits:
         histogram._buckets[bucket].inc(count)
