@@ -38,13 +38,25 @@ def test_top_shows_tasks_and_nodes_of_a_running_xapp(tiny_model, redis_url, tmp_
     assert len(frames) == 2
     last = frames[-1]
     for task, exit_ in (("modulation", 1), ("beam", 2)):
-        m = re.search(rf"^{task}\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+(\d+)\s+([0-9.]+)$", last, re.M)
+        m = re.search(rf"^{task}\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+(\d+)\s+([0-9.]+)\s+(\d+)%$", last, re.M)
         assert m, last
-        rate, p50, p99, shown_exit, shed = float(m[1]), float(m[2]), float(m[3]), int(m[4]), float(m[5])
-        assert rate > 0 and 0 < p50 <= p99 and shown_exit == exit_ and shed == 0
+        rate, p50, p99, shown_exit, shed, sure = float(m[1]), float(m[2]), float(m[3]), int(m[4]), float(m[5]), int(m[6])
+        assert rate > 0 and 0 < p50 <= p99 and shown_exit == exit_ and shed == 0 and 0 <= sure <= 100
     for n in nodes[:3]:
         assert re.search(rf"^{n.node_id}\s+up\s", last, re.M), last
     assert re.search(rf"^{nodes[3].node_id}\s+DOWN\s", last, re.M), last
+
+
+def test_sure_share_is_the_windows_decisions_above_the_bound():
+    from xapp.ops.top import Scrape, sure_shares
+
+    def scrape(at: float, count: float, unsure: float) -> Scrape:
+        return Scrape(at, {("xapp_decision_confidence_bucket", (("le", "0.8"), ("task", "beam"))): unsure,
+                           ("xapp_decision_confidence_bucket", (("le", "0.9"), ("task", "beam"))): count,
+                           ("xapp_decision_confidence_count", (("task", "beam"),)): count}, {})
+
+    assert sure_shares(scrape(2.0, 150, 40), scrape(1.0, 50, 20)) == {"beam": 0.8}  # 20 of 100 new ones unsure
+    assert sure_shares(scrape(2.0, 50, 20), scrape(1.0, 50, 20)) == {}  # no decision in the window
 
 
 def test_top_names_an_unreachable_xapp(capsys):

@@ -95,6 +95,22 @@ def task_quantiles(now: Scrape, before: Scrape, q: float) -> dict[str, float | N
     return {task: quantile(q, buckets) for task, buckets in per_task.items()}
 
 
+def sure_shares(now: Scrape, before: Scrape, bound: str = "0.8") -> dict[str, float]:
+    """Per task, the share of the window's decisions more confident than `bound` (a bucket of
+    xapp_decision_confidence): what a control.min_confidence of that bound lets through."""
+    def by_task(scrape: Scrape, name: str, le: str | None) -> dict[str, float]:
+        return {dict(labels)["task"]: v for labels, v in scrape.series(name).items() if le is None or dict(labels).get("le") == le}
+
+    shares = {}
+    for task, count in by_task(now, "xapp_decision_confidence_count", None).items():
+        new = count - by_task(before, "xapp_decision_confidence_count", None).get(task, 0.0)
+        if new > 0:
+            unsure = (by_task(now, "xapp_decision_confidence_bucket", bound).get(task, 0.0)
+                      - by_task(before, "xapp_decision_confidence_bucket", bound).get(task, 0.0))
+            shares[task] = 1.0 - unsure / new
+    return shares
+
+
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{1000 * seconds:.1f}"
 
@@ -111,10 +127,12 @@ def render(now: Scrape, before: Scrape, url: str) -> str:
     lines = [f"xapp top  {url}  {time.strftime('%H:%M:%S')}  {state}"
              + (f" ({'; '.join(ready.get('reasons', []))})" if ready.get("reasons") else ""),
              f"over the last {seconds:.1f} s; rejected indications {rejects / seconds:.1f}/s", ""]
-    lines.append(f"{'task':<14}{'dec/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'exit':>6}{'shed/s':>8}")
+    sure = sure_shares(now, before)
+    lines.append(f"{'task':<14}{'dec/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'exit':>6}{'shed/s':>8}{'sure >0.8':>11}")
     for task in sorted(set(exits) | set(decisions)):
+        share = f"{100 * sure[task]:.0f}%" if task in sure else "-"
         lines.append(f"{task:<14}{decisions.get(task, 0.0) / seconds:>8.1f}{_ms(p50.get(task)):>9}{_ms(p99.get(task)):>9}"
-                     f"{exits.get(task, '-'):>6}{sheds.get(task, 0.0) / seconds:>8.1f}")
+                     f"{exits.get(task, '-'):>6}{sheds.get(task, 0.0) / seconds:>8.1f}{share:>11}")
     node_decisions = _delta(now, before, "xapp_node_decisions_total", "node")
     node_rejects = _delta(now, before, "xapp_frames_rejected_total", "node")
     reconnects = _by(now, "xapp_e2_reconnects_total", "node")
