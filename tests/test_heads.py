@@ -302,3 +302,23 @@ def test_training_calibrates_every_kept_head_and_calibrate_refits_them_alike(enc
     files = {h["file"]: h["sha256"] for h in after["heads"]}
     assert main(["heads", "calibrate", str(target), "--tasks", "los", "--checkpoint", str(encoder_file)]) == 0
     assert {h["file"]: h["sha256"] for h in read_manifest(target / "manifest.yaml")["heads"]} == files
+
+
+def test_calibrate_fits_on_an_operators_recording_of_one_task(encoder_file, trained, tmp_path, capsys):
+    import shutil
+
+    from xapp.data.io import save_npz
+
+    _, manifest_path = trained
+    target = tmp_path / "heads-site"
+    shutil.copytree(manifest_path.parent, target)
+    site = tmp_path / "site.npz"
+    save_npz(site, generate("los", 40, 123, snr_db=(0.0, 5.0)))
+    args = ["heads", "calibrate", str(target), "--checkpoint", str(encoder_file), "--data", str(site)]
+    assert main(args) == 2 and "name the one task" in capsys.readouterr().err
+    assert main([*args, "--tasks", "modulation"]) == 2  # los frames are 16x64, modulation's 1x1024
+    assert "frames are [16, 64]" in capsys.readouterr().err
+    assert main([*args, "--tasks", "los"]) == 0
+    heads = read_manifest(target / "manifest.yaml")["heads"]
+    assert {h["calibrated_on"] for h in heads if h["task"] == "los"} == {str(site)}
+    assert {h["calibrated_on"] for h in heads if h["task"] == "modulation"} == {"validation split"}

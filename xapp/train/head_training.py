@@ -18,7 +18,7 @@ import math
 import shutil
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +38,7 @@ from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.yaml"
+VALIDATION = "validation split"  # what a head's temperature was fitted on, unless an operator's recording
 SNR_BIN_DB = 2.0
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
 # `side: auto`: the side features a task's heads may read, each tried beside the trunk-only head. Only
@@ -267,7 +268,7 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                  "pooling": head.pooling, **({"side": head.side} if head.side else {}),
                  "encoder_gflops": enc_flops[k - 1] / 1e9, "head_gflops": h_flops / 1e9,
                  "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
-                 "val_accuracy": val_acc, "test_accuracy": test_acc, **fitted}
+                 "val_accuracy": val_acc, "test_accuracy": test_acc, **fitted, "calibrated_on": VALIDATION}
         if len(candidates) > 1:
             entry["by_pooling"] = {p: {"val_accuracy": c[1], "test_accuracy": c[3]} for p, c in candidates.items()}
         if task == "modulation":
@@ -340,29 +341,35 @@ def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
 
 
 def calibrate_heads(directory: str | Path, encoder: Encoder, tasks: Sequence[str] | None, command: str,
-                    log=print) -> Path:
+                    recordings: Mapping[str, tuple[np.ndarray, np.ndarray, str]] | None = None, log=print) -> Path:
     """Refit the temperature of every head of `tasks` (default: all) in a heads directory on its task's
-    validation split, rewrite the head files and the manifest (new sha256s, temperatures and calibration
-    errors; `command` appended to the commands that regenerate it). Returns the manifest path."""
+    validation split, or on `recordings[task]` = (frames, labels, source) where given (an operator's own
+    labelled frames: a site whose frames differ from ours); rewrite the head files and the manifest (new
+    sha256s, temperatures, calibration errors and what they were fitted on; `command` appended to the
+    commands that regenerate it). Returns the manifest path."""
     directory = Path(directory)
     path = directory / MANIFEST
     manifest = read_manifest(path)
     by_file = {h["file"]: h for h in manifest["heads"]}
     for task in tasks or list(manifest["tasks"]):
-        split = manifest["tasks"][task]["splits"]["val"]
-        val = generate(task, split["n"], split["seed"])
+        if recordings and task in recordings:
+            x, y, source = recordings[task]
+        else:
+            split = manifest["tasks"][task]["splits"]["val"]
+            val = generate(task, split["n"], split["seed"])
+            x, y, source = val.x, val.y, VALIDATION
         entries = task_heads(manifest, task, path)
         loaded = {e["exit"]: load_head(e["path"], e["sha256"]) for e in entries}
         for head, _ in loaded.values():
             head.temperature = 1.0
-        logits = exit_logits(encoder, {k: head for k, (head, _) in loaded.items()}, val.x)
+        logits = exit_logits(encoder, {k: head for k, (head, _) in loaded.items()}, x)
         for entry in entries:
             head, meta = loaded[entry["exit"]]
-            fitted = calibrate(head, logits[entry["exit"]], val.y)
+            fitted = calibrate(head, logits[entry["exit"]], y)
             meta = {k: v for k, v in meta.items() if k not in ("format", "spec")}
-            by_file[entry["file"]] |= {"sha256": save_head(entry["path"], head, meta), **fitted}
-            log(f"{task:<13} exit {entry['exit']:>2}: temperature {fitted['temperature']:.2f}, validation "
-                f"calibration error {100 * fitted['val_calibration_error_uncalibrated']:.1f} -> "
+            by_file[entry["file"]] |= {"sha256": save_head(entry["path"], head, meta), **fitted, "calibrated_on": source}
+            log(f"{task:<13} exit {entry['exit']:>2}: temperature {fitted['temperature']:.2f}, calibration error on "
+                f"{source} {100 * fitted['val_calibration_error_uncalibrated']:.1f} -> "
                 f"{100 * fitted['val_calibration_error']:.1f} points")
     manifest["command"] = [*([manifest["command"]] if isinstance(manifest["command"], str) else manifest["command"]),
                            command]

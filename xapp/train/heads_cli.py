@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                          "decision's confidence is about as often right as it says")
     p.add_argument("directory", type=Path, nargs="?", default=None, help="heads directory (default: the shipped heads/)")
     p.add_argument("--tasks", help="comma-separated (default: every task in its manifest)")
+    p.add_argument("--data", help="fit on this labelled recording (.npz or .sigmf-meta, as `xapp eval` reads) "
+                                  "instead of the validation split: one task's frames from your own site")
     p.add_argument("--checkpoint", help="the encoder the heads were trained on (default: the packaged one)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(handler=calibrate_command)
@@ -126,6 +128,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from xapp.config.manifest import ManifestError, read_manifest
     from xapp.config.shipped import default_manifest
     from xapp.model import WeightsFileError
+    from xapp.train.evaluate import EvalError
     from xapp.train.head_training import MANIFEST, calibrate_heads
 
     directory = args.directory or Path(default_manifest()).parent
@@ -134,11 +137,17 @@ def calibrate_command(args: argparse.Namespace) -> int:
     try:
         manifest = read_manifest(directory / MANIFEST)
         tasks = _tasks(args.tasks, manifest["tasks"]) if args.tasks is not None else None
+        recordings = None
+        if args.data:
+            if tasks is None or len(tasks) != 1:
+                raise CliError("--data: name the one task its frames are of with --tasks")
+            recordings = {tasks[0]: _labelled_frames(manifest, tasks[0], args.data)}
         encoder = _encoder_for(manifest, args.checkpoint)
         command = (f"xapp heads calibrate {args.directory or 'heads'}" + (f" --tasks {args.tasks}" if args.tasks else "")
+                   + (f" --data {args.data}" if args.data else "")
                    + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
-        path = calibrate_heads(directory, encoder, tasks, command)
-    except (ManifestError, WeightsFileError, OSError) as exc:
+        path = calibrate_heads(directory, encoder, tasks, command, recordings)
+    except (ManifestError, WeightsFileError, EvalError, OSError) as exc:
         raise CliError(str(exc)) from exc
     print(f"wrote {path}")
     return 0
@@ -262,24 +271,33 @@ def eval_command(args: argparse.Namespace) -> int:
 
     from xapp.cli_error import CliError
     from xapp.model import WeightsFileError, load_head
-    from xapp.train.evaluate import EvalError, check_frames, evaluate_exits, format_eval_table, labels_for, load_recording
+    from xapp.train.evaluate import EvalError, evaluate_exits, format_eval_table
     from xapp.config.manifest import ManifestError, read_manifest, task_heads
 
     try:
         manifest = read_manifest(args.manifest)
         if args.task not in manifest["tasks"]:
             raise EvalError(f"unknown task {args.task!r}; the heads in {args.manifest} cover {', '.join(manifest['tasks'])}")
-        info = manifest["tasks"][args.task]
-        data = load_recording(args.data, args.task, info["frame_shape"][1])
-        check_frames(data, info["frame_shape"], args.task, args.data)
-        y = labels_for(data, args.task, info["classes"], args.data)
+        x, y, _ = _labelled_frames(manifest, args.task, args.data)
         heads = {h["exit"]: load_head(h["path"], h["sha256"])[0] for h in task_heads(manifest, args.task, args.manifest)}
-        rows = evaluate_exits(_encoder_for(manifest, args.checkpoint), heads, data.x[y >= 0], y[y >= 0])
+        rows = evaluate_exits(_encoder_for(manifest, args.checkpoint), heads, x, y)
     except (ManifestError, EvalError, WeightsFileError) as exc:
         raise CliError(str(exc)) from exc
     print(json.dumps({"task": args.task, "data": args.data, "exits": rows}, indent=1) if args.json
           else format_eval_table(args.task, args.data, rows))
     return 0
+
+
+def _labelled_frames(manifest: dict, task: str, source: str):
+    """An operator's recording of `task` as the heads read it: its labelled frames and their labels as
+    indices into the heads' classes, and the source (raises EvalError on anything the heads cannot score)."""
+    from xapp.train.evaluate import check_frames, labels_for, load_recording
+
+    info = manifest["tasks"][task]
+    data = load_recording(source, task, info["frame_shape"][1])
+    check_frames(data, info["frame_shape"], task, source)
+    y = labels_for(data, task, info["classes"], source)
+    return data.x[y >= 0], y[y >= 0], str(source)
 
 
 def _tasks(spec: str, known) -> list[str]:
