@@ -209,7 +209,7 @@ def test_the_hand_features_match_the_numpy_reference_of_the_baselines():
 
 def test_offline_scoring_paths_read_side_heads(served):
     """`xapp eval` and the report's comparison score side heads as the engine serves them."""
-    from xapp.train.baselines.compare import exit_predictions
+    from xapp.train.calibration import exit_predictions
     from xapp.train.evaluate import evaluate_exits
 
     encoder, table, reqs = served

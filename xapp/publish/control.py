@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-
 from dataclasses import dataclass
 
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
@@ -32,7 +31,6 @@ MITIGATION = {
     "oqpsk": iq_pb2.MITIGATION_ACTION_FREQUENCY_HOP,
 }
 CONTROL_KINDS = {"beam_switch": "beam", "interference_mitigation": "interference"}
-
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ trained before (idempotent: it refits from the raw logits)."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -75,3 +77,17 @@ def exit_logits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: 
         for k, h in encoder(batch, exits).items():
             out[k].append(read_head(heads[k], h, batch).float())
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+class Predictions(NamedTuple):
+    label: np.ndarray  # the head's class per frame
+    confidence: np.ndarray  # its top softmax probability, as the decision carries it
+
+
+def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, Predictions]:
+    """Each head's decisions on frames x: class and confidence per frame."""
+    out = {}
+    for k, logits in exit_logits(encoder, heads, x, chunk).items():
+        confidence, label = logits.softmax(-1).max(-1)
+        out[k] = Predictions(label.numpy(), confidence.numpy())
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 
 from xapp.data import TaskData
 from xapp.model import Encoder, Head, exit_flops
-from xapp.train.calibration import by_confidence, calibration_error, exit_logits
+from xapp.train.calibration import by_confidence, calibration_error, exit_predictions
 
 
 class EvalError(Exception):
@@ -64,17 +64,16 @@ def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: n
                    chunk: int = 128) -> list[dict]:
     """Per head: accuracy and GFLOPs/frame, how far its confidence is from its accuracy, and what acting
     only on decisions at least 0.5-0.95 sure gets; all exits computed in one encoder pass per chunk."""
-    logits = exit_logits(encoder, heads, x, chunk)
+    predicted = exit_predictions(encoder, heads, x, chunk)
     tokens = encoder.cfg.tokens(*x.shape[1:])
     enc = exit_flops(encoder.cfg, tokens)
     rows = []
-    for k, z in logits.items():
-        confidence, label = (t.numpy() for t in z.softmax(-1).max(-1))
-        correct = label == y
+    for k, p in predicted.items():
+        correct = p.label == y
         gflops = (enc[k - 1] + heads[k].flops(tokens)) / 1e9
         rows.append({"exit": k, "gflops": gflops, "percent_of_full": 100 * gflops / (enc[-1] / 1e9),
-                     "accuracy": float(correct.mean()), "n": len(x), "calibration_error": calibration_error(correct, confidence),
-                     "by_confidence": by_confidence(correct, confidence)})
+                     "accuracy": float(correct.mean()), "n": len(x), "calibration_error": calibration_error(correct, p.confidence),
+                     "by_confidence": by_confidence(correct, p.confidence)})
     return rows
 
 

@@ -6,24 +6,12 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 
 from xapp.model import Encoder, Head
-from xapp.train.calibration import exit_logits
+from xapp.train.calibration import exit_predictions
 
 from .frames import HIGH_SNR_DB, crosscheck_frames, fingerprint, scores, split_frames
-
-
-class Predictions(NamedTuple):
-    label: np.ndarray  # the head's class per frame
-    confidence: np.ndarray  # its top softmax probability, as the decision carries it
-
-
-def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, Predictions]:
-    return {k: Predictions(label.numpy(), confidence.numpy())
-            for k, (confidence, label) in ((k, z.softmax(-1).max(-1)) for k, z in exit_logits(encoder, heads, x, chunk).items())}
 
 
 def heads_on_both_sets(encoder: Encoder, heads: dict[int, Head], manifest: dict, task: str) -> dict:
