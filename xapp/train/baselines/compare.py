@@ -7,7 +7,6 @@ import json
 import math
 from pathlib import Path
 
-
 from xapp.model import Encoder, Head
 from xapp.train.calibration import exit_predictions
 
