@@ -4,7 +4,8 @@ about c of the time. The class each head picks does not change, only how sure it
 control loop, a task's `control.min_confidence` and the dynamic exit policies act on.
 
 `xapp heads train` calibrates every head it keeps; `xapp heads calibrate DIR` calibrates heads
-trained before (idempotent: it refits from the raw logits)."""
+trained before (idempotent: it refits from the raw logits), or a copy of them on an operator's own
+labelled recording (`--data`), for a site whose frames differ from ours."""
 
 from __future__ import annotations
 
