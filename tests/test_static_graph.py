@@ -138,3 +138,22 @@ def test_capture_needs_cuda(encoder):
         pytest.skip("a CUDA device is present")
     with pytest.raises(StaticGraphError, match="graph capture needs CUDA"):
         StaticGraphEngine(encoder, Metrics(), capture=True)
+
+
+def test_both_engines_serve_the_calibrated_confidence(encoder):
+    """A head's temperature reaches the confidence each decision carries, in either engine."""
+    torch.manual_seed(2)
+    hot = {t: TaskPlan(t, CLASSES[t], {EXITS[t]: Head(CFG.dim, len(CLASSES[t]), temperature=3.0).eval()})
+           for t in CLASSES}
+    reqs = frames(40, seed=9)
+    logits = {}
+    with torch.inference_mode():
+        for r in reqs:
+            k = EXITS[r.task]
+            logits[r.task, r.seq] = hot[r.task].heads[k](encoder(torch.from_numpy(r.frame[None]), [k])[k])[0]
+    calibrated = {key: float(z.softmax(-1).max()) for key, z in logits.items()}
+    raw = {key: float((3.0 * z).softmax(-1).max()) for key, z in logits.items()}
+    assert np.mean([abs(raw[k] - calibrated[k]) for k in raw]) > 1e-2  # the temperature matters on these heads
+    for engine in (EarlyExitEngine(encoder, Metrics()), StaticGraphEngine(encoder, Metrics(), buckets=(16, 32, 64))):
+        served, _ = serve(engine, [reqs], hot)
+        assert {key: d.confidence for key, d in served.items()} == pytest.approx(calibrated, abs=1e-5)
