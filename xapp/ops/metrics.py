@@ -15,8 +15,9 @@ from prometheus_client.metrics import MetricWrapperBase
 SMALL_BATCH = 16  # observe_many bins fewer amounts without numpy
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 # The heads are calibrated (xapp/train/calibration.py): the share of decisions above a bound is the
-# share an operator can act on at that bound, and a fall in it without a change of descriptor means
-# the frames no longer look like those the heads were trained on.
+# share an operator can act on at that bound; a fall in it without a change of descriptor says the
+# frames have changed (a steady share does not say they have not: README, "Acting only on confident
+# decisions").
 CONFIDENCE_BUCKETS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
