@@ -175,7 +175,8 @@ def test_dashboard_and_rules_are_optional() -> None:
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert set(alerts) == {"XappE2NodeSilent", "XappRejectRatioHigh", "XappShedRatioHigh", "XappLatencyP99AboveDeadline",
-                           "XappDescriptorReloadRejected"}
+                           "XappDecisionsUnsure", "XappDescriptorReloadRejected"}
+    assert alerts["XappDecisionsUnsure"]["expr"].endswith("< 0.15")
     assert alerts["XappE2NodeSilent"]["expr"].endswith("> 30")
     assert alerts["XappShedRatioHigh"]["expr"].endswith("> 0.05")
     assert "{{ $labels.node }}" in alerts["XappE2NodeSilent"]["annotations"]["summary"]  # left for Prometheus to fill
