@@ -69,6 +69,21 @@ def test_eval_maps_class_names_whatever_their_order_in_the_file(shipped, tmp_pat
     assert [r["accuracy"] for r in first["exits"]] == [r["accuracy"] for r in second["exits"]]
 
 
+def test_eval_reads_class_names_as_other_tools_spell_them(shipped, tmp_path, capsys):
+    data = generate("modulation", 33, 6)
+    theirs = {"QAM16": "16qam", "QAM64": "qam-64", "8PSK": "8psk", "AM-DSB": "am_dsb", "AM-SSB": "AM SSB"}
+    respelled = TaskData("modulation", data.x, data.y, tuple(theirs.get(c, c.lower()) for c in data.classes), data.snr_db, {})
+    for name, d in (("ours.npz", data), ("theirs.npz", respelled)):
+        save_npz(tmp_path / name, d)
+        assert xapp_eval(shipped, "modulation", tmp_path / name, "--json") == 0
+    first, second = _json_parts(capsys.readouterr().out)
+    assert first["exits"] == second["exits"]
+    twice = TaskData("modulation", data.x, data.y, ("16qam", *data.classes[1:-1], "QAM-16"), data.snr_db, {})
+    save_npz(tmp_path / "twice.npz", twice)
+    assert xapp_eval(shipped, "modulation", tmp_path / "twice.npz") == 2
+    assert "name one class of task 'modulation' twice" in capsys.readouterr().err
+
+
 def _json_parts(out):
     decoder, parts, i = json.JSONDecoder(), [], 0
     while i < len(out):

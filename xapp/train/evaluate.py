@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -35,19 +36,31 @@ def load_recording(path: str | Path, task: str, samples: int) -> TaskData:
     raise EvalError(f"{path}: unsupported file type; give a .npz dataset or a .sigmf-meta recording")
 
 
+def spelling(name: str) -> str:
+    """A class name as other tools spell it too: case, spaces, '-' and '_' ignored, and a leading order
+    moved behind the scheme ("16qam", "QAM-16" and "QAM16" are one name, as are "8psk" and "PSK8")."""
+    plain = re.sub(r"[\s_\-]", "", name).lower()
+    order_first = re.fullmatch(r"(\d+)([a-z]+)", plain)
+    return f"{order_first[2]}{order_first[1]}" if order_first else plain
+
+
 def labels_for(data: TaskData, task: str, classes: Sequence[str], source: str | Path) -> np.ndarray:
-    """The recording's labels as indices into the heads' class list (the file may order or subset them);
-    unlabelled frames (-1) stay -1."""
-    unknown = [c for c in data.classes if c not in classes]
+    """The recording's labels as indices into the heads' class list (the file may order or subset them,
+    and spell them as other tools do: `spelling`); unlabelled frames (-1) stay -1."""
+    by_spelling = {spelling(c): c for c in classes}
+    named = [c if c in classes else by_spelling.get(spelling(c)) for c in data.classes]
+    unknown = [c for c, ours in zip(data.classes, named) if ours is None]
     if unknown:
         raise EvalError(f"{source}: class names {unknown} are not classes of task {task!r} "
                         f"(expected names among: {', '.join(classes)})")
+    if len(set(named)) < len(named):
+        raise EvalError(f"{source}: class names {list(data.classes)} name one class of task {task!r} twice")
     y = np.asarray(data.y)
     if len(y) and (y.min() < -1 or y.max() >= len(data.classes)):
         raise EvalError(f"{source}: labels must index its {len(data.classes)} classes, found {y.min()}..{y.max()}")
     if not (y >= 0).any():
         raise EvalError(f"{source}: no labelled frames to score")
-    mapping = np.array([list(classes).index(c) for c in data.classes] + [-1], dtype=np.int64)
+    mapping = np.array([list(classes).index(c) for c in named] + [-1], dtype=np.int64)
     return mapping[y]  # y = -1 picks the trailing -1
 
 
