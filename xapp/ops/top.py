@@ -57,15 +57,18 @@ def scrape(url: str, timeout_s: float = 2.0) -> Scrape:
     return Scrape(time.monotonic(), samples, ready)
 
 
-def _by(scrape: Scrape, name: str, key: str) -> dict[str, float]:
+def _by(scrape: Scrape, name: str, key: str, **match: str) -> dict[str, float]:
+    """Series `name` summed by label `key`, over the series whose labels have the values in `match`."""
     out: dict[str, float] = defaultdict(float)
     for labels, v in scrape.series(name).items():
-        out[dict(labels).get(key, "")] += v
+        d = dict(labels)
+        if all(d.get(k) == want for k, want in match.items()):
+            out[d.get(key, "")] += v
     return out
 
 
-def _delta(now: Scrape, before: Scrape, name: str, key: str) -> dict[str, float]:
-    a, b = _by(now, name, key), _by(before, name, key)
+def _delta(now: Scrape, before: Scrape, name: str, key: str, **match: str) -> dict[str, float]:
+    a, b = _by(now, name, key, **match), _by(before, name, key, **match)
     return {k: max(0.0, v - b.get(k, 0.0)) for k, v in a.items()}
 
 
@@ -98,17 +101,9 @@ def task_quantiles(now: Scrape, before: Scrape, q: float) -> dict[str, float | N
 def sure_shares(now: Scrape, before: Scrape, bound: str = "0.8") -> dict[str, float]:
     """Per task, the share of the window's decisions more confident than `bound` (a bucket of
     xapp_decision_confidence): what a control.min_confidence of that bound lets through."""
-    def by_task(scrape: Scrape, name: str, le: str | None) -> dict[str, float]:
-        return {dict(labels)["task"]: v for labels, v in scrape.series(name).items() if le is None or dict(labels).get("le") == le}
-
-    shares = {}
-    for task, count in by_task(now, "xapp_decision_confidence_count", None).items():
-        new = count - by_task(before, "xapp_decision_confidence_count", None).get(task, 0.0)
-        if new > 0:
-            unsure = (by_task(now, "xapp_decision_confidence_bucket", bound).get(task, 0.0)
-                      - by_task(before, "xapp_decision_confidence_bucket", bound).get(task, 0.0))
-            shares[task] = 1.0 - unsure / new
-    return shares
+    decided = _delta(now, before, "xapp_decision_confidence_count", "task")
+    unsure = _delta(now, before, "xapp_decision_confidence_bucket", "task", le=bound)
+    return {task: 1.0 - unsure.get(task, 0.0) / n for task, n in decided.items() if n > 0}
 
 
 def _ms(seconds: float | None) -> str:

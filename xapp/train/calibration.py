@@ -47,6 +47,12 @@ def by_confidence(correct: np.ndarray, confidence: np.ndarray, levels=CONFIDENCE
     return out
 
 
+def confidence_scores(correct: np.ndarray, confidence: np.ndarray) -> dict:
+    """What the report and `xapp eval` say of a head's confidence on scored frames: its calibration
+    error, and the accuracy and coverage at each of CONFIDENCE_LEVELS."""
+    return {"calibration_error": calibration_error(correct, confidence), "by_confidence": by_confidence(correct, confidence)}
+
+
 def logits_error(logits: torch.Tensor, y: np.ndarray) -> float:
     """calibration_error of the decisions these logits make on labels y."""
     confidence, label = logits.float().softmax(-1).max(-1)

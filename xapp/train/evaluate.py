@@ -10,7 +10,7 @@ import numpy as np
 
 from xapp.data import TaskData
 from xapp.model import Encoder, Head, exit_flops
-from xapp.train.calibration import by_confidence, calibration_error, exit_predictions
+from xapp.train.calibration import confidence_scores, exit_predictions
 
 
 class EvalError(Exception):
@@ -85,8 +85,7 @@ def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: n
         correct = p.label == y
         gflops = (enc[k - 1] + heads[k].flops(tokens)) / 1e9
         rows.append({"exit": k, "gflops": gflops, "percent_of_full": 100 * gflops / (enc[-1] / 1e9),
-                     "accuracy": float(correct.mean()), "n": len(x), "calibration_error": calibration_error(correct, p.confidence),
-                     "by_confidence": by_confidence(correct, p.confidence)})
+                     "accuracy": float(correct.mean()), "n": len(x), **confidence_scores(correct, p.confidence)})
     return rows
 
 

@@ -246,14 +246,13 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                 side = SideInputs(kind, frame_shape, sides[kind]["train"], sides[kind]["val"]) if kind else None
                 head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
                                          len(spec.classes), settings, seed, pooling, side)
+                val_logits = predict(head, feats["val"], sides[kind]["val"] if kind else None)
                 test_logits = predict(head, feats["test"], sides[kind]["test"] if kind else None)
-                candidates[candidate_name(pooling, kind)] = (head, val_acc, test_logits,
+                candidates[candidate_name(pooling, kind)] = (head, val_acc, val_logits, test_logits,
                                                              accuracy(test_logits, data["test"].y))
         name = max(candidates, key=lambda c: candidates[c][1])  # the first tried on a tie
-        head, val_acc, test_logits, test_acc = candidates[name]
-        pooling, kind = head.pooling, head.side
-        fitted = calibrate(head, predict(head, means_of(states["val"][k]) if pooling == "mean" else states["val"][k],
-                                         sides[kind]["val"] if kind else None), data["val"].y)
+        head, val_acc, val_logits, test_logits, test_acc = candidates[name]
+        fitted = calibrate(head, val_logits, data["val"].y)
         head = head.cpu()
         h_flops = head.flops(tokens)
         if h_flops > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
@@ -270,7 +269,7 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                  "gflops": (enc_flops[k - 1] + h_flops) / 1e9,
                  "val_accuracy": val_acc, "test_accuracy": test_acc, **fitted, "calibrated_on": VALIDATION}
         if len(candidates) > 1:
-            entry["by_pooling"] = {p: {"val_accuracy": c[1], "test_accuracy": c[3]} for p, c in candidates.items()}
+            entry["by_pooling"] = {p: {"val_accuracy": c[1], "test_accuracy": c[4]} for p, c in candidates.items()}
         if task == "modulation":
             entry["test_accuracy_by_snr"] = accuracy_by_snr(test_logits.argmax(-1).numpy(), data["test"].y,
                                                             data["test"].snr_db)

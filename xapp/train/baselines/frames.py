@@ -9,7 +9,7 @@ import numpy as np
 
 from xapp import crosscheck
 from xapp.data import TaskData, generate
-from xapp.train.calibration import by_confidence, calibration_error
+from xapp.train.calibration import confidence_scores
 
 CROSSCHECK_SEED = 9100  # never a seed of ours: the cross-check is a different source anyway
 HIGH_SNR_DB = 10.0
@@ -40,5 +40,5 @@ def scores(predicted: np.ndarray, data: TaskData, confidence: np.ndarray | None 
     out = {"accuracy": float(correct.mean()), "n": int(len(correct)),
            "accuracy_high_snr": float(correct[high].mean()) if high.any() else None, "n_high_snr": int(high.sum())}
     if confidence is not None:
-        out |= {"by_confidence": by_confidence(correct, confidence), "calibration_error": calibration_error(correct, confidence)}
+        out |= confidence_scores(correct, confidence)
     return out
