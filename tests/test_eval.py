@@ -111,9 +111,41 @@ def test_eval_reads_a_labelled_sigmf_recording(shipped, tmp_path, capsys):
     assert [r["n"] for r in rows] == [6] * 4
 
 
+def test_eval_decides_a_longer_capture_over_its_windows(shipped, tmp_path, capsys):
+    """A capture twice the heads' length is cut into two windows in time order and decided once, from
+    the mean of the head's log-probabilities over them, at twice the cost."""
+    from xapp.config.manifest import task_heads
+    from xapp.model import load_head
+    from xapp.train.calibration import exit_logits
+    from xapp.train.evaluate import capture_windows
+
+    encoder_path, manifest_path = shipped
+    data = generate("modulation", 24, 3, samples=2048)
+    path = tmp_path / "captures.npz"
+    save_npz(path, data)
+    assert xapp_eval(shipped, "modulation", path, "--json") == 0
+    rows = json.loads(capsys.readouterr().out)["exits"]
+    windows = capture_windows(data.x, 2)
+    np.testing.assert_array_equal(windows[1::2], data.x[:, :, 1024:])
+    np.testing.assert_array_equal(windows[::2], data.x[:, :, :1024])
+    shipped_heads = task_heads(read_manifest(manifest_path), "modulation", manifest_path)
+    heads = {h["exit"]: load_head(h["path"], h["sha256"])[0] for h in shipped_heads}
+    with torch.inference_mode():
+        logits = exit_logits(load_encoder(encoder_path), heads, windows)
+    for row, h in zip(rows, shipped_heads):
+        fused = logits[h["exit"]].log_softmax(-1).reshape(24, 2, -1).mean(1).softmax(-1)
+        assert row["windows"] == 2 and row["n"] == 24
+        assert row["gflops"] == pytest.approx(2 * h["gflops"])
+        assert row["accuracy"] == pytest.approx(float((fused.argmax(-1).numpy() == data.y).mean()))
+    assert xapp_eval(shipped, "modulation", path) == 0
+    assert "(24 frames, each decided over 2 windows" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("case,message", [
     ("unknown_class", "class names ['blocked'] are not classes of task 'los'"),
-    ("wrong_shape", "frames are [1, 1024] (antennas, samples); the los heads were trained on [16, 64]"),
+    ("wrong_shape", "frames are [1, 1024] (antennas, samples); the los heads read [16, 64], or captures"),
+    ("wrong_length", "frames are [16, 96] (antennas, samples); the los heads read [16, 64], or captures a whole "
+                     "number of times as long ([16, 128], [16, 192], ...)"),
     ("unknown_task", "unknown task 'radar'"),
     ("text_file", "unsupported file type"),
     ("missing", "no such file"),
@@ -127,6 +159,8 @@ def test_eval_errors_name_what_and_where(shipped, tmp_path, capsys, case, messag
     elif case == "wrong_shape":
         mod = generate("modulation", 8, 1)
         save_npz(path, TaskData("los", mod.x, data.y, data.classes, data.snr_db, {}))
+    elif case == "wrong_length":
+        save_npz(path, generate("los", 8, 1, samples=96))
     elif case == "unknown_task":
         save_npz(path, data)
         task = "radar"

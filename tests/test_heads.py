@@ -318,6 +318,10 @@ def test_calibrate_fits_on_an_operators_recording_of_one_task(encoder_file, trai
     assert main(args) == 2 and "name the one task" in capsys.readouterr().err
     assert main([*args, "--tasks", "modulation"]) == 2  # los frames are 16x64, modulation's 1x1024
     assert "frames are [16, 64]" in capsys.readouterr().err
+    long_site = tmp_path / "long.npz"
+    save_npz(long_site, generate("los", 8, 124, samples=128))  # two of the heads' frames each, one label
+    assert main([*args[:-1], str(long_site), "--tasks", "los"]) == 2
+    assert "--data needs frames of the heads' own shape [16, 64]" in capsys.readouterr().err
     assert main([*args, "--tasks", "los"]) == 0
     heads = read_manifest(target / "manifest.yaml")["heads"]
     assert {h["calibrated_on"] for h in heads if h["task"] == "los"} == {str(site)}

@@ -91,10 +91,15 @@ class Predictions(NamedTuple):
     confidence: np.ndarray  # its top softmax probability, as the decision carries it
 
 
-def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, Predictions]:
-    """Each head's decisions on frames x: class and confidence per frame."""
+def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128,
+                     windows: int = 1) -> dict[int, Predictions]:
+    """Each head's decisions on frames x: class and confidence per frame. With `windows` > 1, each run of
+    `windows` consecutive frames is one capture, decided once from the mean of the head's log-probabilities
+    over them (a geometric mean of the windows' posteriors, so a capture is no surer than its windows agree)."""
     out = {}
     for k, logits in exit_logits(encoder, heads, x, chunk).items():
+        if windows > 1:
+            logits = logits.log_softmax(-1).reshape(-1, windows, logits.shape[-1]).mean(1)
         confidence, label = logits.softmax(-1).max(-1)
         out[k] = Predictions(label.numpy(), confidence.numpy())
     return out

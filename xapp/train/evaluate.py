@@ -64,28 +64,45 @@ def labels_for(data: TaskData, task: str, classes: Sequence[str], source: str | 
     return mapping[y]  # y = -1 picks the trailing -1
 
 
-def check_frames(data: TaskData, frame_shape: Sequence[int], task: str, source: str | Path) -> None:
+def check_frames(data: TaskData, frame_shape: Sequence[int], task: str, source: str | Path) -> int:
+    """How many of the heads' frames each of the recording's frames holds along time: 1 for frames of
+    the heads' shape, m for captures m times as long (decided over m windows, `evaluate_exits`)."""
     x = data.x
     if x.ndim != 3 or not np.iscomplexobj(x):
         raise EvalError(f"{source}: frames must be complex [N, antennas, samples], got {x.dtype} {list(x.shape)}")
-    if tuple(x.shape[1:]) != tuple(frame_shape):
-        raise EvalError(f"{source}: frames are {list(x.shape[1:])} (antennas, samples); the {task} heads were "
-                        f"trained on {list(frame_shape)}")
+    antennas, samples = (int(s) for s in frame_shape)
+    if x.shape[1] != antennas or x.shape[2] % samples:
+        raise EvalError(f"{source}: frames are {list(x.shape[1:])} (antennas, samples); the {task} heads read "
+                        f"{[antennas, samples]}, or captures a whole number of times as long "
+                        f"({[antennas, 2 * samples]}, {[antennas, 3 * samples]}, ...)")
+    return x.shape[2] // samples
+
+
+def capture_windows(x: np.ndarray, windows: int) -> np.ndarray:
+    """Captures [N, antennas, windows * samples] as [N * windows, antennas, samples]: each capture's
+    consecutive windows in time order, one capture after another."""
+    n, antennas, length = x.shape
+    samples = length // windows
+    return x.reshape(n, antennas, windows, samples).transpose(0, 2, 1, 3).reshape(n * windows, antennas, samples)
 
 
 def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: np.ndarray,
-                   chunk: int = 128) -> list[dict]:
+                   chunk: int = 128, windows: int = 1) -> list[dict]:
     """Per head: accuracy and GFLOPs/frame, how far its confidence is from its accuracy, and what acting
-    only on decisions at least 0.5-0.95 sure gets; all exits computed in one encoder pass per chunk."""
-    predicted = exit_predictions(encoder, heads, x, chunk)
-    tokens = encoder.cfg.tokens(*x.shape[1:])
+    only on decisions at least 0.5-0.95 sure gets; all exits computed in one encoder pass per chunk.
+    With `windows` > 1 each frame of x is a capture of that many of the heads' frames, decided once
+    over all of them (`exit_predictions`), at that many times the cost."""
+    frames = capture_windows(x, windows) if windows > 1 else x
+    predicted = exit_predictions(encoder, heads, frames, chunk, windows)
+    tokens = encoder.cfg.tokens(*frames.shape[1:])
     enc = exit_flops(encoder.cfg, tokens)
     rows = []
     for k, p in predicted.items():
         correct = p.label == y
-        gflops = (enc[k - 1] + heads[k].flops(tokens)) / 1e9
-        rows.append({"exit": k, "gflops": gflops, "percent_of_full": 100 * gflops / (enc[-1] / 1e9),
-                     "accuracy": float(correct.mean()), "n": len(x), **confidence_scores(correct, p.confidence)})
+        gflops = windows * (enc[k - 1] + heads[k].flops(tokens)) / 1e9
+        rows.append({"exit": k, "gflops": gflops, "percent_of_full": 100 * gflops / (windows * enc[-1] / 1e9),
+                     "accuracy": float(correct.mean()), "n": len(x), "windows": windows,
+                     **confidence_scores(correct, p.confidence)})
     return rows
 
 
@@ -94,7 +111,9 @@ def format_eval_table(task: str, source: str | Path, rows: list[dict]) -> str:
         (b,) = (b for b in r["by_confidence"] if b["min_confidence"] == level)
         return f"{100 * b['coverage']:5.1f}% @ " + ("  n/a " if b["accuracy"] is None else f"{100 * b['accuracy']:5.1f}%")
 
-    lines = [f"{task} heads on {source} ({rows[0]['n']} frames); ECE: calibration error, points; "
+    windows = rows[0]["windows"]
+    each = f", each decided over {windows} windows of the heads' frame length" if windows > 1 else ""
+    lines = [f"{task} heads on {source} ({rows[0]['n']} frames{each}); ECE: calibration error, points; "
              "conf >= c: share of frames at least c sure @ their accuracy",
              f"{'exit':>4}  {'GFLOPs/frame':>12}  {'% of full':>9}  {'accuracy':>8}  {'ECE':>5}  "
              f"{'conf >= 0.8':>16}  {'conf >= 0.9':>16}"]

@@ -83,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("eval", help="score the shipped heads at every exit on your own labelled data")
     p.add_argument("--task", required=True)
-    p.add_argument("--data", required=True, help="a .npz dataset or a .sigmf-meta recording")
+    p.add_argument("--data", required=True,
+                   help="a .npz dataset or a .sigmf-meta recording; .npz frames longer than the heads' (a whole "
+                        "number of times as long) are each decided over that many windows")
     p.add_argument("--manifest", type=Path, default=None, help=SHIPPED_MANIFEST)
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the packaged one)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -141,7 +143,12 @@ def calibrate_command(args: argparse.Namespace) -> int:
         if args.data:
             if tasks is None or len(tasks) != 1:
                 raise CliError("--data: name the one task its frames are of with --tasks")
-            recordings = {tasks[0]: _labelled_frames(manifest, tasks[0], args.data)}
+            x, y, source, windows = _labelled_frames(manifest, tasks[0], args.data)
+            if windows > 1:
+                raise EvalError(f"{source}: --data needs frames of the heads' own shape "
+                                f"{manifest['tasks'][tasks[0]]['frame_shape']}, whose labels are each window's; "
+                                f"these are captures {windows} times as long (`xapp eval` reads those)")
+            recordings = {tasks[0]: (x, y, source)}
         encoder = _encoder_for(manifest, args.checkpoint)
         command = (f"xapp heads calibrate {args.directory or 'heads'}" + (f" --tasks {args.tasks}" if args.tasks else "")
                    + (f" --data {args.data}" if args.data else "")
@@ -278,9 +285,9 @@ def eval_command(args: argparse.Namespace) -> int:
         manifest = read_manifest(args.manifest)
         if args.task not in manifest["tasks"]:
             raise EvalError(f"unknown task {args.task!r}; the heads in {args.manifest} cover {', '.join(manifest['tasks'])}")
-        x, y, _ = _labelled_frames(manifest, args.task, args.data)
+        x, y, _, windows = _labelled_frames(manifest, args.task, args.data)
         heads = {h["exit"]: load_head(h["path"], h["sha256"])[0] for h in task_heads(manifest, args.task, args.manifest)}
-        rows = evaluate_exits(_encoder_for(manifest, args.checkpoint), heads, x, y)
+        rows = evaluate_exits(_encoder_for(manifest, args.checkpoint), heads, x, y, windows=windows)
     except (ManifestError, EvalError, WeightsFileError) as exc:
         raise CliError(str(exc)) from exc
     print(json.dumps({"task": args.task, "data": args.data, "exits": rows}, indent=1) if args.json
@@ -289,15 +296,16 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def _labelled_frames(manifest: dict, task: str, source: str):
-    """An operator's recording of `task` as the heads read it: its labelled frames and their labels as
-    indices into the heads' classes, and the source (raises EvalError on anything the heads cannot score)."""
+    """An operator's recording of `task` as the heads read it: its labelled frames, their labels as indices
+    into the heads' classes, the source, and how many of the heads' frames each frame holds along time
+    (raises EvalError on anything the heads cannot score)."""
     from xapp.train.evaluate import check_frames, labels_for, load_recording
 
     info = manifest["tasks"][task]
     data = load_recording(source, task, info["frame_shape"][1])
-    check_frames(data, info["frame_shape"], task, source)
+    windows = check_frames(data, info["frame_shape"], task, source)
     y = labels_for(data, task, info["classes"], source)
-    return data.x[y >= 0], y[y >= 0], str(source)
+    return data.x[y >= 0], y[y >= 0], str(source), windows
 
 
 def _tasks(spec: str, known) -> list[str]:
