@@ -50,15 +50,21 @@ class System:
 
 
 @asynccontextmanager
-async def running(tiny_model, redis_url, tmp_path, wire: str = "decision"):
-    """The xApp serving four single-frame nodes (see conftest.single_frame_nodes)."""
+async def running(tiny_model, redis_url, tmp_path, wire: str = "decision", nodes=None, windows=None):
+    """The xApp serving four single-frame nodes (see conftest.single_frame_nodes), or `nodes`; `windows`:
+    {task: windows} for the descriptor."""
     model_dir, pools = tiny_model
-    nodes = single_frame_nodes(pools)
+    nodes = nodes or single_frame_nodes(pools)
     for n in nodes:
         await n.start()
     zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
     path = write_descriptor(model_dir, tmp_path / "descriptors" / "xapp.yaml", [n.endpoint for n in nodes],
                             zmq_endpoint, redis_url, free_port(), wire=wire)
+    if windows:
+        doc = yaml.safe_load(path.read_text())
+        for task, count in windows.items():
+            doc["tasks"][task]["windows"] = count
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
     metrics = Metrics()
     app = XApp(load_descriptor(path), metrics, Overrides(threads=1, ops_host="127.0.0.1", watch_interval_s=0.1))
     stop = asyncio.Event()
@@ -215,5 +221,31 @@ def test_descriptor_edit_adds_and_removes_nodes_live(tiny_model, redis_url, tmp_
             await until(lambda: any(d.node_id == node.node_id and d.t_indication_ns > removed for _, d in s.decisions),
                         "decisions from the node added back")
             assert s.metric("xapp_descriptor_reloads_total", outcome="applied") == 2
+
+    run(scenario())
+
+
+def test_a_task_read_in_windows_is_served_captures_and_decides_each_once(tiny_model, redis_url, tmp_path):
+    """modulation with `windows: 2`: the xApp asks the nodes for 2048-sample frames and decides each once,
+    at twice the FLOPs of one window; beam beside it is unchanged."""
+    from xapp.e2.sim import build_pools
+    from xapp.model import exit_flops, load_head
+
+    model_dir, pools = tiny_model
+    captures = build_pools(["modulation"], 4, seed=21, snr_db=(25.0, 30.0), samples={"modulation": 2048})
+    nodes = [SimulatedNode("e2node-0", captures, rate_hz=40.0), SimulatedNode("e2node-1", {"beam": pools["beam"]}, rate_hz=40.0)]
+
+    async def scenario():
+        async with running(tiny_model, redis_url, tmp_path, nodes=nodes, windows={"modulation": 2}) as s:
+            await until(lambda: sum(d.task == "modulation" for _, d in s.decisions) >= 10, "modulation decisions")
+            await until(lambda: sum(d.task == "beam" for _, d in s.decisions) >= 10, "beam decisions")
+            encoder_cfg = s.app.engine.encoder.cfg
+            head, _ = load_head(model_dir / "modulation-exit1.safetensors")
+            one_window = (exit_flops(encoder_cfg, 65)[0] + head.flops(65)) / 1e9
+            for _, d in s.decisions:
+                if d.task == "modulation":
+                    assert d.exit_layer == 1 and d.gflops == pytest.approx(2 * one_window, rel=1e-6)
+            assert s.metric("xapp_frames_rejected_total", node="e2node-0", reason="shape") == 0
+            assert s.app.table["modulation"].windows == 2
 
     run(scenario())

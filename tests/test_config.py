@@ -218,6 +218,20 @@ def test_control_min_confidence(root: Path) -> None:
         "tasks.beam.control.min_confidence: no control of this task is enabled, so nothing uses it"]
 
 
+def test_windows(root: Path) -> None:
+    doc = base_doc()
+    assert load_descriptor(write_doc(root, doc)).tasks["modulation"].windows == 1
+    doc["tasks"]["modulation"]["windows"] = 4
+    assert load_descriptor(write_doc(root, doc)).tasks["modulation"].windows == 4
+    doc["e2"]["max_frame_bytes"] = 16384
+    assert problems_of(write_doc(root, doc)) == [
+        "tasks.modulation.windows: 4 windows make frames of 32768 bytes, more than e2.max_frame_bytes (16384): "
+        "every one would be rejected"]
+    doc["tasks"]["modulation"]["windows"] = 0
+    (problem,) = problems_of(write_doc(root, doc))
+    assert problem.startswith("tasks.modulation.windows: 0 is less than the minimum of 1"), problem
+
+
 def test_environment_references(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     doc = base_doc()
     doc["publish"]["redis"] = {"url": "${REDIS_URL:-redis://localhost:6379/0}", "password": "${REDIS_PASSWORD:-}"}

@@ -39,8 +39,9 @@ def pools():
 class Harness:
     """One simulated node and one subscriber collecting Requests."""
 
-    def __init__(self, pools, rate_hz: float = 200.0) -> None:
+    def __init__(self, pools, rate_hz: float = 200.0, limits: FrameLimits = LIMITS) -> None:
         self.metrics = Metrics()
+        self.limits = limits
         self.node = SimulatedNode("e2node-0", pools, rate_hz=rate_hz)
         self.got = []
         self.subscriber = None
@@ -48,7 +49,7 @@ class Harness:
 
     async def __aenter__(self) -> Harness:
         await self.node.start()
-        self.subscriber = E2Subscriber(self.node.endpoint, APP, self.got.append, self.metrics, LIMITS, FAST_BACKOFF)
+        self.subscriber = E2Subscriber(self.node.endpoint, APP, self.got.append, self.metrics, self.limits, FAST_BACKOFF)
         self.task = asyncio.create_task(self.subscriber.run())
         return self
 
@@ -137,6 +138,25 @@ def test_new_limits_renew_the_subscription_with_the_new_task_set(pools):
             assert h.got[-1].deadline == pytest.approx(h.got[-1].t_arrival + 0.05)
             assert h.sample("xapp_e2_reconnects_total", node="e2node-0") == 0
             await until(lambda: h.node.active_streams == 1, "the old stream gone at the node")
+
+    asyncio.run(scenario())
+
+
+def test_a_task_read_in_windows_asks_for_captures_and_a_new_shape_renews_the_subscription():
+    """Limits asking for 2048-sample modulation frames (two windows) get them from a node that makes
+    them; new limits asking for another shape subscribe again at once, and this node refuses that."""
+    captures = build_pools(["modulation"], 8, seed=4, samples={"modulation": 2048})
+    assert captures["modulation"].shape == (1, 2048)
+
+    async def scenario():
+        limits = FrameLimits(LIMITS.max_frame_bytes, {"modulation": (1, 2048)}, 100)
+        async with Harness(captures, limits=limits) as h:
+            await until(lambda: len(h.got) >= 5, "captures")
+            assert {r.frame.shape for r in h.got} == {(1, 2048)}
+            assert h.sample("xapp_frames_rejected_total", node="e2node-0", reason="shape") == 0
+            h.subscriber.limits = FrameLimits(LIMITS.max_frame_bytes, {"modulation": (1, 1024)}, 100)
+            await until(lambda: not h.subscriber.up, "the subscription renewed with the new shape")
+            await until(lambda: h.node.active_streams == 0, "the node refused the new shape")
 
     asyncio.run(scenario())
 

@@ -32,14 +32,14 @@ def pools():
 
 
 class FailingOnce(Mapping):
-    """Task shapes whose first lookup raises: an unexpected exception inside the node's task."""
+    """Task shapes whose first lookup once armed raises: an unexpected exception inside the node's task."""
 
     def __init__(self, shapes: Mapping[str, tuple[int, int]]) -> None:
         self._shapes = dict(shapes)
-        self.failed = False
+        self.armed = self.failed = False
 
     def __getitem__(self, task: str) -> tuple[int, int]:
-        if not self.failed:
+        if self.armed and not self.failed:
             self.failed = True
             raise RuntimeError("injected failure inside the subscriber")
         return self._shapes[task]
@@ -108,7 +108,8 @@ def test_exception_inside_the_task_leads_to_resubscription(pools):
     async def scenario():
         shapes = FailingOnce(SHAPES)
         async with Rig(pools) as rig:
-            rig.sub.limits = FrameLimits(64 * 1024, shapes, 100)  # same task set: applies to the next frame
+            rig.sub.limits = FrameLimits(64 * 1024, shapes, 100)  # same tasks and shapes: applies to the next frame
+            shapes.armed = True
             await rig.recovers_from("internal_error")
             assert shapes.failed
 

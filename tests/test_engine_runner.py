@@ -177,3 +177,78 @@ def test_frames_stack_the_same_whatever_their_layout_or_dtype():
         assert together.dtype == frames[0].dtype and np.array_equal(together, np.stack(frames))
     out = np.empty((3, 2, 4), np.complex64)
     assert stacked(contiguous, (2, 4), out=out).base is out and np.array_equal(out, np.stack(contiguous))
+
+
+def captures(task: str, n: int, seed: int, shape: tuple[int, int]) -> list[Request]:
+    rng = np.random.default_rng(seed)
+    t = time.monotonic()
+    return [Request(f"node{i % 2}", task, (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64),
+                    i, "cell0", time.time_ns(), t, t + 1.0) for i in range(n)]
+
+
+def windowed_reference(encoder, h: Head, reqs, k: int, windows: int) -> torch.Tensor:
+    """A frame cut into `windows` in time order, each read as a frame of its own; the mean of their log-probabilities."""
+    from xapp.model.heads import read_head
+
+    x = np.stack([r.frame for r in reqs])
+    n, antennas, length = x.shape
+    w = np.ascontiguousarray(x.reshape(n, antennas, windows, length // windows).transpose(0, 2, 1, 3)).reshape(
+        n * windows, antennas, length // windows)
+    with torch.inference_mode():
+        frames = torch.from_numpy(w)
+        logits = read_head(h, encoder(frames, [k])[k], frames).float()
+    return logits.log_softmax(-1).reshape(n, windows, -1).mean(1).softmax(-1)
+
+
+def test_windowed_frames_are_decided_once_from_the_mean_log_probability_of_their_windows(encoder):
+    """Tasks reading 1, 2 and 3 windows per frame share one trunk pass; rows leave at three exits, so the
+    windowed rows that stay are gathered around the ones that left. A side-feature head reads each window's."""
+    torch.manual_seed(7)
+    hi = head(MOD, 8)
+    hb = head(BEAMS, 9)
+    hm = Head(CFG.dim, len(MOD), side="lines", frame_shape=(1, 1024)).eval()
+    table = {
+        "interference": TaskPlan("interference", MOD, {2: hi}, frame_shape=(1, 1024)),
+        "beam": TaskPlan("beam", BEAMS, {3: hb}, windows=2, frame_shape=(16, 64)),
+        "modulation": TaskPlan("modulation", MOD, {4: hm}, windows=3, frame_shape=(1, 1024)),
+    }
+    intf, beam, mod = captures("interference", 5, 10, (1, 1024)), captures("beam", 4, 11, (16, 128)), captures(
+        "modulation", 6, 12, (1, 3072))
+    metrics = Metrics()
+    report, released = collect(EarlyExitEngine(encoder, metrics), [mod[0], *beam[:2], *intf, *mod[1:4], *beam[2:], *mod[4:]],
+                               table)
+    assert report.rows == 15 and report.deepest == 4
+    assert [{d.task for d in group} for group in released] == [{"interference"}, {"beam"}, {"modulation"}]
+    got = {(d.task, d.seq): d for group in released for d in group}
+    for task, reqs, h, k, windows in (("interference", intf, hi, 2, 1), ("beam", beam, hb, 3, 2), ("modulation", mod, hm, 4, 3)):
+        probs = windowed_reference(encoder, h, reqs, k, windows)
+        for r, p in zip(reqs, probs):
+            d = got[(task, r.seq)]
+            assert d.class_index == int(p.argmax()) and d.exit == k
+            assert d.confidence == pytest.approx(float(p.max()), abs=1e-4)
+            assert d.gflops == pytest.approx(windows * (exit_flops(CFG, 65)[k - 1] + h.flops(65)) / 1e9)
+
+
+def test_a_dynamic_policy_reads_a_frames_windows_together(encoder):
+    heads = {1: head(MOD, 13), 3: head(MOD, 14)}
+    reqs = captures("modulation", 5, 15, (1, 2048))
+    plan = TaskPlan("modulation", MOD, heads, Policy("confidence", threshold=0.0), windows=2, frame_shape=(1, 1024))
+    _, released = collect(EarlyExitEngine(encoder, Metrics()), reqs, {"modulation": plan})
+    decisions = [d for group in released for d in group]
+    assert {d.exit for d in decisions} == {1}
+    probs = windowed_reference(encoder, heads[1], reqs, 1, 2)
+    assert [d.class_index for d in sorted(decisions, key=lambda d: d.seq)] == probs.argmax(-1).tolist()
+
+
+def test_frames_not_of_the_shape_a_plan_serves_are_counted_and_leave_the_rest_alone(encoder):
+    """After a reload that changes a task's windows, frames queued in the old shape are shed as `shape`."""
+    plan = TaskPlan("modulation", MOD, {2: head(MOD, 16)}, windows=2, frame_shape=(1, 1024))
+    stale, fresh = captures("modulation", 3, 17, (1, 1024)), captures("modulation", 2, 18, (1, 2048))
+    metrics = Metrics()
+    report, released = collect(EarlyExitEngine(encoder, metrics), [stale[0], fresh[0], *stale[1:], fresh[1]],
+                               {"modulation": plan})
+    assert report.rows == 2 and report.skipped == 3
+    assert sorted(d.seq for group in released for d in group) == [0, 1]
+    assert metrics.registry.get_sample_value("xapp_frames_shed_total", {"task": "modulation", "reason": "shape"}) == 3
+    with pytest.raises(PlanError, match="windows must be at least 1"):
+        TaskPlan("modulation", MOD, {2: head(MOD, 16)}, windows=0)

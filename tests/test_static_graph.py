@@ -133,6 +133,14 @@ def test_dynamic_policies_are_refused(encoder, table):
         serve(StaticGraphEngine(encoder, Metrics()), [frames(4, seed=4)], dynamic)
 
 
+def test_plans_read_in_windows_are_refused(encoder, table):
+    windowed = dict(table)
+    plan = table["modulation"]
+    windowed["modulation"] = TaskPlan("modulation", plan.classes, plan.heads, windows=2, frame_shape=(1, 1024))
+    with pytest.raises(StaticGraphError, match="static graphs serve one window per frame"):
+        StaticGraphEngine(encoder, Metrics()).use(windowed)
+
+
 def test_capture_needs_cuda(encoder):
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")

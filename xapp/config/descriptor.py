@@ -230,6 +230,7 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: Des
                 exits=tuple(ExitHead(e["exit"], *located(name, e)) for e in p.get("exits", ())),
             ),
             control=ControlSpec(**{**t["control"], "min_confidence": float(t["control"]["min_confidence"])}),
+            windows=t["windows"],
         )
     return Descriptor(
         path=path,

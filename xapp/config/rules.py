@@ -215,6 +215,11 @@ class DescriptorRules:
                     self._add((*where, "control", key), f"only the {owner} task can send this control")
             if dig(task, "control", "min_confidence") and not any(dig(task, "control", key) for key in CONTROL_KINDS):
                 self._add((*where, "control", "min_confidence"), "no control of this task is enabled, so nothing uses it")
+            windows, limit = task.get("windows", 1), dig(self.doc, "e2", "max_frame_bytes")
+            antennas, samples = TASKS[name].frame_shape
+            if enabled and is_int(windows) and is_int(limit) and windows * antennas * samples * 8 > limit:
+                self._add((*where, "windows"), f"{windows} windows make frames of {windows * antennas * samples * 8} bytes, "
+                                               f"more than e2.max_frame_bytes ({limit}): every one would be rejected")
             policy = task.get("policy")
             if isinstance(policy, dict):
                 self._policy((*where, "policy"), policy, exit_ if is_int(exit_) else None, enabled)

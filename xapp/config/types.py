@@ -102,6 +102,7 @@ class TaskSettings:
     sha256: str | None
     policy: PolicySpec
     control: ControlSpec
+    windows: int = 1  # each frame is this many of the heads' frames in a row, decided once over all of them
 
 
 @dataclass(frozen=True, slots=True)

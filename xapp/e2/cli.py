@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--snr-max", type=float, help="highest SNR in dB")
     p.add_argument("--seed", type=int, default=0, help="frame generator seed (default: %(default)s)")
     p.add_argument("--pool", type=int, default=64, help="frames pre-generated per task (default: %(default)s)")
+    p.add_argument("--samples", default="", metavar="TASK=N[,TASK=N]",
+                   help="samples per frame of these tasks, for an xApp that reads them in windows (descriptor "
+                        "`windows`: modulation=4096 for 4); default: each task's own length")
     p.add_argument("--duration", type=float, default=0.0, help="seconds to serve; 0 = until Ctrl-C")
     p.add_argument("--tls-cert", help="serve gRPC over TLS with this PEM certificate chain (with --tls-key); "
                    "default: plaintext, for the demo only")
@@ -57,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_e2sim(args: argparse.Namespace) -> int:
     from xapp.cli_error import CliError
-    from xapp.data import PRETRAIN_TASKS, TASKS
+    from xapp.data import PRETRAIN_TASKS, TASKS, DataError
     from xapp.e2.sim import SimulatedNodes
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks is not None else list(PRETRAIN_TASKS)
@@ -74,10 +77,26 @@ def run_e2sim(args: argparse.Namespace) -> int:
     snr = None if args.snr_min is None else (args.snr_min, args.snr_max)
     if snr is not None and snr[0] > snr[1]:
         raise CliError(f"--snr-min {snr[0]} is above --snr-max {snr[1]}")
+    samples = _samples(args.samples, tasks)
     nodes = SimulatedNodes(args.nodes, tasks=tasks, base_port=args.base_port, host=args.host, rate_hz=args.rate,
                            snr_db=snr, seed=args.seed, pool_size=args.pool, tls=_server_tls(args),
-                           frames_per_indication=args.frames_per_indication)
-    return asyncio.run(_serve(nodes, args.duration))
+                           frames_per_indication=args.frames_per_indication, samples=samples)
+    try:
+        return asyncio.run(_serve(nodes, args.duration))
+    except DataError as exc:  # a --samples length the task's generator cannot make
+        raise CliError(f"--samples: {exc}") from None
+
+
+def _samples(spec: str, tasks: list[str]) -> dict[str, int]:
+    from xapp.cli_error import CliError
+
+    samples = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        task, _, count = item.partition("=")
+        if task not in tasks or not count.isdigit():
+            raise CliError(f"--samples: expected TASK=N with TASK among --tasks ({', '.join(tasks)}), got {item!r}")
+        samples[task] = int(count)
+    return samples
 
 
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:

@@ -235,14 +235,16 @@ class E2Subscriber:
     @property
     def limits(self) -> FrameLimits:
         """What frames must look like. Assigning new limits (hot reload) applies from the next frame
-        on; a changed task set or reporting period renews the subscription at once (not counted as a
-        reconnect), so that the node sends what is now asked for."""
+        on; a changed task set, frame shape or reporting period renews the subscription at once (not
+        counted as a reconnect), so that the node sends what is now asked for."""
         return self._limits
 
     @limits.setter
     def limits(self, limits: FrameLimits) -> None:
-        renew = (set(limits.tasks), limits.reporting_period_ms) != (
-            set(self._limits.tasks), self._limits.reporting_period_ms)
+        def asked(limits: FrameLimits) -> tuple:
+            return {task: tuple(shape) for task, shape in limits.tasks.items()}, limits.reporting_period_ms
+
+        renew = asked(limits) != asked(self._limits)
         self._limits = limits
         if renew and self._call is not None and self._state in _ACTIVE:
             self._enter(LinkState.RENEWING)

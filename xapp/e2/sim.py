@@ -51,10 +51,14 @@ class FramePool:
     snr_db: tuple[float, ...] = ()
 
     @classmethod
-    def generate(cls, task: str, n: int, seed: int, snr_db: tuple[float, float] | None = None) -> FramePool:
+    def generate(cls, task: str, n: int, seed: int, snr_db: tuple[float, float] | None = None,
+                 samples: int | None = None) -> FramePool:
+        """`n` frames of `task` from xapp.data, of its own length unless `samples` is given."""
         from xapp.data import generate
 
         options = {} if snr_db is None else {"snr_db": snr_db}
+        if samples is not None:
+            options["samples"] = samples
         data = generate(task, n, seed, **options)
         return cls.from_arrays(task, data.x, tuple(data.classes[int(y)] for y in data.y), data.snr_db)
 
@@ -84,9 +88,12 @@ class FramePool:
 
 
 def build_pools(
-    tasks: Sequence[str], n: int, seed: int, snr_db: tuple[float, float] | None = None
+    tasks: Sequence[str], n: int, seed: int, snr_db: tuple[float, float] | None = None,
+    samples: Mapping[str, int] | None = None,
 ) -> dict[str, FramePool]:
-    return {task: FramePool.generate(task, n, seed + 7919 * i, snr_db) for i, task in enumerate(tasks)}
+    """Frames of each task, `samples[task]` long where given (captures for a task read in windows)."""
+    samples = samples or {}
+    return {task: FramePool.generate(task, n, seed + 7919 * i, snr_db, samples.get(task)) for i, task in enumerate(tasks)}
 
 
 @dataclass(frozen=True)
@@ -402,6 +409,7 @@ class SimulatedNodes:
         id_prefix: str = "e2node-",
         tls: ServerTls | None = None,
         frames_per_indication: int = 1,
+        samples: Mapping[str, int] | None = None,  # frame length per task where not its own
     ) -> None:
         if count < 1:
             raise SimError(f"need at least one node, got {count}")
@@ -420,11 +428,12 @@ class SimulatedNodes:
         self.id_prefix = id_prefix
         self.tls = tls
         self.frames_per_indication = frames_per_indication
+        self.samples = dict(samples or {})
         self.nodes: list[SimulatedNode] = []
 
     async def start(self) -> None:
         if not self.nodes:
-            pools = await asyncio.to_thread(build_pools, self.tasks, self.pool_size, self.seed, self.snr_db)
+            pools = await asyncio.to_thread(build_pools, self.tasks, self.pool_size, self.seed, self.snr_db, self.samples)
             self.nodes = [
                 SimulatedNode(
                     f"{self.id_prefix}{i}", pools, host=self.host, port=self.base_port + i if self.base_port else 0,

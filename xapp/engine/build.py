@@ -37,8 +37,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def frame_shapes(tasks: Mapping[str, TaskSettings]) -> dict[str, tuple[int, int]]:
-    """(antennas, samples) of each task's frames."""
-    return {name: tuple(TASKS[name].frame_shape) for name in tasks}
+    """(antennas, samples) of each task's frames as the E2 nodes are asked for them: `windows` of the
+    heads' frames in a row along time."""
+    return {name: (TASKS[name].frame_shape[0], TASKS[name].frame_shape[1] * spec.windows) for name, spec in tasks.items()}
 
 
 def build_table(descriptor: Descriptor, encoder: Encoder) -> dict[str, TaskPlan]:
@@ -49,7 +50,8 @@ def build_table(descriptor: Descriptor, encoder: Encoder) -> dict[str, TaskPlan]
         heads = [(e.exit, e.head, e.sha256) for e in p.exits] if p.kind != "fixed" else []
         heads.append((spec.exit, spec.head, spec.sha256))
         policy = Policy(p.kind, p.threshold or 0.0, p.patience or 2)
-        table[name] = load_plan(name, heads, policy, encoder, TASKS[name].classes)
+        table[name] = load_plan(name, heads, policy, encoder, TASKS[name].classes, spec.windows,
+                                tuple(TASKS[name].frame_shape))
     return table
 
 

@@ -39,10 +39,16 @@ class TaskPlan:
     classes: tuple[str, ...]
     heads: Mapping[int, Head]
     policy: Policy = field(default_factory=Policy)
+    # A frame is `windows` of the heads' frames in a row along time (a longer capture), decided once from
+    # the mean of the heads' log-probabilities over them; `frame_shape` is the heads' frame, when known.
+    windows: int = 1
+    frame_shape: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.heads:
             raise PlanError(f"task {self.task}: no head")
+        if self.windows < 1:
+            raise PlanError(f"task {self.task}: windows must be at least 1, got {self.windows}")
         if not self.policy.dynamic and len(self.heads) != 1:
             raise PlanError(f"task {self.task}: a fixed policy reads exactly one exit, got {sorted(self.heads)}")
         for k, head in self.heads.items():
@@ -52,6 +58,11 @@ class TaskPlan:
     @property
     def exit(self) -> int:
         return max(self.heads)
+
+    @property
+    def capture_shape(self) -> tuple[int, int] | None:
+        """(antennas, samples) of the frames this task is served: `windows` of the heads' frames."""
+        return None if self.frame_shape is None else (self.frame_shape[0], self.frame_shape[1] * self.windows)
 
     @cached_property
     def sides(self) -> dict[str, Head]:
@@ -77,6 +88,8 @@ def load_plan(
     policy: Policy,
     encoder: Encoder,
     classes: Sequence[str] | None = None,
+    windows: int = 1,
+    frame_shape: tuple[int, int] | None = None,
 ) -> TaskPlan:
     """Load a task's heads [(exit, path, sha256)] and check each fits the task and the encoder."""
     loaded: dict[int, Head] = {}
@@ -90,7 +103,7 @@ def load_plan(
             raise PlanError(f"task {task}: {exc}") from exc
         names = names or head_classes
         loaded[k] = head.to(next(encoder.parameters()).device)
-    return TaskPlan(task, names or (), dict(sorted(loaded.items())), policy)
+    return TaskPlan(task, names or (), dict(sorted(loaded.items())), policy, windows, frame_shape)
 
 
 def stacked(frames: Sequence[np.ndarray], shape: tuple[int, ...], out: np.ndarray | None = None) -> np.ndarray:
@@ -132,16 +145,13 @@ class EarlyExitEngine:
 
     def run(self, batch: Sequence[Request], table: TaskTable, release: Callable[[DecisionBatch], None]) -> BatchReport:
         start = time.perf_counter()
-        by_shape: dict[tuple[int, ...], list[Request]] = defaultdict(list)
-        unserved: list[Request] = []
-        for r in batch:
-            (by_shape[r.frame.shape] if r.task in table else unserved).append(r)
-        for r in unserved:
-            self._metrics.child(self._metrics.frames_shed, r.task, "no_task").inc()
-        # Frames batch together when they have the same token count (64 patches for all default shapes).
-        groups: dict[int, dict[tuple[int, ...], list[Request]]] = defaultdict(dict)
-        for shape, rows in by_shape.items():
-            groups[self.encoder.cfg.tokens(*shape)][shape] = rows
+        by_layout, unserved = by_frame_layout(batch, table)
+        for r, reason in unserved:
+            self._metrics.child(self._metrics.frames_shed, r.task, reason).inc()
+        # Frames batch together when their windows have the same token count (64 patches for all default shapes).
+        groups: dict[int, dict[Layout, list[Request]]] = defaultdict(dict)
+        for (shape, windows), rows in by_layout.items():
+            groups[self.encoder.cfg.tokens(shape[0], shape[1] // windows)][shape, windows] = rows
         deepest = 0
         with torch.inference_mode(), serving_autocast(self.device, self.precision):
             for tokens, shapes in groups.items():
@@ -153,37 +163,46 @@ class EarlyExitEngine:
             self._metrics.child(self._metrics.stage_latency, "compute").observe(seconds)
         return BatchReport(served, deepest, seconds, len(unserved))
 
-    def embed(self, by_shape: Mapping[tuple[int, ...], list[Request]]
+    def embed(self, by_layout: Mapping[Layout, list[Request]]
               ) -> tuple[list[Request], torch.Tensor, list[torch.Tensor]]:
-        """Input tokens of rows grouped by frame shape (`by_frame_shape`), stacked per shape; returns the
-        rows in the tokens' order and the stacked frames of each shape (on the device), in that order."""
+        """Input tokens of rows grouped by frame shape and windows (`by_frame_layout`), stacked per group,
+        each frame's windows in a row; returns the rows in the tokens' order and the stacked windows of
+        each group (on the device), in that order."""
         ordered, parts, frames = [], [], []
-        for shape, same in by_shape.items():
+        for (shape, windows), same in by_layout.items():
             x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
+            if windows > 1:
+                n, antennas, length = x.shape
+                x = x.reshape(n, antennas, windows, length // windows).transpose(1, 2).reshape(
+                    n * windows, antennas, length // windows)
             frames.append(x)
             parts.append(self.encoder.tokens(x))
             ordered.extend(same)
         return ordered, torch.cat(parts) if len(parts) > 1 else parts[0], frames
 
-    def run_group(self, shapes: Mapping[tuple[int, ...], list[Request]], tokens: int, table: TaskTable, release) -> int:
-        """Serve rows of `tokens` tokens each, grouped by frame shape; returns the deepest block run.
-        Subclasses replace how."""
+    def run_group(self, shapes: Mapping[Layout, list[Request]], tokens: int, table: TaskTable, release) -> int:
+        """Serve rows whose windows have `tokens` tokens each, grouped by frame layout; returns the deepest
+        block run. Subclasses replace how."""
         rows, h, frames = self.embed(shapes)
         tasks = list(table)
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
-        side = self.side_inputs(frames, plans, task_of)
+        width = np.array([p.windows for p in plans])[task_of]  # rows of h per frame: its windows
+        windowed = len(h) > len(rows)
+        side = self.side_inputs(frames, plans, np.repeat(task_of, width) if windowed else task_of)
         side_cost = np.array([p.side_flops / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
         # Head GFLOPs spent per row so far (dynamic rows read several): side features once, computed above.
-        head_cost = side_cost[task_of]
+        head_cost = side_cost[task_of] * width
         streak = last = None  # per-row patience state, only when a patience policy is served
         if any(p.policy.kind == "patience" for p in plans):
             streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
             last = torch.full((len(rows),), -1, dtype=torch.long, device=self.device)
-        alive = np.arange(len(rows))  # original row index of each row of h
+        alive = np.arange(len(rows))  # original row index of each row still served
+        first = np.cumsum(width) - width  # with windows: each alive row's first row of h, and in the first h
+        first_h = first
         offset_ns = time.time_ns() - time.monotonic_ns()
         for k, block in zip(range(1, deepest + 1), self.encoder.blocks):
             h = block(h)
@@ -193,10 +212,12 @@ class EarlyExitEngine:
                     continue
                 positions = np.flatnonzero(task_of[alive] == t)
                 if len(positions):
-                    rows_h = h if len(positions) == len(alive) else h.index_select(0, torch.from_numpy(positions).to(self.device))
+                    at = spans(first[positions], plan.windows) if windowed else positions
+                    rows_h = h if len(at) == len(h) else h.index_select(0, torch.from_numpy(at).to(self.device))
                     kind = plan.heads[k].side
+                    at_first = spans(first_h[alive[positions]], plan.windows) if windowed else alive[positions]
                     rows_side = None if kind is None else side[t, kind].index_select(
-                        0, torch.from_numpy(alive[positions]).to(self.device))
+                        0, torch.from_numpy(at_first).to(self.device))
                     label_conf, stop = self._read_head(plan, k, rows_h, rows_side, alive[positions], streak, last)
                     parts.append(label_conf)
                     stops.append(stop)
@@ -213,19 +234,25 @@ class EarlyExitEngine:
             values = out.cpu().numpy()
             label, confidence = values[0], values[1]
             for plan, p in read:
-                head_cost[alive[p]] += (plan.heads[k].flops(tokens) - plan.heads[k].side_flops) / 1e9
+                head_cost[alive[p]] += plan.windows * (plan.heads[k].flops(tokens) - plan.heads[k].side_flops) / 1e9
             positions = read[0][1] if len(read) == 1 else np.concatenate([p for _, p in read])
             leaves = values[2].astype(bool) if len(values) > 2 else slice(None)
             leaving = positions[leaves]
             if len(leaving):
                 release(self.build_decisions(rows, alive[leaving], plans, task_of, label[leaves].astype(np.int64),
-                                             confidence[leaves], k, gflops[k - 1] + head_cost, offset_ns))
+                                             confidence[leaves], k, gflops[k - 1] * width + head_cost, offset_ns))
                 if len(leaving) == len(alive):
                     return k
                 staying = np.ones(len(alive), dtype=bool)
                 staying[leaving] = False
                 keep = np.flatnonzero(staying)
-                h = h.index_select(0, torch.from_numpy(keep).to(self.device))  # a quicker gather than h[keep] on CPU
+                if windowed:
+                    kept_width = width[alive[keep]]
+                    keep_h = spans_of(first[keep], kept_width)
+                    first = np.cumsum(kept_width) - kept_width
+                else:
+                    keep_h = keep
+                h = h.index_select(0, torch.from_numpy(keep_h).to(self.device))  # a quicker gather than h[keep] on CPU
                 alive = alive[keep]
         return deepest
 
@@ -249,7 +276,10 @@ class EarlyExitEngine:
                    streak: torch.Tensor | None, last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[2, rows]: label and confidence, still on the device; and whether each row leaves at exit
         k, or None when all do (k is the task's exit)."""
-        probs = plan.heads[k](rows_h, rows_side).float().softmax(dim=-1)
+        logits = plan.heads[k](rows_h, rows_side).float()
+        if plan.windows > 1:  # a frame's windows are consecutive rows: one decision from their mean log-probability
+            logits = logits.log_softmax(dim=-1).reshape(-1, plan.windows, logits.shape[-1]).mean(dim=1)
+        probs = logits.softmax(dim=-1)
         conf, labels = probs.max(dim=-1)
         if k == plan.exit:
             stop = None
@@ -293,6 +323,17 @@ class EarlyExitEngine:
 
 
 _TASK = attrgetter("task")
+Layout = tuple[tuple[int, ...], int]  # a frame shape and the windows each frame of it holds
+
+
+def spans(first: np.ndarray, width: int) -> np.ndarray:
+    """Rows first[i], first[i] + 1, ..., first[i] + width - 1 of each i, in order."""
+    return first if width == 1 else (first[:, None] + np.arange(width)).ravel()
+
+
+def spans_of(first: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Rows first[i] .. first[i] + width[i] - 1 of each i, in order (widths may differ)."""
+    return np.repeat(first - (np.cumsum(width) - width), width) + np.arange(int(width.sum()))
 _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
 
 
@@ -309,9 +350,22 @@ def side_features_by_task(frames: torch.Tensor, of_task: np.ndarray, sides: Mapp
                 yield t, kind, picked, head.side_inputs(chosen)
 
 
-def by_frame_shape(rows: Iterable[Request]) -> dict[tuple[int, ...], list[Request]]:
-    """Rows grouped by their frame's shape, in order of first appearance."""
-    groups: dict[tuple[int, ...], list[Request]] = defaultdict(list)
+def by_frame_layout(rows: Iterable[Request], table: TaskTable | None = None
+                    ) -> tuple[dict[Layout, list[Request]], list[tuple[Request, str]]]:
+    """Rows grouped by their frame's shape and the windows their task's plan reads in it, in order of
+    first appearance (without a table: one window each); and the rows not served, with why: no plan for
+    their task, or a frame not of the shape the plan serves (queued before a reload changed its windows)."""
+    groups: dict[Layout, list[Request]] = defaultdict(list)
+    unserved: list[tuple[Request, str]] = []
     for r in rows:
-        groups[r.frame.shape].append(r)
-    return groups
+        plan = table.get(r.task) if table is not None else None
+        if plan is None:
+            if table is None:
+                groups[r.frame.shape, 1].append(r)
+            else:
+                unserved.append((r, "no_task"))
+        elif plan.capture_shape is None or r.frame.shape == plan.capture_shape:
+            groups[r.frame.shape, plan.windows].append(r)
+        else:
+            unserved.append((r, "shape"))
+    return groups, unserved

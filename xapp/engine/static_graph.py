@@ -107,6 +107,9 @@ class StaticGraphEngine(EarlyExitEngine):
         dynamic = [t for t, p in table.items() if p.policy.dynamic]
         if dynamic:
             raise StaticGraphError(f"tasks {dynamic}: static graphs serve fixed exits only")
+        windowed = [t for t, p in table.items() if p.windows > 1]
+        if windowed:
+            raise StaticGraphError(f"tasks {windowed}: static graphs serve one window per frame")
         self._table, self._segments, self._runners = table, segments(list(table.values())), {}
         self._side_heads = {t: plan.sides for t, plan in enumerate(table.values()) if plan.sides}
         self._side = {t: torch.zeros(self.buckets[-1], plan.heads[plan.exit].side_width, device=self.device)

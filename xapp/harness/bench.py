@@ -351,7 +351,7 @@ def bench(args: argparse.Namespace) -> int:
 
 def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
     """The descriptor's tasks and exits on a trivial trunk: host microseconds per frame by stage."""
-    from xapp.engine.build import frame_shapes
+    from xapp.data import TASKS
     from xapp.harness.hostbench import format_host_table, measure, trivial_encoder, trivial_table
 
     torch.set_num_threads(1)  # host work is timed as this thread's CPU time, so torch must run in it
@@ -359,7 +359,8 @@ def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Na
     small_table = trivial_table(small, {t: p.exit for t, p in table.items()}, {t: p.classes for t, p in table.items()})
     frames = max(1024, args.frames * len(table))
     print(f"host path: {frames} frames, {torch.get_num_threads()} torch threads ...", flush=True)
-    host = measure(small, small_table, frame_shapes(descriptor.enabled_tasks), frames)
+    # Frames of the heads' own shape: the host path per window, whatever `windows` the descriptor sets
+    host = measure(small, small_table, {t: tuple(TASKS[t].frame_shape) for t in descriptor.enabled_tasks}, frames)
     print(format_host_table(host))
     result = {"host_us_per_frame": host, "frames": frames, "exits": {t: p.exit for t, p in table.items()},
               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}

@@ -178,9 +178,12 @@ class Embedded:
     readapt: Callable[[], Path]  # copy the operator's descriptor again into the one the xApp watches
 
 
-def enabled_task_names(descriptor: str | Path) -> list[str]:
+def enabled_task_samples(descriptor: str | Path) -> dict[str, int]:
+    """Samples per frame of each enabled task, as the xApp asks E2 nodes for them."""
+    from xapp.engine.build import frame_shapes
+
     try:
-        return list(load_descriptor(descriptor).enabled_tasks)
+        return {task: shape[1] for task, shape in frame_shapes(load_descriptor(descriptor).enabled_tasks).items()}
     except DescriptorError as exc:
         raise HarnessError(str(exc)) from None
 
@@ -194,7 +197,8 @@ async def embedded(descriptor: str | Path, threads: int | None, stop: asyncio.Ev
 
     zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
     try:
-        with LoadGenerator(NODES, enabled_task_names(descriptor), zmq_endpoint) as load:
+        samples = enabled_task_samples(descriptor)
+        with LoadGenerator(NODES, list(samples), zmq_endpoint, samples=samples) as load:
             async with embedded_app(descriptor, load.endpoints, zmq_endpoint, threads, stop) as env:
                 yield env, load
     except LoadGenError as exc:
@@ -262,7 +266,9 @@ async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
         seconds = time.monotonic() - t0
         await asyncio.to_thread(load.set_rate, 0.0)
         stats = await redis_stats(env.redis_url, env.tasks)
-        full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9  # the encoder alone; heads are ~1e-5 of it
+        # The encoder alone (heads are ~1e-5 of it), once per window of the frames decided
+        windows = sum(n * env.app.table[t].windows for t, n in tally.count.items() if t in env.app.table)
+        full = exit_flops(env.app.engine.encoder.cfg)[-1] / 1e9 * (windows / sum(tally.count.values()) if windows else 1.0)
     summary = summarize(tally, seconds, env.metrics, full, stats)
     print()
     print(format_summary(summary))

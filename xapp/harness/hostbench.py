@@ -31,7 +31,7 @@ from xapp.e2.frames import decode_indication, encode_indication
 from xapp.e2.gen import e2sm_iq_pb2 as iq_pb2
 from xapp.e2.types import FrameLimits
 from xapp.engine.batcher import Batcher, BatchLimits
-from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable, by_frame_shape
+from xapp.engine.runner import EarlyExitEngine, TaskPlan, TaskTable, by_frame_layout
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.model.policies import Policy
 from xapp.ops.decision_metrics import record_decisions
@@ -175,7 +175,7 @@ def _trunk_only(engine: EarlyExitEngine, batch: list[Request], table: TaskTable)
     """Tokens and blocks as the engine runs them: all rows to the shallowest exit, then only those
     that go deeper. Returns the hidden states of each exit's rows (for timing the heads alone)."""
     with torch.inference_mode():
-        rows, h, _ = engine.embed(by_frame_shape(batch))
+        rows, h, _ = engine.embed(by_frame_layout(batch)[0])
         exits = np.array([table[r.task].exit for r in rows])
         states, alive = {}, np.arange(len(batch))
         for k, block in enumerate(engine.encoder.blocks[: exits.max()], start=1):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from typing import NamedTuple
 
@@ -36,9 +36,11 @@ class LoadGenerator:
     """`count` simulated nodes serving `tasks` (paused until `set_rate`) and a listener on the
     xApp's ZMQ endpoint, in a spawned child process. Use as a context manager."""
 
-    def __init__(self, count: int, tasks: Sequence[str], zmq_endpoint: str, timeout_s: float = 60.0) -> None:
+    def __init__(self, count: int, tasks: Sequence[str], zmq_endpoint: str, timeout_s: float = 60.0,
+                 samples: Mapping[str, int] | None = None) -> None:
         self._count = count
         self._tasks = list(tasks)
+        self._samples = dict(samples or {})  # frame length per task where not its own (captures read in windows)
         self._zmq_endpoint = zmq_endpoint
         self._timeout_s = timeout_s
         self._conn: Connection | None = None
@@ -49,7 +51,7 @@ class LoadGenerator:
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
         self._conn, child = context.Pipe()
         self._process = context.Process(
-            target=_child_main, args=(child, self._count, self._tasks, self._zmq_endpoint), daemon=True,
+            target=_child_main, args=(child, self._count, self._tasks, self._zmq_endpoint, self._samples), daemon=True,
             name="xapp-loadgen",
         )
         self._process.start()
@@ -115,15 +117,15 @@ class LoadGenerator:
         return value
 
 
-def _child_main(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str) -> None:
+def _child_main(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str, samples: dict[str, int]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it stops us over the pipe
     try:
-        asyncio.run(_serve(conn, count, tasks, zmq_endpoint))
+        asyncio.run(_serve(conn, count, tasks, zmq_endpoint, samples))
     except Exception as exc:  # report any failure to the parent instead of a silent exit
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
 
-async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str) -> None:
+async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: str, samples: dict[str, int]) -> None:
     from xapp.e2.sim import SimulatedNodes
     from xapp.publish.listen import DecisionListener
 
@@ -133,7 +135,7 @@ async def _serve(conn: Connection, count: int, tasks: list[str], zmq_endpoint: s
     rate, frames = 0.0, 1  # frames per second per node, frames per Indication
     sent_before = 0  # frames the nodes had sent when recording started
 
-    async with SimulatedNodes(count, tasks=tasks, rate_hz=0.0) as nodes:
+    async with SimulatedNodes(count, tasks=tasks, rate_hz=0.0, samples=samples) as nodes:
         listener = DecisionListener(zmq_endpoint)
 
         async def listen() -> None:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from xapp.engine.precision import cpu_has_bf16
-from xapp.engine.runner import EarlyExitEngine, TaskTable, by_frame_shape
+from xapp.engine.runner import EarlyExitEngine, TaskTable, by_frame_layout
 from xapp.model import Encoder
 from xapp.model.heads import read_head
 from xapp.ops.metrics import Metrics
@@ -74,7 +74,7 @@ class OrtTrunk:
     def __call__(self, batch: list[Request]) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
         with torch.inference_mode():
-            rows, tokens, _ = self.engine.embed(by_frame_shape(batch))
+            rows, tokens, _ = self.engine.embed(by_frame_layout(batch)[0])
             h = tokens.numpy()
             exits = np.array([self.table[r.task].exit for r in rows])
             alive = np.arange(len(rows))
