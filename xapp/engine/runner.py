@@ -188,8 +188,8 @@ class EarlyExitEngine:
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
-        width = np.array([p.windows for p in plans])[task_of]  # rows of h per frame: its windows
-        windowed = len(h) > len(rows)
+        windowed = len(h) > len(rows)  # some frames are read in several windows, each a row of h
+        width = np.array([p.windows for p in plans])[task_of] if windowed else 1  # rows of h per frame
         side = self.side_inputs(frames, plans, np.repeat(task_of, width) if windowed else task_of)
         side_cost = np.array([p.side_flops / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
@@ -201,8 +201,8 @@ class EarlyExitEngine:
             streak = torch.zeros(len(rows), dtype=torch.long, device=self.device)
             last = torch.full((len(rows),), -1, dtype=torch.long, device=self.device)
         alive = np.arange(len(rows))  # original row index of each row still served
-        first = np.cumsum(width) - width  # with windows: each alive row's first row of h, and in the first h
-        first_h = first
+        # With windows: each alive row's first row of h, and of the first h (where side features are)
+        first = first_h = np.cumsum(width) - width if windowed else None
         offset_ns = time.time_ns() - time.monotonic_ns()
         for k, block in zip(range(1, deepest + 1), self.encoder.blocks):
             h = block(h)
@@ -357,15 +357,25 @@ def by_frame_layout(rows: Iterable[Request], table: TaskTable | None = None
     their task, or a frame not of the shape the plan serves (queued before a reload changed its windows)."""
     groups: dict[Layout, list[Request]] = defaultdict(list)
     unserved: list[tuple[Request, str]] = []
+    if table is None:
+        for r in rows:
+            groups[r.frame.shape, 1].append(r)
+        return groups, unserved
+    served = {task: (plan.capture_shape, plan.windows) for task, plan in table.items()}
+    same: dict[str, tuple[tuple[int, int], list[Request]]] = {}  # task -> the shape it is served, its group
     for r in rows:
-        plan = table.get(r.task) if table is not None else None
-        if plan is None:
-            if table is None:
-                groups[r.frame.shape, 1].append(r)
-            else:
-                unserved.append((r, "no_task"))
-        elif plan.capture_shape is None or r.frame.shape == plan.capture_shape:
-            groups[r.frame.shape, plan.windows].append(r)
+        fast = same.get(r.task)
+        if fast is not None and r.frame.shape == fast[0]:
+            fast[1].append(r)
+            continue
+        want = served.get(r.task)
+        if want is None:
+            unserved.append((r, "no_task"))
+        elif want[0] is None or r.frame.shape == want[0]:
+            group = groups[r.frame.shape, want[1]]
+            group.append(r)
+            if want[0] is not None:
+                same[r.task] = want[0], group
         else:
             unserved.append((r, "shape"))
     return groups, unserved
