@@ -281,6 +281,52 @@ def test_fitted_temperature_recovers_how_overconfident_logits_are():
     assert logits_error(logits / 2.0, y) < 0.02 < 0.1 < logits_error(logits, y)
 
 
+def test_window_fusion_runs_from_the_mean_to_the_sum_of_log_probabilities():
+    torch.manual_seed(2)
+    logits = torch.randn(6 * 3, 5)
+    log_p = logits.log_softmax(-1).reshape(6, 3, 5)
+    for exponent, want in ((1.0, log_p.mean(1)), (0.0, log_p.sum(1)), (0.5, log_p.sum(1) / 3 ** 0.5)):
+        torch.testing.assert_close(Head(16, 5, window_exponent=exponent).fuse_windows(logits, 3), want)
+    with pytest.raises(ValueError, match="window_exponent must lie in"):
+        Head(16, 5, window_exponent=1.5)
+
+
+def test_fitted_window_exponent_recovers_how_independent_the_windows_are():
+    """Windows whose log-probabilities each carry a share of the evidence: their sum is calibrated, and
+    the fit finds an exponent near 0; windows that repeat one look: near 1 (their mean)."""
+    from xapp.train.calibration import calibrate_windows
+
+    gen = torch.Generator().manual_seed(0)
+    n, classes = 4000, 6
+    truth = 2 * torch.randn(n, classes, generator=gen)
+    y = torch.multinomial(truth.softmax(-1), 1, generator=gen)[:, 0].numpy()
+    share = (truth / 2).repeat_interleave(2, dim=0)  # two windows, each half the evidence: sum = truth
+    same = truth.repeat_interleave(2, dim=0)  # two windows, each the whole of it: mean = truth
+    for windows_logits, low, high in ((share, 0.0, 0.2), (same, 0.8, 1.0)):
+        head = Head(16, classes)
+        fitted = calibrate_windows(head, {2: (windows_logits, y)})
+        assert low <= head.window_exponent == fitted["window_exponent"] <= high
+        assert fitted["val_window_calibration_error"][2] <= fitted["val_window_calibration_error_mean_rule"][2] + 1e-9
+
+
+def test_calibrate_fits_window_exponents_on_validation_captures(encoder_file, trained, tmp_path, capsys):
+    import shutil
+
+    _, manifest_path = trained
+    target = tmp_path / "heads"
+    shutil.copytree(manifest_path.parent, target)
+    args = ["heads", "calibrate", str(target), "--tasks", "los", "--checkpoint", str(encoder_file)]
+    assert main([*args, "--windows", "2,4"]) == 0
+    for h in task_heads(read_manifest(target / "manifest.yaml"), "los", target / "manifest.yaml"):
+        assert load_head(h["path"], h["sha256"])[0].window_exponent == h["window_exponent"]
+        assert 0 <= h["window_exponent"] <= 1 and h["windows_calibrated_on"] == "validation captures of 2, 4 windows"
+        assert set(h["val_window_calibration_error"]) == set(h["val_window_calibration_error_mean_rule"]) == {2, 4}
+    assert "window exponent" in capsys.readouterr().out
+    assert main([*args, "--windows", "1"]) == 2 and "window counts from 2 to 16" in capsys.readouterr().err
+    assert main([*args, "--windows", "2", "--data", str(tmp_path / "x.npz")]) == 2
+    assert "give it without --data" in capsys.readouterr().err
+
+
 def test_training_calibrates_every_kept_head_and_calibrate_refits_them_alike(encoder_file, trained, tmp_path):
     import shutil
 

@@ -40,7 +40,7 @@ class TaskPlan:
     heads: Mapping[int, Head]
     policy: Policy = field(default_factory=Policy)
     # A frame is `windows` of the heads' frames in a row along time (a longer capture), decided once from
-    # the mean of the heads' log-probabilities over them; `frame_shape` is the heads' frame, when known.
+    # its windows' log-probabilities (Head.fuse_windows); `frame_shape` is the heads' frame, when known.
     windows: int = 1
     frame_shape: tuple[int, int] | None = None
 
@@ -276,9 +276,10 @@ class EarlyExitEngine:
                    streak: torch.Tensor | None, last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """[2, rows]: label and confidence, still on the device; and whether each row leaves at exit
         k, or None when all do (k is the task's exit)."""
-        logits = plan.heads[k](rows_h, rows_side).float()
-        if plan.windows > 1:  # a frame's windows are consecutive rows: one decision from their mean log-probability
-            logits = logits.log_softmax(dim=-1).reshape(-1, plan.windows, logits.shape[-1]).mean(dim=1)
+        head = plan.heads[k]
+        logits = head(rows_h, rows_side).float()
+        if plan.windows > 1:  # a frame's windows are consecutive rows: one decision over them
+            logits = head.fuse_windows(logits, plan.windows)
         probs = logits.softmax(dim=-1)
         conf, labels = probs.max(dim=-1)
         if k == plan.exit:

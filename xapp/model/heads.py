@@ -64,14 +64,18 @@ class Head(nn.Module):
     pooled vector; class-aligned side features are also added to the logits, times a learned gain.
 
     `temperature` divides the logits: fitted after training (`fit_temperature`) so that the top
-    softmax probability, the confidence each decision carries, is as often right as it says."""
+    softmax probability, the confidence each decision carries, is as often right as it says.
+    `window_exponent` sets how a capture read in N windows is decided (`fuse_windows`): the sum of the
+    windows' log-probabilities over N ** window_exponent (1: their mean, 0: their sum), fitted the same way."""
 
     def __init__(self, dim: int, num_classes: int, pooling: str = "mean", hidden: int = 0, queries: int = 1,
                  projections: int = 0, side: str | None = None, frame_shape: Sequence[int] | None = None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, window_exponent: float = 1.0):
         super().__init__()
         if not temperature > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not 0 <= window_exponent <= 1:
+            raise ValueError(f"window_exponent must lie in [0, 1], got {window_exponent}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if queries < 1 or (pooling != "attn" and queries != 1):
@@ -83,6 +87,7 @@ class Head(nn.Module):
         self.dim, self.num_classes, self.pooling, self.hidden = dim, num_classes, pooling, hidden
         self.queries, self.projections = queries, projections
         self.temperature = float(temperature)
+        self.window_exponent = float(window_exponent)
         self.side = side
         self.frame_shape = tuple(int(s) for s in frame_shape) if side is not None else None
         self.side_width = extra = side_width(side, self.frame_shape) if side is not None else 0
@@ -158,7 +163,16 @@ class Head(nn.Module):
             spec["side"], spec["frame_shape"] = self.side, list(self.frame_shape)
         if self.temperature != 1.0:
             spec["temperature"] = self.temperature
+        if self.window_exponent != 1.0:
+            spec["window_exponent"] = self.window_exponent
         return spec
+
+    def fuse_windows(self, logits: torch.Tensor, windows: int) -> torch.Tensor:
+        """Logits [n * windows, C] of n captures' windows (each capture's in a row) -> one set [n, C] per
+        capture: the sum of the windows' log-probabilities over windows ** window_exponent. The mean
+        (exponent 1) treats the windows as one look; the sum (0) as independent evidence."""
+        log_p = logits.float().log_softmax(dim=-1).reshape(-1, windows, logits.shape[-1])
+        return log_p.sum(dim=1) / windows ** self.window_exponent
 
 
 def side_flops_once(heads: Iterable[Head]) -> float:

@@ -9,6 +9,7 @@ labelled recording (`--data`), for a site whose frames differ from ours."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -74,6 +75,30 @@ def calibrate(head: Head, val_logits: torch.Tensor, y_val: np.ndarray) -> dict:
             "val_calibration_error": logits_error(val_logits / head.temperature, y_val)}
 
 
+WINDOW_EXPONENTS = np.linspace(0.0, 1.0, 101)
+
+
+def windows_error(head: Head, captures: Mapping[int, tuple[torch.Tensor, np.ndarray]]) -> dict[int, float]:
+    """calibration_error of the head's decisions on captures {windows: (their windows' logits, labels)}."""
+    return {n: logits_error(head.fuse_windows(logits, n), y) for n, (logits, y) in captures.items()}
+
+
+def calibrate_windows(head: Head, captures: Mapping[int, tuple[torch.Tensor, np.ndarray]]) -> dict:
+    """Set `head.window_exponent` (of WINDOW_EXPONENTS) to the lowest cross-entropy of its decisions on
+    validation captures {windows: (logits of each capture's windows in a row, capture labels)}, over all
+    window counts together; returns what the manifest records: the exponent and the calibration error at
+    each count with it and with the mean (exponent 1)."""
+    targets = {n: torch.from_numpy(np.asarray(y)) for n, (_, y) in captures.items()}
+    log_p = {n: logits.float().log_softmax(-1).reshape(-1, n, logits.shape[-1]).sum(1) for n, (logits, _) in captures.items()}
+    losses = [sum(F.cross_entropy(log_p[n] / n ** a, targets[n]).item() for n in captures) for a in WINDOW_EXPONENTS]
+    head.window_exponent = 1.0
+    before = windows_error(head, captures)
+    head.window_exponent = float(WINDOW_EXPONENTS[int(np.argmin(losses))])
+    return {"window_exponent": head.window_exponent,
+            "val_window_calibration_error": {n: e for n, e in windows_error(head, captures).items()},
+            "val_window_calibration_error_mean_rule": before}
+
+
 @torch.inference_mode()
 def exit_logits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128) -> dict[int, torch.Tensor]:
     """Each head's logits on frames x (complex [N, antennas, samples]), all exits in one encoder pass per chunk."""
@@ -94,12 +119,12 @@ class Predictions(NamedTuple):
 def exit_predictions(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, chunk: int = 128,
                      windows: int = 1) -> dict[int, Predictions]:
     """Each head's decisions on frames x: class and confidence per frame. With `windows` > 1, each run of
-    `windows` consecutive frames is one capture, decided once from the mean of the head's log-probabilities
-    over them (a geometric mean of the windows' posteriors, so a capture is no surer than its windows agree)."""
+    `windows` consecutive frames is one capture, decided once from their log-probabilities as the
+    engine does (`Head.fuse_windows`)."""
     out = {}
     for k, logits in exit_logits(encoder, heads, x, chunk).items():
         if windows > 1:
-            logits = logits.log_softmax(-1).reshape(-1, windows, logits.shape[-1]).mean(1)
+            logits = heads[k].fuse_windows(logits, windows)
         confidence, label = logits.softmax(-1).max(-1)
         out[k] = Predictions(label.numpy(), confidence.numpy())
     return out

@@ -33,7 +33,8 @@ from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, load_head, normalised_mean
 from xapp.model.side import SIDE_KINDS, side_features, side_flops
-from xapp.train.calibration import calibrate, exit_logits
+from xapp.train.calibration import calibrate, calibrate_windows, exit_logits
+from xapp.train.evaluate import capture_windows
 from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
@@ -340,12 +341,14 @@ def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
 
 
 def calibrate_heads(directory: str | Path, encoder: Encoder, tasks: Sequence[str] | None, command: str,
-                    recordings: Mapping[str, tuple[np.ndarray, np.ndarray, str]] | None = None, log=print) -> Path:
+                    recordings: Mapping[str, tuple[np.ndarray, np.ndarray, str]] | None = None, log=print,
+                    windows: Sequence[int] = ()) -> Path:
     """Refit the temperature of every head of `tasks` (default: all) in a heads directory on its task's
     validation split, or on `recordings[task]` = (frames, labels, source) where given (an operator's own
-    labelled frames: a site whose frames differ from ours); rewrite the head files and the manifest (new
-    sha256s, temperatures, calibration errors and what they were fitted on; `command` appended to the
-    commands that regenerate it). Returns the manifest path."""
+    labelled frames: a site whose frames differ from ours); with `windows` (counts of 2 or more), also
+    each head's window exponent on validation captures of those lengths (`calibrate_windows`). Rewrite
+    the head files and the manifest (new sha256s, what was fitted, calibration errors and what they were
+    fitted on; `command` appended to the commands that regenerate it). Returns the manifest path."""
     directory = Path(directory)
     path = directory / MANIFEST
     manifest = read_manifest(path)
@@ -361,15 +364,29 @@ def calibrate_heads(directory: str | Path, encoder: Encoder, tasks: Sequence[str
         loaded = {e["exit"]: load_head(e["path"], e["sha256"]) for e in entries}
         for head, _ in loaded.values():
             head.temperature = 1.0
-        logits = exit_logits(encoder, {k: head for k, (head, _) in loaded.items()}, x)
+        heads = {k: head for k, (head, _) in loaded.items()}
+        logits = exit_logits(encoder, heads, x)
+        fitted = {e["exit"]: calibrate(heads[e["exit"]], logits[e["exit"]], y) for e in entries}
+        captures = {}  # windows -> (each head's logits on the captures' windows, capture labels)
+        for n in windows:
+            split = manifest["tasks"][task]["splits"]["val"]
+            data = generate(task, split["n"], split["seed"], samples=n * manifest["tasks"][task]["frame_shape"][1])
+            captures[n] = exit_logits(encoder, heads, capture_windows(data.x, n)), data.y
         for entry in entries:
             head, meta = loaded[entry["exit"]]
-            fitted = calibrate(head, logits[entry["exit"]], y)
-            meta = {k: v for k, v in meta.items() if k not in ("format", "spec")}
-            by_file[entry["file"]] |= {"sha256": save_head(entry["path"], head, meta), **fitted, "calibrated_on": source}
-            log(f"{task:<13} exit {entry['exit']:>2}: temperature {fitted['temperature']:.2f}, calibration error on "
-                f"{source} {100 * fitted['val_calibration_error_uncalibrated']:.1f} -> "
-                f"{100 * fitted['val_calibration_error']:.1f} points")
+            k = entry["exit"]
+            line = (f"{task:<13} exit {k:>2}: temperature {fitted[k]['temperature']:.2f}, calibration error on "
+                    f"{source} {100 * fitted[k]['val_calibration_error_uncalibrated']:.1f} -> "
+                    f"{100 * fitted[k]['val_calibration_error']:.1f} points")
+            if captures:
+                fitted[k] |= calibrate_windows(head, {n: (by_exit[k], y_n) for n, (by_exit, y_n) in captures.items()})
+                fitted[k]["windows_calibrated_on"] = f"validation captures of {', '.join(map(str, windows))} windows"
+                line += f"; window exponent {head.window_exponent:.2f}, over " + ", ".join(
+                    f"{n} windows {100 * fitted[k]['val_window_calibration_error_mean_rule'][n]:.1f} -> "
+                    f"{100 * fitted[k]['val_window_calibration_error'][n]:.1f}" for n in windows)
+            meta = {key: v for key, v in meta.items() if key not in ("format", "spec")}
+            by_file[entry["file"]] |= {"sha256": save_head(entry["path"], head, meta), **fitted[k], "calibrated_on": source}
+            log(line)
     manifest["command"] = [*([manifest["command"]] if isinstance(manifest["command"], str) else manifest["command"]),
                            command]
     return write_manifest(path, manifest)

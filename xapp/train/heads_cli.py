@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tasks", help="comma-separated (default: every task in its manifest)")
     p.add_argument("--data", help="fit on this labelled recording (.npz or .sigmf-meta, as `xapp eval` reads) "
                                   "instead of the validation split: one task's frames from your own site")
+    p.add_argument("--windows", default="", metavar="N[,N...]",
+                   help="also fit how each head decides a capture read in windows (descriptor `windows`), on "
+                        "validation captures of these window counts, e.g. 2,4")
     p.add_argument("--checkpoint", help="the encoder the heads were trained on (default: the packaged one)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.set_defaults(handler=calibrate_command)
@@ -139,21 +142,24 @@ def calibrate_command(args: argparse.Namespace) -> int:
     try:
         manifest = read_manifest(directory / MANIFEST)
         tasks = _tasks(args.tasks, manifest["tasks"]) if args.tasks is not None else None
+        windows = _window_counts(args.windows)
+        if windows and args.data:
+            raise CliError("--windows fits on validation captures that it generates; give it without --data")
         recordings = None
         if args.data:
             if tasks is None or len(tasks) != 1:
                 raise CliError("--data: name the one task its frames are of with --tasks")
-            x, y, source, windows = _labelled_frames(manifest, tasks[0], args.data)
-            if windows > 1:
+            x, y, source, captured = _labelled_frames(manifest, tasks[0], args.data)
+            if captured > 1:
                 raise EvalError(f"{source}: --data needs frames of the heads' own shape "
                                 f"{manifest['tasks'][tasks[0]]['frame_shape']}, whose labels are each window's; "
-                                f"these are captures {windows} times as long (`xapp eval` reads those)")
+                                f"these are captures {captured} times as long (`xapp eval` reads those)")
             recordings = {tasks[0]: (x, y, source)}
         encoder = _encoder_for(manifest, args.checkpoint)
         command = (f"xapp heads calibrate {args.directory or 'heads'}" + (f" --tasks {args.tasks}" if args.tasks else "")
-                   + (f" --data {args.data}" if args.data else "")
+                   + (f" --data {args.data}" if args.data else "") + (f" --windows {args.windows}" if windows else "")
                    + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
-        path = calibrate_heads(directory, encoder, tasks, command, recordings)
+        path = calibrate_heads(directory, encoder, tasks, command, recordings, windows=windows)
     except (ManifestError, WeightsFileError, EvalError, OSError) as exc:
         raise CliError(str(exc)) from exc
     print(f"wrote {path}")
@@ -306,6 +312,15 @@ def _labelled_frames(manifest: dict, task: str, source: str):
     windows = check_frames(data, info["frame_shape"], task, source)
     y = labels_for(data, task, info["classes"], source)
     return data.x[y >= 0], y[y >= 0], str(source), windows
+
+
+def _window_counts(spec: str) -> list[int]:
+    from xapp.cli_error import CliError
+
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not all(p.isdigit() and 2 <= int(p) <= 16 for p in parts):
+        raise CliError(f"--windows: expected window counts from 2 to 16, comma-separated, got {spec!r}")
+    return sorted({int(p) for p in parts})
 
 
 def _tasks(spec: str, known) -> list[str]:
