@@ -75,7 +75,7 @@ def calibrate(head: Head, val_logits: torch.Tensor, y_val: np.ndarray) -> dict:
             "val_calibration_error": logits_error(val_logits / head.temperature, y_val)}
 
 
-WINDOW_EXPONENTS = np.linspace(0.0, 1.0, 101)
+WINDOW_EXPONENTS = np.round(np.linspace(0.0, 1.0, 101), 2)
 
 
 def windows_error(head: Head, captures: Mapping[int, tuple[torch.Tensor, np.ndarray]]) -> dict[int, float]:
