@@ -6,6 +6,11 @@ the trunk, for their task's rows. After block k every task with a head at k read
 that are done (their task's exit, or a dynamic policy that is sure enough) are released to `release`
 at once and removed from the batch, so later blocks only see the rows that still need them.
 
+A task whose plan reads `windows` > 1 gets captures that many times its heads' frame length: each is
+cut into its windows, which run as consecutive rows of the trunk's states, and its head's
+log-probabilities on them are fused into one decision (`Head.fuse_windows`). Row bookkeeping (`alive`)
+stays one entry per frame; `first` maps each to its first row of the states.
+
 `run` is synchronous and meant for one dedicated worker thread; the task table it is given is an
 immutable snapshot, so a hot reload swaps tables between batches and never inside one.
 """
