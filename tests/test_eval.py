@@ -117,7 +117,7 @@ def test_eval_decides_a_longer_capture_over_its_windows(shipped, tmp_path, capsy
     from xapp.config.manifest import task_heads
     from xapp.model import load_head
     from xapp.train.calibration import exit_logits
-    from xapp.train.evaluate import capture_windows
+    from xapp.model.patch import capture_windows
 
     encoder_path, manifest_path = shipped
     data = generate("modulation", 24, 3, samples=2048)

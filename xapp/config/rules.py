@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from xapp.config.manifest import ManifestError, head_at, read_manifest
 from xapp.config.paths import encoder_checkpoint, file_sha256, resolve_path
+from xapp.e2.frames import IQ_DTYPE
 
 if TYPE_CHECKING:
     from xapp.model.config import EncoderConfig
@@ -217,8 +218,9 @@ class DescriptorRules:
                 self._add((*where, "control", "min_confidence"), "no control of this task is enabled, so nothing uses it")
             windows, limit = task.get("windows", 1), dig(self.doc, "e2", "max_frame_bytes")
             antennas, samples = TASKS[name].frame_shape
-            if enabled and is_int(windows) and is_int(limit) and windows * antennas * samples * 8 > limit:
-                self._add((*where, "windows"), f"{windows} windows make frames of {windows * antennas * samples * 8} bytes, "
+            size = windows * antennas * samples * IQ_DTYPE.itemsize if is_int(windows) else 0
+            if enabled and is_int(limit) and size > limit:
+                self._add((*where, "windows"), f"{windows} windows make frames of {size} bytes, "
                                                f"more than e2.max_frame_bytes ({limit}): every one would be rejected")
             policy = task.get("policy")
             if isinstance(policy, dict):

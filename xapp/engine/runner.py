@@ -32,6 +32,7 @@ from xapp.engine.precision import serving_autocast, serving_trunk
 from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops
 from xapp.model.heads import load_task_head, side_flops_once
+from xapp.model.patch import capture_windows
 from xapp.ops.metrics import Metrics
 from xapp.vocab import DecisionBatch, Request
 
@@ -177,9 +178,7 @@ class EarlyExitEngine:
         for (shape, windows), same in by_layout.items():
             x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
             if windows > 1:
-                n, antennas, length = x.shape
-                x = x.reshape(n, antennas, windows, length // windows).transpose(1, 2).reshape(
-                    n * windows, antennas, length // windows)
+                x = capture_windows(x, windows)
             frames.append(x)
             parts.append(self.encoder.tokens(x))
             ordered.extend(same)
@@ -253,7 +252,7 @@ class EarlyExitEngine:
                 keep = np.flatnonzero(staying)
                 if windowed:
                     kept_width = width[alive[keep]]
-                    keep_h = spans_of(first[keep], kept_width)
+                    keep_h = spans(first[keep], kept_width)
                     first = np.cumsum(kept_width) - kept_width
                 else:
                     keep_h = keep
@@ -332,13 +331,9 @@ _TASK = attrgetter("task")
 Layout = tuple[tuple[int, ...], int]  # a frame shape and the windows each frame of it holds
 
 
-def spans(first: np.ndarray, width: int) -> np.ndarray:
-    """Rows first[i], first[i] + 1, ..., first[i] + width - 1 of each i, in order."""
-    return first if width == 1 else (first[:, None] + np.arange(width)).ravel()
-
-
-def spans_of(first: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """Rows first[i] .. first[i] + width[i] - 1 of each i, in order (widths may differ)."""
+def spans(first: np.ndarray, width: int | np.ndarray) -> np.ndarray:
+    """Rows first[i] .. first[i] + width[i] - 1 of each i, in order (one width for all, or one each)."""
+    width = np.broadcast_to(width, first.shape)
     return np.repeat(first - (np.cumsum(width) - width), width) + np.arange(int(width.sum()))
 _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
 

@@ -41,6 +41,14 @@ def array_tokens(x: torch.Tensor, patch: int) -> torch.Tensor:
     return torch.cat([x.real, x.imag], dim=-1).float()
 
 
+def capture_windows(x, windows: int):
+    """Captures [N, antennas, windows * samples] (numpy or torch) as [N * windows, antennas, samples]:
+    each capture's consecutive windows in time order, one capture after another."""
+    n, antennas, length = x.shape
+    return x.reshape(n, antennas, windows, length // windows).swapaxes(1, 2).reshape(
+        n * windows, antennas, length // windows)
+
+
 def token_grid(layout: str, antennas: int, samples: int, patch: int) -> tuple[int, int]:
     """(rows, time positions) of a frame's tokens: per antenna, or one row when tokens span the array."""
     if layout == "array":

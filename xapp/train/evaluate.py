@@ -10,6 +10,7 @@ import numpy as np
 
 from xapp.data import TaskData
 from xapp.model import Encoder, Head, exit_flops
+from xapp.model.patch import capture_windows
 from xapp.train.calibration import confidence_scores, exit_predictions
 
 
@@ -76,14 +77,6 @@ def check_frames(data: TaskData, frame_shape: Sequence[int], task: str, source: 
                         f"{[antennas, samples]}, or captures a whole number of times as long "
                         f"({[antennas, 2 * samples]}, {[antennas, 3 * samples]}, ...)")
     return x.shape[2] // samples
-
-
-def capture_windows(x: np.ndarray, windows: int) -> np.ndarray:
-    """Captures [N, antennas, windows * samples] as [N * windows, antennas, samples]: each capture's
-    consecutive windows in time order, one capture after another."""
-    n, antennas, length = x.shape
-    samples = length // windows
-    return x.reshape(n, antennas, windows, samples).transpose(0, 2, 1, 3).reshape(n * windows, antennas, samples)
 
 
 def evaluate_exits(encoder: Encoder, heads: dict[int, Head], x: np.ndarray, y: np.ndarray,

@@ -32,9 +32,9 @@ from xapp.config.manifest import ManifestError, read_manifest, task_heads
 from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, load_head, normalised_mean
+from xapp.model.patch import capture_windows
 from xapp.model.side import SIDE_KINDS, side_features, side_flops
 from xapp.train.calibration import calibrate, calibrate_windows, exit_logits
-from xapp.train.evaluate import capture_windows
 from xapp.train.features import exit_states
 
 SPLITS = ("train", "val", "test")
@@ -354,10 +354,10 @@ def calibrate_heads(directory: str | Path, encoder: Encoder, tasks: Sequence[str
     manifest = read_manifest(path)
     by_file = {h["file"]: h for h in manifest["heads"]}
     for task in tasks or list(manifest["tasks"]):
+        split = manifest["tasks"][task]["splits"]["val"]
         if recordings and task in recordings:
             x, y, source = recordings[task]
         else:
-            split = manifest["tasks"][task]["splits"]["val"]
             val = generate(task, split["n"], split["seed"])
             x, y, source = val.x, val.y, VALIDATION
         entries = task_heads(manifest, task, path)
@@ -369,7 +369,6 @@ def calibrate_heads(directory: str | Path, encoder: Encoder, tasks: Sequence[str
         fitted = {e["exit"]: calibrate(heads[e["exit"]], logits[e["exit"]], y) for e in entries}
         captures = {}  # windows -> (each head's logits on the captures' windows, capture labels)
         for n in windows:
-            split = manifest["tasks"][task]["splits"]["val"]
             data = generate(task, split["n"], split["seed"], samples=n * manifest["tasks"][task]["frame_shape"][1])
             captures[n] = exit_logits(encoder, heads, capture_windows(data.x, n)), data.y
         for entry in entries:
