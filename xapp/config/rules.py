@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from xapp.config.manifest import ManifestError, head_at, read_manifest
 from xapp.config.paths import encoder_checkpoint, file_sha256, resolve_path
-from xapp.e2.frames import IQ_DTYPE
 
 if TYPE_CHECKING:
     from xapp.model.config import EncoderConfig
@@ -195,6 +194,7 @@ class DescriptorRules:
 
     def _tasks(self) -> None:
         from xapp.data import TASKS
+        from xapp.e2.frames import IQ_DTYPE
         from xapp.publish.control import CONTROL_KINDS
 
         tasks = dig(self.doc, "tasks")
