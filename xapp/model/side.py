@@ -13,6 +13,12 @@ point more than the lines at six times their CPU time, so the shipped heads read
   float64 numpy reference): cumulants, the lines, envelope and instantaneous-frequency statistics,
   bandwidths and spectral shape, short-time (burst, hop, sweep) statistics ([B, 27]), on the frame
   scaled to unit power.
+- `symbols`: the lines, beside what the frame's symbols say when recovered blind (a classical
+  receiver: carrier from the x^4 line, symbol rate from the strongest line of |x|^2's spectrum within
+  what the occupied width allows, timing from that line's phase, phase tracked by the fourth power over
+  a sliding window) and fitted to square constellations of 4, 16 and 64 points ([B, 14], single-antenna
+  frames). The trunk alone tells QAM16 from QAM64 little better than chance; their fits tell them apart
+  (docs/research.md, "Session 15").
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
   the order of the `beam` task's classes ([B, 16] for a 16-antenna array). A head with this side input
   adds a learned multiple of it to its logits, so the DFT's argmax is one of the rules it can express.
@@ -25,12 +31,22 @@ from collections.abc import Sequence
 
 import torch
 
-SIDE_KINDS = ("lines", "hand", "beams")
+SIDE_KINDS = ("lines", "hand", "symbols", "beams")
 LINE_POWERS = (1, 2, 4, 8)  # successive squares
 HAND_FEATURES = 27
 STFT_SIZE = 64
 SMOOTHING_BINS = 9
 FLOOR = 1e-12
+# `symbols`: blind symbol recovery (see _symbols)
+SYMBOL_FEATURES = 18
+SYMBOL_PAD = 4096  # zero-padded FFT length of the x^4 and |x|^2 lines (the rate and carrier read off them)
+SYMBOL_RATES = (1 / 17, 1 / 2)  # symbol rates searched, cycles/sample
+UPSAMPLE = 4  # band-limited interpolation before symbols are read between samples
+TRACK_SYMBOLS = 33  # the phase tracker's window
+LINE_GAP, LINE_FLANK = 8, 17  # a line is compared with the LINE_FLANK bins each side, LINE_GAP bins away
+FIT_GAINS = (0.8, 0.9, 1.0)  # symbol amplitude / constellation amplitude (noise adds power)
+FIT_GRIDS = (2, 4, 8)  # square constellations of 4, 16 and 64 points
+AMPLITUDE_BINS, AMPLITUDE_TOP = 8, 1.6  # histogram of the unit-power symbols' amplitudes over [0, AMPLITUDE_TOP)
 
 
 class SideFeatureError(ValueError):
@@ -40,7 +56,8 @@ class SideFeatureError(ValueError):
 def side_width(kind: str, frame_shape: Sequence[int]) -> int:
     """Features per frame of `kind` on frames of `frame_shape` (antennas, samples)."""
     _check(kind, frame_shape)
-    return {"lines": len(LINE_POWERS), "hand": HAND_FEATURES}.get(kind) or int(frame_shape[0])
+    widths = {"lines": len(LINE_POWERS), "hand": HAND_FEATURES, "symbols": len(LINE_POWERS) + SYMBOL_FEATURES}
+    return widths.get(kind) or int(frame_shape[0])
 
 
 def class_aligned(kind: str) -> bool:
@@ -56,6 +73,9 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
         return _lines(_power_spectra(x.reshape(len(x), -1)))
     if kind == "hand":
         return _hand(x.reshape(len(x), -1))
+    if kind == "symbols":
+        x = x.reshape(len(x), -1)
+        return torch.cat([_lines(_power_spectra(x)), _symbols(x)], dim=1)
     energy = torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1).abs().square().sum(dim=2)
     return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
 
@@ -78,7 +98,7 @@ def _power_spectra(x: torch.Tensor) -> list[torch.Tensor]:
     spectra = []
     for i in range(len(LINE_POWERS)):
         x = x * x if i else x
-        spectra.append(torch.fft.fft(x, dim=1).abs().square())
+        spectra.append(_power(torch.fft.fft(x, dim=1)))
     return spectra
 
 
@@ -150,6 +170,152 @@ def _hand(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, dim=1)
 
 
+def _moving_mean(v: torch.Tensor, width: int) -> torch.Tensor:
+    """Mean over a centred window of `width` (odd) along dim 1, the window cut at the ends."""
+    half = width // 2
+    total = torch.nn.functional.pad(v, (half + 1, half)).cumsum(dim=1)
+    count = torch.nn.functional.pad(torch.ones(v.shape[1], device=v.device), (half + 1, half)).cumsum(dim=0)
+    return (total[:, width:] - total[:, :-width]) / (count[width:] - count[:-width])
+
+
+def _symbols(x: torch.Tensor) -> torch.Tensor:
+    """Statistics of the symbols of single-antenna frames x [B, n], recovered blind ([B, 18]): the log mean
+    squared distance to the nearest point of square constellations of 4, 16 and 64 points (best over
+    FIT_GAINS), of the phase-tracked symbols and of the symbols under one phase for the frame; E|s|^4 and
+    |E s^4| of the tracked symbols; log of the symbol-rate line's strength and of the rate; the histogram
+    of the symbols' amplitudes (AMPLITUDE_BINS shares)."""
+    n = x.shape[1]
+    freq = torch.fft.fftfreq(n, device=x.device)
+    t = torch.arange(n, dtype=torch.float32, device=x.device)
+    x = x - x.mean(dim=1, keepdim=True)
+    x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
+    power = _moving_mean(_power(torch.fft.fft(x, dim=1)), 9)
+    floor = power.kthvalue(max(1, n // 10), dim=1, keepdim=True).values  # most frames leave a tenth of the band to noise
+    # the occupied width (share of the band over 3x the floor and 5 % of the peak; a shift does not change it)
+    width = (power > torch.maximum(3 * floor, 0.05 * power.amax(dim=1, keepdim=True))).float().mean(dim=1)
+    x = x * _turn(-2 * math.pi * _carrier(x, power - floor, freq)[:, None] * t)
+    spectrum = torch.fft.fft(x, dim=1)
+    in_band = torch.fft.ifft(spectrum * (freq.abs() <= (0.6 * width + 2 / n)[:, None]), dim=1)
+    rate, line, phase = _symbol_rate(in_band, width)
+    symbols, valid = _read_symbols(spectrum, rate, phase, freq)
+    fourth = -_fourth_power(symbols) * valid  # a square constellation's E s^4 is negative real
+    phase = _unwrap(torch.angle(_moving_mean(fourth, TRACK_SYMBOLS))) / 4
+    tracked = symbols * _turn(-phase)
+    whole = symbols * _turn(-torch.angle(fourth.sum(dim=1, keepdim=True)) / 4)
+    count = valid.sum(dim=1).clamp_min(1)
+    mean = lambda v: (v * valid).sum(dim=1) / count  # noqa: E731
+    power = _power(tracked)
+    amplitude = (power.sqrt() * (AMPLITUDE_BINS / AMPLITUDE_TOP)).long().clamp_max(AMPLITUDE_BINS - 1)
+    histogram = torch.zeros(len(x), AMPLITUDE_BINS, device=x.device).scatter_add_(1, amplitude, valid.float())
+    return torch.cat([_grid_fits(tracked, valid, count), _grid_fits(whole, valid, count), torch.stack([
+        mean(power * power), mean(_fourth_power(tracked)).abs(), _log(line), rate.log10()], dim=1),
+        histogram / count[:, None]], dim=1)
+
+
+def _fourth_power(z: torch.Tensor) -> torch.Tensor:
+    squared = z * z  # complex square() and pow() are several times slower than products
+    return squared * squared
+
+
+def _power(z: torch.Tensor) -> torch.Tensor:
+    """|z|^2 of a complex tensor (quicker than abs().square(), which takes a square root first)."""
+    return z.real.square() + z.imag.square()
+
+
+def _turn(angle: torch.Tensor) -> torch.Tensor:
+    """exp(j angle) of a real tensor."""
+    return torch.polar(torch.ones_like(angle), angle)
+
+
+def _carrier(x: torch.Tensor, above_floor: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+    """Carrier offset of frames [B, n], cycles/sample: the x^4 line (4x the offset, modulo 1) resolved
+    by the centre of mass of the spectrum's part above its noise floor."""
+    above = above_floor.clamp_min(0)
+    coarse = (above * freq).sum(dim=1) / above.sum(dim=1).clamp_min(FLOOR)
+    fine = torch.fft.fftfreq(SYMBOL_PAD, device=x.device)[_power(torch.fft.fft(_fourth_power(x), n=SYMBOL_PAD, dim=1)).argmax(dim=1)]
+    candidates = fine[:, None] / 4 + torch.arange(-2, 3, device=x.device)[None, :] / 4
+    return candidates.gather(1, (candidates - coarse[:, None]).abs().argmin(dim=1, keepdim=True))[:, 0]
+
+
+def _symbol_rate(x: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(rate, the line's strength over its flanks, its phase) of in-band frames: the strongest line of
+    |x|^2 between width/2.4 and width/0.75 (the occupied width of pulses from Gaussian to rectangular),
+    moved to half its rate while a line there is strong too (rectangular pulses have harmonics). The
+    phase is that of sum_t |x_t|^2 exp(-2j pi rate t), where |x|^2 peaks mid-symbol."""
+    n = x.shape[1]
+    envelope = _power(x)
+    cyclic = torch.fft.rfft(envelope - envelope.mean(dim=1, keepdim=True), n=SYMBOL_PAD)
+    spectrum = _power(cyclic)
+    lines = spectrum / _flanks(spectrum).clamp_min(FLOOR)
+    f = torch.arange(spectrum.shape[1], device=x.device) / SYMBOL_PAD
+    low = (width / 2.4).clamp(*SYMBOL_RATES)[:, None]
+    high = (width / 0.75).clamp(*SYMBOL_RATES)[:, None]
+    k = lines.masked_fill((f < low) | (f > high), 0).argmax(dim=1)
+    last = spectrum.shape[1] - 1
+    for _ in range(2):
+        near = ((k // 2)[:, None] + torch.arange(-2, 3, device=x.device)).clamp(0, last)
+        at_half = lines.gather(1, near)
+        strong = (at_half.amax(dim=1) > torch.clamp(0.25 * lines.gather(1, k[:, None])[:, 0], min=8.0)) \
+            & (k // 2 >= SYMBOL_RATES[0] * SYMBOL_PAD)
+        k = torch.where(strong, near.gather(1, at_half.argmax(dim=1, keepdim=True))[:, 0], k)
+    below, above = [spectrum.gather(1, i[:, None])[:, 0] for i in ((k - 1).clamp_min(0), (k + 1).clamp_max(last))]
+    a, b, c = _log(below), _log(spectrum.gather(1, k[:, None])[:, 0]), _log(above)
+    curvature = a - 2 * b + c
+    shift = torch.where(curvature.abs() > 1e-9, 0.5 * (a - c) / curvature, torch.zeros_like(b)).clamp(-0.5, 0.5)
+    rate = ((k + shift) / SYMBOL_PAD).clamp(*SYMBOL_RATES)
+    # bin k's phase, moved to the rate: a line at f reads at bin k with the Dirichlet kernel's phase
+    phase = torch.angle(cyclic.gather(1, k[:, None])[:, 0]) + math.pi * (k / SYMBOL_PAD - rate) * (n - 1)
+    return rate, lines.gather(1, k[:, None])[:, 0], phase
+
+
+def _flanks(spectrum: torch.Tensor) -> torch.Tensor:
+    """Mean of the two flanks of each bin (LINE_FLANK bins each side, starting LINE_GAP bins away): a
+    line is narrow, so it stands over its flanks, where a broad bump or an edge of the spectrum does not."""
+    offset = LINE_GAP + LINE_FLANK // 2
+    local = torch.nn.functional.pad(_moving_mean(spectrum, LINE_FLANK), (offset, offset), mode="replicate")
+    return (local[:, : -2 * offset] + local[:, 2 * offset:]) / 2
+
+
+def _read_symbols(spectrum: torch.Tensor, rate: torch.Tensor, phase: torch.Tensor, freq: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symbols [B, n/2] of frames (their spectra, carrier removed) and which are inside the frame: the
+    signal low-passed to 0.75 x the rate, upsampled by UPSAMPLE, read where |x|^2's line at the rate
+    (of that phase) peaks, unit power over the valid ones."""
+    b, n = spectrum.shape
+    kept = spectrum * (freq.abs() <= (0.75 * rate + 1 / n)[:, None])
+    padded = torch.zeros(b, n * UPSAMPLE, dtype=spectrum.dtype, device=spectrum.device)
+    padded[:, : n // 2], padded[:, -(n // 2):] = kept[:, : n // 2], kept[:, -(n // 2):]
+    fine = torch.fft.ifft(padded, dim=1) * UPSAMPLE
+    first = torch.remainder(-phase / (2 * math.pi * rate), 1 / rate) + 1 / rate
+    at = first[:, None] + torch.arange(n // 2, device=spectrum.device)[None, :] / rate[:, None]
+    valid = at < n - UPSAMPLE
+    position = (at * UPSAMPLE).clamp(0, n * UPSAMPLE - 2)
+    left = position.floor().long()
+    frac = position - left
+    symbols = (fine.gather(1, left) * (1 - frac) + fine.gather(1, left + 1) * frac) * valid
+    power = _power(symbols).sum(dim=1) / valid.sum(dim=1).clamp_min(1)
+    return symbols / power.sqrt().clamp_min(FLOOR)[:, None], valid
+
+
+def _grid_fits(s: torch.Tensor, valid: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """log10 of the mean squared distance of the valid symbols s [B, m] to the nearest point of each
+    square grid of FIT_GRIDS points a side at unit power, scaled by each of FIT_GAINS; the best gain per grid."""
+    xy = torch.view_as_real(s)
+    weight = (valid / count[:, None])[..., None]
+    fits = []
+    for side in FIT_GRIDS:
+        centre = (side - 1) / 2
+        spacing_rms = math.sqrt(2 * (side * side - 1) / 3)  # rms of a side x side grid of odd integers
+        best = None
+        for gain in FIT_GAINS:
+            step = 2 * gain / spacing_rms
+            nearest = (xy / step + centre).round_().clamp_(0, side - 1).sub_(centre).mul_(step)
+            error = (xy - nearest).square_().mul_(weight).sum(dim=(1, 2)) / gain**2
+            best = error if best is None else torch.minimum(best, error)
+        fits.append(_log(best))
+    return torch.stack(fits, dim=1)
+
+
 def _unwrap(phase: torch.Tensor) -> torch.Tensor:
     """numpy.unwrap along dim 1: steps larger than pi become their 2 pi-wrapped equivalent."""
     step = phase.diff(dim=1)
@@ -165,10 +331,26 @@ def side_flops(kind: str, frame_shape: Sequence[int]) -> float:
     antennas, samples = int(frame_shape[0]), int(frame_shape[1])
     if kind == "hand":
         return float(hand_feature_flops(antennas * samples))
+    n = antennas * samples
+    lines = len(LINE_POWERS) * (5.0 * n * math.log2(n) + 3.0 * n) + 6.0 * n * 3  # x^2, x^4, x^8 by squaring
     if kind == "lines":
-        n = antennas * samples
-        return len(LINE_POWERS) * (5.0 * n * math.log2(n) + 3.0 * n) + 6.0 * n * 3  # x^2, x^4, x^8 by squaring
+        return lines
+    if kind == "symbols":
+        return lines + symbol_flops(n)
     return samples * 5.0 * antennas * math.log2(antennas) + 3.0 * antennas * samples + 4.0 * antennas
+
+
+def symbol_flops(samples: int) -> float:
+    """Analytic FLOPs of `_symbols` on one frame: complex FFTs at 5 m log2 m (a real one at half), the
+    rest per sample or per symbol."""
+    fft = lambda size: 5.0 * size * math.log2(size)  # noqa: E731
+    ffts = (3 * fft(samples)  # the spectrum for the carrier, after it, the in-band signal
+            + fft(SYMBOL_PAD) + fft(SYMBOL_PAD) / 2  # the x^4 line; |x|^2's lines
+            + fft(samples * UPSAMPLE))  # the upsampled signal
+    per_sample = 60.0 * samples + 12.0 * SYMBOL_PAD + 10.0 * samples * math.log2(samples)  # powers, rotation, floors
+    symbols = samples // 2
+    fits = 2 * len(FIT_GRIDS) * len(FIT_GAINS) * 14.0 * symbols  # two phase references
+    return ffts + per_sample + fits + 50.0 * symbols  # reading, tracking, moments, histogram
 
 
 def hand_feature_flops(samples: int) -> int:
@@ -188,3 +370,5 @@ def _check(kind: str, frame_shape: Sequence[int]) -> None:
         raise SideFeatureError(f"side features need frames [antennas, samples], got shape {list(frame_shape)}")
     if kind == "beams" and int(frame_shape[0]) < 2:
         raise SideFeatureError(f"`beams` side features need an antenna array, got frames {list(frame_shape)}")
+    if kind == "symbols" and int(frame_shape[0]) != 1:
+        raise SideFeatureError(f"`symbols` side features need single-antenna frames, got frames {list(frame_shape)}")

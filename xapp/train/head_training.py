@@ -47,7 +47,9 @@ HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its ex
 # measuring how it transfers. The 27 hand features (`hand`) buy modulation and interference 0.2-0.8
 # points more than the four spectral lines at the default exits, for ~6x their CPU time (0.4 against
 # 0.07 ms per frame, over half a block's): too dear for the default (docs/research.md, "Session 12").
-AUTO_SIDE = {"modulation": ("lines",), "interference": ("lines",), "beam": ("beams",)}
+# Modulation also tries the blind symbol statistics (`symbols`: the lines beside them), which tell QAM16
+# from QAM64 where the trunk cannot; they cost over 2 % of the trunk before exit 3, so are tried from there.
+AUTO_SIDE = {"modulation": ("lines", "symbols"), "interference": ("lines",), "beam": ("beams",)}
 
 
 class HeadCostError(ValueError):
