@@ -6,7 +6,8 @@ phase-power line) adds about 6 points to the trunk's exit 4, and on beam the lab
 beam, an argmax a head learns only approximately. Both cost a few FFTs per frame, computed in torch on
 the engine's device, once per batch for the rows that need them. The 27 hand features add under a
 point more than the lines at six times their CPU time, so the shipped heads read the lines
-(docs/research.md, "Session 12").
+(docs/research.md, "Session 12"), except modulation's from exit 3, which read `symbols`: 3 points
+more, at 0.37 ms per frame (docs/research.md, "Session 15").
 
 - `lines`: log10 of the peak over the mean bin of |FFT(x^k)|^2, k = 1, 2, 4, 8 ([B, 4]).
 - `hand`: the classical baselines' 27 hand features (xapp.train.baselines.features, which is the
@@ -16,7 +17,7 @@ point more than the lines at six times their CPU time, so the shipped heads read
 - `symbols`: the lines, beside what the frame's symbols say when recovered blind (a classical
   receiver: carrier from the x^4 line, symbol rate from the strongest line of |x|^2's spectrum within
   what the occupied width allows, timing from that line's phase, phase tracked by the fourth power over
-  a sliding window) and fitted to square constellations of 4, 16 and 64 points ([B, 14], single-antenna
+  a sliding window) and fitted to square constellations of 4, 16 and 64 points ([B, 22], single-antenna
   frames). The trunk alone tells QAM16 from QAM64 little better than chance; their fits tell them apart
   (docs/research.md, "Session 15").
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
@@ -75,7 +76,8 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
         return _hand(x.reshape(len(x), -1))
     if kind == "symbols":
         x = x.reshape(len(x), -1)
-        return torch.cat([_lines(_power_spectra(x)), _symbols(x)], dim=1)
+        spectra = _power_spectra(x)
+        return torch.cat([_lines(spectra), _symbols(x, spectra[0])], dim=1)
     energy = torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1).abs().square().sum(dim=2)
     return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
 
@@ -178,21 +180,23 @@ def _moving_mean(v: torch.Tensor, width: int) -> torch.Tensor:
     return (total[:, width:] - total[:, :-width]) / (count[width:] - count[:-width])
 
 
-def _symbols(x: torch.Tensor) -> torch.Tensor:
+def _symbols(x: torch.Tensor, psd: torch.Tensor) -> torch.Tensor:
     """Statistics of the symbols of single-antenna frames x [B, n], recovered blind ([B, 18]): the log mean
     squared distance to the nearest point of square constellations of 4, 16 and 64 points (best over
     FIT_GAINS), of the phase-tracked symbols and of the symbols under one phase for the frame; E|s|^4 and
     |E s^4| of the tracked symbols; log of the symbol-rate line's strength and of the rate; the histogram
-    of the symbols' amplitudes (AMPLITUDE_BINS shares)."""
+    of the symbols' amplitudes (AMPLITUDE_BINS shares). `psd`: |FFT(x)|^2, as the lines computed it."""
     n = x.shape[1]
     freq = torch.fft.fftfreq(n, device=x.device)
     t = torch.arange(n, dtype=torch.float32, device=x.device)
-    x = x - x.mean(dim=1, keepdim=True)
-    x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
-    power = _moving_mean(_power(torch.fft.fft(x, dim=1)), 9)
+    psd = psd.clone()
+    psd[:, 0] = 0  # as of the frame less its mean (a DC offset is not the signal); the scale does not matter
+    power = _moving_mean(psd, 9)
     floor = power.kthvalue(max(1, n // 10), dim=1, keepdim=True).values  # most frames leave a tenth of the band to noise
     # the occupied width (share of the band over 3x the floor and 5 % of the peak; a shift does not change it)
     width = (power > torch.maximum(3 * floor, 0.05 * power.amax(dim=1, keepdim=True))).float().mean(dim=1)
+    x = x - x.mean(dim=1, keepdim=True)
+    x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
     x = x * _turn(-2 * math.pi * _carrier(x, power - floor, freq)[:, None] * t)
     spectrum = torch.fft.fft(x, dim=1)
     in_band = torch.fft.ifft(spectrum * (freq.abs() <= (0.6 * width + 2 / n)[:, None]), dim=1)
@@ -207,7 +211,7 @@ def _symbols(x: torch.Tensor) -> torch.Tensor:
     power = _power(tracked)
     amplitude = (power.sqrt() * (AMPLITUDE_BINS / AMPLITUDE_TOP)).long().clamp_max(AMPLITUDE_BINS - 1)
     histogram = torch.zeros(len(x), AMPLITUDE_BINS, device=x.device).scatter_add_(1, amplitude, valid.float())
-    return torch.cat([_grid_fits(tracked, valid, count), _grid_fits(whole, valid, count), torch.stack([
+    return torch.cat([_grid_fits(torch.stack([tracked, whole], dim=1), valid, count), torch.stack([
         mean(power * power), mean(_fourth_power(tracked)).abs(), _log(line), rate.log10()], dim=1),
         histogram / count[:, None]], dim=1)
 
@@ -298,22 +302,24 @@ def _read_symbols(spectrum: torch.Tensor, rate: torch.Tensor, phase: torch.Tenso
 
 
 def _grid_fits(s: torch.Tensor, valid: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """log10 of the mean squared distance of the valid symbols s [B, m] to the nearest point of each
-    square grid of FIT_GRIDS points a side at unit power, scaled by each of FIT_GAINS; the best gain per grid."""
-    xy = torch.view_as_real(s)
-    weight = (valid / count[:, None])[..., None]
+    """log10 of the mean squared distance of the valid symbols s [B, R, m] (R phase references) to the
+    nearest point of each square grid of FIT_GRIDS points a side at unit power, scaled by each of
+    FIT_GAINS; the best gain per grid: [B, R * len(FIT_GRIDS)], grids in order within each reference.
+    The grids are symmetric, so each axis is folded to |I|, |Q| once: a side of L levels at odd multiples
+    of step/2 has its nearest level at (min(floor(|v| / step), L/2 - 1) + 1/2) step."""
+    folded = torch.view_as_real(s).abs()  # [B, R, m, 2]
+    weight = (valid / count[:, None])[:, None, :, None]
     fits = []
     for side in FIT_GRIDS:
-        centre = (side - 1) / 2
         spacing_rms = math.sqrt(2 * (side * side - 1) / 3)  # rms of a side x side grid of odd integers
         best = None
         for gain in FIT_GAINS:
             step = 2 * gain / spacing_rms
-            nearest = (xy / step + centre).round_().clamp_(0, side - 1).sub_(centre).mul_(step)
-            error = (xy - nearest).square_().mul_(weight).sum(dim=(1, 2)) / gain**2
+            nearest = (folded * (1 / step)).floor_().clamp_max_(side / 2 - 1).add_(0.5).mul_(step)
+            error = nearest.sub_(folded).square_().mul_(weight).sum(dim=(2, 3)) / gain**2
             best = error if best is None else torch.minimum(best, error)
         fits.append(_log(best))
-    return torch.stack(fits, dim=1)
+    return torch.stack(fits, dim=2).flatten(1)
 
 
 def _unwrap(phase: torch.Tensor) -> torch.Tensor:
@@ -344,7 +350,7 @@ def symbol_flops(samples: int) -> float:
     """Analytic FLOPs of `_symbols` on one frame: complex FFTs at 5 m log2 m (a real one at half), the
     rest per sample or per symbol."""
     fft = lambda size: 5.0 * size * math.log2(size)  # noqa: E731
-    ffts = (3 * fft(samples)  # the spectrum for the carrier, after it, the in-band signal
+    ffts = (2 * fft(samples)  # the spectrum once the carrier is removed, the in-band signal (the lines' FFT(x) serves too)
             + fft(SYMBOL_PAD) + fft(SYMBOL_PAD) / 2  # the x^4 line; |x|^2's lines
             + fft(samples * UPSAMPLE))  # the upsampled signal
     per_sample = 60.0 * samples + 12.0 * SYMBOL_PAD + 10.0 * samples * math.log2(samples)  # powers, rotation, floors
