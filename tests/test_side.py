@@ -164,6 +164,21 @@ def test_static_graphs_give_the_engines_decisions_with_side_heads(served, batch)
         assert got[key].gflops == pytest.approx(d.gflops, rel=1e-9)
 
 
+def test_a_symbols_head_decides_in_both_engines_as_offline(served):
+    """Blind symbol recovery runs per row: mixed into batches of other tasks' rows, each frame gets the
+    decision its head gives it alone."""
+    encoder, table, reqs = served
+    head = Head(CFG.dim, 11, hidden=8, side="symbols", frame_shape=(1, 1024)).eval()
+    table = {**table, "modulation": TaskPlan("modulation", CLASSES["modulation"], {2: head})}
+    rows = [r for r in reqs if r.task == "modulation"]
+    with torch.inference_mode():
+        want = [int(read_head(head, encoder(f, [2])[2], f).argmax()) for f in
+                (torch.from_numpy(r.frame[None].copy()) for r in rows)]
+    for engine in (EarlyExitEngine(encoder, Metrics()), StaticGraphEngine(encoder, Metrics(), buckets=(16, 32))):
+        got = decisions(engine, table, reqs, 32)
+        assert [got[("modulation", r.seq)].class_index for r in rows] == want
+
+
 def test_a_dynamic_plan_pays_for_side_features_once(served):
     encoder, table, reqs = served
     heads = {k: Head(CFG.dim, 11, hidden=8, side="lines", frame_shape=(1, 1024)).eval() for k in (1, 2, 3)}
