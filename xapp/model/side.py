@@ -40,7 +40,7 @@ SMOOTHING_BINS = 9
 FLOOR = 1e-12
 # `symbols`: blind symbol recovery (see _symbols)
 SYMBOL_FEATURES = 18
-SYMBOL_PAD = 4096  # zero-padded FFT length of the x^4 and |x|^2 lines (the rate and carrier read off them)
+SYMBOL_PAD = 4  # the x^4 and |x|^2 lines (carrier and rate) are read off FFTs zero-padded to this many times the frame
 SYMBOL_RATES = (1 / 17, 1 / 2)  # symbol rates searched, cycles/sample
 UPSAMPLE = 4  # band-limited interpolation before symbols are read between samples
 TRACK_SYMBOLS = 33  # the phase tracker's window
@@ -236,7 +236,8 @@ def _carrier(x: torch.Tensor, above_floor: torch.Tensor, freq: torch.Tensor) -> 
     by the centre of mass of the spectrum's part above its noise floor."""
     above = above_floor.clamp_min(0)
     coarse = (above * freq).sum(dim=1) / above.sum(dim=1).clamp_min(FLOOR)
-    fine = torch.fft.fftfreq(SYMBOL_PAD, device=x.device)[_power(torch.fft.fft(_fourth_power(x), n=SYMBOL_PAD, dim=1)).argmax(dim=1)]
+    size = SYMBOL_PAD * x.shape[1]
+    fine = torch.fft.fftfreq(size, device=x.device)[_power(torch.fft.fft(_fourth_power(x), n=size, dim=1)).argmax(dim=1)]
     candidates = fine[:, None] / 4 + torch.arange(-2, 3, device=x.device)[None, :] / 4
     return candidates.gather(1, (candidates - coarse[:, None]).abs().argmin(dim=1, keepdim=True))[:, 0]
 
@@ -248,10 +249,11 @@ def _symbol_rate(x: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, to
     phase is that of sum_t |x_t|^2 exp(-2j pi rate t), where |x|^2 peaks mid-symbol."""
     n = x.shape[1]
     envelope = _power(x)
-    cyclic = torch.fft.rfft(envelope - envelope.mean(dim=1, keepdim=True), n=SYMBOL_PAD)
+    size = SYMBOL_PAD * n
+    cyclic = torch.fft.rfft(envelope - envelope.mean(dim=1, keepdim=True), n=size)
     spectrum = _power(cyclic)
     lines = spectrum / _flanks(spectrum).clamp_min(FLOOR)
-    f = torch.arange(spectrum.shape[1], device=x.device) / SYMBOL_PAD
+    f = torch.arange(spectrum.shape[1], device=x.device) / size
     low = (width / 2.4).clamp(*SYMBOL_RATES)[:, None]
     high = (width / 0.75).clamp(*SYMBOL_RATES)[:, None]
     k = lines.masked_fill((f < low) | (f > high), 0).argmax(dim=1)
@@ -260,15 +262,15 @@ def _symbol_rate(x: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, to
         near = ((k // 2)[:, None] + torch.arange(-2, 3, device=x.device)).clamp(0, last)
         at_half = lines.gather(1, near)
         strong = (at_half.amax(dim=1) > torch.clamp(0.25 * lines.gather(1, k[:, None])[:, 0], min=8.0)) \
-            & (k // 2 >= SYMBOL_RATES[0] * SYMBOL_PAD)
+            & (k // 2 >= SYMBOL_RATES[0] * size)
         k = torch.where(strong, near.gather(1, at_half.argmax(dim=1, keepdim=True))[:, 0], k)
     below, above = [spectrum.gather(1, i[:, None])[:, 0] for i in ((k - 1).clamp_min(0), (k + 1).clamp_max(last))]
     a, b, c = _log(below), _log(spectrum.gather(1, k[:, None])[:, 0]), _log(above)
     curvature = a - 2 * b + c
     shift = torch.where(curvature.abs() > 1e-9, 0.5 * (a - c) / curvature, torch.zeros_like(b)).clamp(-0.5, 0.5)
-    rate = ((k + shift) / SYMBOL_PAD).clamp(*SYMBOL_RATES)
+    rate = ((k + shift) / size).clamp(*SYMBOL_RATES)
     # bin k's phase, moved to the rate: a line at f reads at bin k with the Dirichlet kernel's phase
-    phase = torch.angle(cyclic.gather(1, k[:, None])[:, 0]) + math.pi * (k / SYMBOL_PAD - rate) * (n - 1)
+    phase = torch.angle(cyclic.gather(1, k[:, None])[:, 0]) + math.pi * (k / size - rate) * (n - 1)
     return rate, lines.gather(1, k[:, None])[:, 0], phase
 
 
@@ -351,9 +353,9 @@ def symbol_flops(samples: int) -> float:
     rest per sample or per symbol."""
     fft = lambda size: 5.0 * size * math.log2(size)  # noqa: E731
     ffts = (2 * fft(samples)  # the spectrum once the carrier is removed, the in-band signal (the lines' FFT(x) serves too)
-            + fft(SYMBOL_PAD) + fft(SYMBOL_PAD) / 2  # the x^4 line; |x|^2's lines
+            + 1.5 * fft(SYMBOL_PAD * samples)  # the x^4 line; |x|^2's lines (a real FFT)
             + fft(samples * UPSAMPLE))  # the upsampled signal
-    per_sample = 60.0 * samples + 12.0 * SYMBOL_PAD + 10.0 * samples * math.log2(samples)  # powers, rotation, floors
+    per_sample = (60.0 + 12.0 * SYMBOL_PAD) * samples + 10.0 * samples * math.log2(samples)  # powers, rotation, floors
     symbols = samples // 2
     fits = 2 * len(FIT_GRIDS) * len(FIT_GAINS) * 14.0 * symbols  # two phase references
     return ffts + per_sample + fits + 50.0 * symbols  # reading, tracking, moments, histogram
