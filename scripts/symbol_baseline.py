@@ -21,15 +21,15 @@ import torch
 
 from xapp.config.manifest import read_manifest
 from xapp.config.shipped import default_manifest
-from xapp.model.side import LINE_POWERS, side_features, side_flops
+from xapp.model.side import LINE_POWERS, side_flops
 from xapp.train.baselines.classical import HAND_FEATURES, FeatureMLP, FeatureSet
 from xapp.train.baselines.frames import crosscheck_frames, scores, split_frames
+from xapp.train.head_training import cache_side
 
 
-def symbol_statistics(x: np.ndarray, chunk: int = 4096) -> np.ndarray:
+def symbol_statistics(x: np.ndarray) -> np.ndarray:
     """The `symbols` side features without the spectral lines (the hand features hold those)."""
-    return torch.cat([side_features("symbols", torch.from_numpy(np.ascontiguousarray(x[i:i + chunk])))
-                      for i in range(0, len(x), chunk)])[:, len(LINE_POWERS):].numpy()
+    return cache_side("symbols", x)[:, len(LINE_POWERS):].numpy()
 
 
 def hand_and_symbols(x: np.ndarray) -> np.ndarray:

@@ -191,7 +191,7 @@ def _symbols(x: torch.Tensor, psd: torch.Tensor) -> torch.Tensor:
     t = torch.arange(n, dtype=torch.float32, device=x.device)
     psd = psd.clone()
     psd[:, 0] = 0  # as of the frame less its mean (a DC offset is not the signal); the scale does not matter
-    power = _moving_mean(psd, 9)
+    power = _moving_mean(psd, SMOOTHING_BINS)
     floor = power.kthvalue(max(1, n // 10), dim=1, keepdim=True).values  # most frames leave a tenth of the band to noise
     # the occupied width (share of the band over 3x the floor and 5 % of the peak; a shift does not change it)
     width = (power > torch.maximum(3 * floor, 0.05 * power.amax(dim=1, keepdim=True))).float().mean(dim=1)
