@@ -65,13 +65,36 @@ def test_blind_symbol_recovery_finds_rate_and_carrier_and_tells_qam16_from_qam64
     np.testing.assert_allclose(got[:, 14:].sum(axis=1), 1.0, rtol=1e-5)  # the amplitude histogram's shares
 
 
+def test_taking_out_the_desired_signal_uncovers_an_interferer_15_db_under_it():
+    """Interference frames at 25 dB: the decision-directed residual of a single-carrier desired signal is
+    left near the noise, 15 dB and more under the frame, and rises where a wideband interferer sits
+    15 dB under the desired signal; the frame's own spectral lines tell the two apart far less well."""
+    clean = generate("interference", 200, seed=21, snr_db=25.0, impairments=False, classes=["none"])
+    hit = generate("interference", 200, seed=22, snr_db=25.0, inr_db=10.0, impairments=False,
+                   classes=["ofdm", "oqpsk", "chirp"])
+    features = [side_features("cancel", torch.from_numpy(d.x)).numpy() for d in (clean, hit)]
+    assert features[0].shape == (200, 33) and all(np.isfinite(f).all() for f in features)
+    single_carrier = [d.meta["desired"] < 6 for d in (clean, hit)]  # not the FSK desired signals
+    residual = [f[m, 4] for f, m in zip(features, single_carrier)]  # log10 power of the decision-directed residual
+    assert np.median(residual[0]) < -1.5
+
+    def separation(a: np.ndarray, b: np.ndarray) -> float:
+        threshold = np.median(np.concatenate([a, b]))
+        return max(((a < threshold).mean() + (b >= threshold).mean()) / 2, ((a >= threshold).mean() + (b < threshold).mean()) / 2)
+
+    assert separation(*residual) > 0.7
+    lines = [f[m, :4] for f, m in zip(features, single_carrier)]
+    assert max(separation(lines[0][:, k], lines[1][:, k]) for k in range(4)) < separation(*residual) - 0.1
+
+
 def test_unknown_kinds_and_frames_that_do_not_fit_are_refused():
     with pytest.raises(SideFeatureError, match="one of"):
         side_features("cumulants", torch.zeros(2, 1, 64, dtype=torch.complex64))
     with pytest.raises(SideFeatureError, match="need an antenna array"):
         side_features("beams", torch.zeros(2, 1, 64, dtype=torch.complex64))
-    with pytest.raises(SideFeatureError, match="need single-antenna frames"):
-        side_features("symbols", torch.zeros(2, 16, 64, dtype=torch.complex64))
+    for kind in ("symbols", "cancel"):
+        with pytest.raises(SideFeatureError, match="need single-antenna frames"):
+            side_features(kind, torch.zeros(2, 16, 64, dtype=torch.complex64))
     with pytest.raises(ValueError, match="needs the frame shape"):
         Head(32, 11, side="lines")
     with pytest.raises(ValueError, match="score 16 classes, the head has 11"):
@@ -164,11 +187,12 @@ def test_static_graphs_give_the_engines_decisions_with_side_heads(served, batch)
         assert got[key].gflops == pytest.approx(d.gflops, rel=1e-9)
 
 
-def test_a_symbols_head_decides_in_both_engines_as_offline(served):
-    """Blind symbol recovery runs per row: mixed into batches of other tasks' rows, each frame gets the
-    decision its head gives it alone."""
+@pytest.mark.parametrize("kind", ["symbols", "cancel"])
+def test_a_head_reading_the_blind_receiver_decides_in_both_engines_as_offline(served, kind):
+    """Blind symbol recovery (and the cancellation built on it) runs per row: mixed into batches of other
+    tasks' rows, each frame gets the decision its head gives it alone."""
     encoder, table, reqs = served
-    head = Head(CFG.dim, 11, hidden=8, side="symbols", frame_shape=(1, 1024)).eval()
+    head = Head(CFG.dim, 11, hidden=8, side=kind, frame_shape=(1, 1024)).eval()
     table = {**table, "modulation": TaskPlan("modulation", CLASSES["modulation"], {2: head})}
     rows = [r for r in reqs if r.task == "modulation"]
     with torch.inference_mode():
@@ -258,7 +282,7 @@ def test_offline_scoring_paths_read_side_heads(served):
 
 
 @pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("symbols", (1, 1024)),
-                                         ("beams", (16, 64))])
+                                         ("cancel", (1, 1024)), ("beams", (16, 64))])
 def test_degenerate_frames_give_finite_features_and_leave_the_rest_of_the_batch_alone(kind, shape):
     """All-zero, constant and vanishingly weak frames pass the E2 checks (finite samples); their side
     features stay finite, and the other rows of the batch get the features they get alone."""

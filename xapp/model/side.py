@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
-SIDE_KINDS = ("lines", "hand", "symbols", "beams")
+SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "beams")
 LINE_POWERS = (1, 2, 4, 8)  # successive squares
 HAND_FEATURES = 27
 STFT_SIZE = 64
@@ -48,6 +49,11 @@ LINE_GAP, LINE_FLANK = 8, 17  # a line is compared with the LINE_FLANK bins each
 FIT_GAINS = (0.8, 0.9, 1.0)  # symbol amplitude / constellation amplitude (noise adds power)
 FIT_GRIDS = (2, 4, 8)  # square constellations of 4, 16 and 64 points
 AMPLITUDE_BINS, AMPLITUDE_TOP = 8, 1.6  # histogram of the unit-power symbols' amplitudes over [0, AMPLITUDE_TOP)
+# `cancel`: the frame less its strongest signal (see _cancel)
+CANCEL_FEATURES = 2 + HAND_FEATURES
+GAIN_SYMBOLS = 33  # the sliding complex gain's window
+IMPULSE_GRID = 4  # the symbol impulses are placed on a grid this many times finer than the samples
+PULSE_SYMBOLS = 8  # pulse and channel span about this many symbols: their response is smoothed over n rate / this many bins
 
 
 class SideFeatureError(ValueError):
@@ -57,7 +63,8 @@ class SideFeatureError(ValueError):
 def side_width(kind: str, frame_shape: Sequence[int]) -> int:
     """Features per frame of `kind` on frames of `frame_shape` (antennas, samples)."""
     _check(kind, frame_shape)
-    widths = {"lines": len(LINE_POWERS), "hand": HAND_FEATURES, "symbols": len(LINE_POWERS) + SYMBOL_FEATURES}
+    widths = {"lines": len(LINE_POWERS), "hand": HAND_FEATURES, "symbols": len(LINE_POWERS) + SYMBOL_FEATURES,
+              "cancel": len(LINE_POWERS) + CANCEL_FEATURES}
     return widths.get(kind) or int(frame_shape[0])
 
 
@@ -74,10 +81,11 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
         return _lines(_power_spectra(x.reshape(len(x), -1)))
     if kind == "hand":
         return _hand(x.reshape(len(x), -1))
-    if kind == "symbols":
+    if kind in ("symbols", "cancel"):
         x = x.reshape(len(x), -1)
         spectra = _power_spectra(x)
-        return torch.cat([_lines(spectra), _symbols(x, spectra[0])], dim=1)
+        received = _receive(x, spectra[0])
+        return torch.cat([_lines(spectra), _symbols(received) if kind == "symbols" else _cancel(received)], dim=1)
     energy = torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1).abs().square().sum(dim=2)
     return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
 
@@ -180,12 +188,21 @@ def _moving_mean(v: torch.Tensor, width: int) -> torch.Tensor:
     return (total[:, width:] - total[:, :-width]) / (count[width:] - count[:-width])
 
 
-def _symbols(x: torch.Tensor, psd: torch.Tensor) -> torch.Tensor:
-    """Statistics of the symbols of single-antenna frames x [B, n], recovered blind ([B, 18]): the log mean
-    squared distance to the nearest point of square constellations of 4, 16 and 64 points (best over
-    FIT_GAINS), of the phase-tracked symbols and of the symbols under one phase for the frame; E|s|^4 and
-    |E s^4| of the tracked symbols; log of the symbol-rate line's strength and of the rate; the histogram
-    of the symbols' amplitudes (AMPLITUDE_BINS shares). `psd`: |FFT(x)|^2, as the lines computed it."""
+class _Received(NamedTuple):
+    """What the blind receiver recovers of single-antenna frames [B, n]."""
+    frame: torch.Tensor  # the frame less its mean, at unit power, its carrier removed [B, n]
+    spectrum: torch.Tensor  # FFT of `frame`
+    rate: torch.Tensor  # symbol rate, cycles/sample [B]
+    line: torch.Tensor  # the rate line's strength over its flanks [B]
+    at: torch.Tensor  # where each symbol was read, in samples [B, n/2]
+    symbols: torch.Tensor  # the symbols read there, unit power over the valid ones [B, n/2]
+    valid: torch.Tensor  # which symbols lie inside the frame [B, n/2]
+
+
+def _receive(x: torch.Tensor, psd: torch.Tensor) -> _Received:
+    """A blind classical receiver: carrier from the x^4 line, symbol rate from the strongest line of
+    |x|^2's spectrum within what the occupied width allows, timing from that line's phase. `psd`:
+    |FFT(x)|^2, as the lines computed it."""
     n = x.shape[1]
     freq = torch.fft.fftfreq(n, device=x.device)
     t = torch.arange(n, dtype=torch.float32, device=x.device)
@@ -201,19 +218,110 @@ def _symbols(x: torch.Tensor, psd: torch.Tensor) -> torch.Tensor:
     spectrum = torch.fft.fft(x, dim=1)
     in_band = torch.fft.ifft(spectrum * (freq.abs() <= (0.6 * width + 2 / n)[:, None]), dim=1)
     rate, line, phase = _symbol_rate(in_band, width)
-    symbols, valid = _read_symbols(spectrum, rate, phase, freq)
+    at, symbols, valid = _read_symbols(spectrum, rate, phase, freq)
+    return _Received(x, spectrum, rate, line, at, symbols, valid)
+
+
+def _track_phase(symbols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The symbols' carrier phase [B, m], tracked by the fourth power over TRACK_SYMBOLS symbols."""
     fourth = -_fourth_power(symbols) * valid  # a square constellation's E s^4 is negative real
-    phase = _unwrap(torch.angle(_moving_mean(fourth, TRACK_SYMBOLS))) / 4
-    tracked = symbols * _turn(-phase)
+    return _unwrap(torch.angle(_moving_mean(fourth, TRACK_SYMBOLS))) / 4
+
+
+def _symbols(received: _Received) -> torch.Tensor:
+    """Statistics of the symbols of single-antenna frames, recovered blind ([B, 18]): the log mean
+    squared distance to the nearest point of square constellations of 4, 16 and 64 points (best over
+    FIT_GAINS), of the phase-tracked symbols and of the symbols under one phase for the frame; E|s|^4 and
+    |E s^4| of the tracked symbols; log of the symbol-rate line's strength and of the rate; the histogram
+    of the symbols' amplitudes (AMPLITUDE_BINS shares)."""
+    symbols, valid, rate = received.symbols, received.valid, received.rate
+    tracked = symbols * _turn(-_track_phase(symbols, valid))
+    fourth = -_fourth_power(symbols) * valid
     whole = symbols * _turn(-torch.angle(fourth.sum(dim=1, keepdim=True)) / 4)
     count = valid.sum(dim=1).clamp_min(1)
     mean = lambda v: (v * valid).sum(dim=1) / count  # noqa: E731
     power = _power(tracked)
     amplitude = (power.sqrt() * (AMPLITUDE_BINS / AMPLITUDE_TOP)).long().clamp_max(AMPLITUDE_BINS - 1)
-    histogram = torch.zeros(len(x), AMPLITUDE_BINS, device=x.device).scatter_add_(1, amplitude, valid.float())
+    histogram = torch.zeros(len(symbols), AMPLITUDE_BINS, device=symbols.device).scatter_add_(1, amplitude, valid.float())
     return torch.cat([_grid_fits(torch.stack([tracked, whole], dim=1), valid, count), torch.stack([
-        mean(power * power), mean(_fourth_power(tracked)).abs(), _log(line), rate.log10()], dim=1),
+        mean(power * power), mean(_fourth_power(tracked)).abs(), _log(received.line), rate.log10()], dim=1),
         histogram / count[:, None]], dim=1)
+
+
+def _cancel(received: _Received) -> torch.Tensor:
+    """What is left of single-antenna frames once their strongest signal is taken out ([B, 29]): the log
+    power of two residuals over the frame's middle three quarters (the ends, where symbols are cut, are
+    left out) and the 27 hand features of the weaker one. One residual is decision-directed: the
+    recovered symbols decided on the 64-point grid (after the fourth-power phase tracker), given a
+    sliding complex gain, placed at their instants and fitted to the frame by a per-frame response
+    smooth in frequency (pulse and channel), then subtracted. The other takes out a constant envelope
+    (FSK and other constant-envelope signals): the frame times 1 - mean|x| / |x|. An interferer 10-25 dB
+    under a strong desired signal is buried in the frame but stands out in the residual
+    (docs/research.md, "Session 16")."""
+    frame, spectrum, symbols, valid = received.frame, received.spectrum, received.symbols, received.valid
+    n = frame.shape[1]
+    phase = _track_phase(symbols, valid)
+    decided = _nearest_qam64(symbols * _turn(-phase), valid) * _turn(phase)
+    gain = _moving_mean(symbols * decided.conj(), GAIN_SYMBOLS) / _moving_mean(_power(decided), GAIN_SYMBOLS).clamp_min(FLOOR)
+    train = _impulse_spectrum(decided * gain * valid, received.at, n)
+    half = (n * received.rate / (2 * PULSE_SYMBOLS)).round().long().clamp(1, n // 4)
+    response = _row_moving_mean(spectrum * train.conj(), half) / _row_moving_mean(_power(train), half).clamp_min(FLOOR)
+    decision_directed = torch.fft.ifft(spectrum - response * train, dim=1)
+    amplitude = frame.abs()
+    constant_envelope = frame * (1 - amplitude.mean(dim=1, keepdim=True) / amplitude.clamp_min(FLOOR))
+    middle = slice(n // 8, n - n // 8)
+    residuals = torch.stack([decision_directed[:, middle], constant_envelope[:, middle]], dim=1)
+    power = _power(residuals).mean(dim=2)
+    weaker = residuals.gather(1, power.argmin(dim=1)[:, None, None].expand(-1, 1, residuals.shape[2]))[:, 0]
+    return torch.cat([_log(power), _hand(weaker)], dim=1)
+
+
+def _nearest_qam64(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Each symbol's nearest point of the unit-power 64-point square grid scaled by the best of FIT_GAINS
+    for the frame (the densest grid: a wrong constellation's decisions would leave more behind)."""
+    side = FIT_GRIDS[-1]
+    parts = torch.view_as_real(s)
+    spacing_rms = math.sqrt(2 * (side * side - 1) / 3)
+    best_error, best = None, None
+    for gain in FIT_GAINS:
+        step = 2 * gain / spacing_rms
+        nearest = ((parts.abs() / step).floor().clamp_max(side / 2 - 1) + 0.5) * step * parts.sign()
+        error = (nearest - parts).square().sum(dim=-1).mul(valid).sum(dim=1)
+        if best is None:
+            best_error, best = error, nearest
+        else:
+            better = error < best_error
+            best_error, best = torch.where(better, error, best_error), torch.where(better[:, None, None], nearest, best)
+    return torch.view_as_complex(best.contiguous())
+
+
+def _keys(t: torch.Tensor) -> torch.Tensor:
+    """Keys' cubic interpolation kernel (a = -1/2), support [-2, 2]."""
+    a = t.abs()
+    return torch.where(a < 1, (1.5 * a - 2.5) * a * a + 1,
+                       torch.where(a < 2, ((-0.5 * a + 2.5) * a - 4) * a + 2, torch.zeros_like(a)))
+
+
+def _impulse_spectrum(weights: torch.Tensor, at: torch.Tensor, n: int) -> torch.Tensor:
+    """The n-point spectrum (FFT order) of impulses of `weights` [B, m] at instants `at` (samples, not
+    whole), band-limited to the frame's band: spread onto a grid IMPULSE_GRID times finer with the Keys
+    kernel, whose images are far enough out not to fold back."""
+    fine = n * IMPULSE_GRID
+    position = at * IMPULSE_GRID
+    base = position.floor().long()
+    grid = torch.zeros(len(weights), fine, dtype=torch.complex64, device=weights.device)
+    for offset in (-1, 0, 1, 2):
+        grid.scatter_add_(1, torch.remainder(base + offset, fine), weights * _keys(position - (base + offset)))
+    spectrum = torch.fft.fft(grid, dim=1)
+    return torch.cat([spectrum[:, : n // 2], spectrum[:, fine - (n - n // 2):]], dim=1)
+
+
+def _row_moving_mean(v: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """Circular mean along dim 1 over 2 half + 1 bins, `half` [B] per row."""
+    n, widest = v.shape[1], int(half.max())
+    total = torch.cat([v[:, n - widest - 1:], v, v[:, :widest]], dim=1).cumsum(dim=1)
+    k = torch.arange(n, device=v.device)[None, :] + widest + 1
+    return (total.gather(1, k + half[:, None]) - total.gather(1, k - half[:, None] - 1)) / (2 * half[:, None] + 1)
 
 
 def _fourth_power(z: torch.Tensor) -> torch.Tensor:
@@ -283,8 +391,8 @@ def _flanks(spectrum: torch.Tensor) -> torch.Tensor:
 
 
 def _read_symbols(spectrum: torch.Tensor, rate: torch.Tensor, phase: torch.Tensor, freq: torch.Tensor
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symbols [B, n/2] of frames (their spectra, carrier removed) and which are inside the frame: the
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Instants [B, n/2] (samples), symbols of frames (their spectra, carrier removed) read there and which are inside the frame: the
     signal low-passed to 0.75 x the rate, upsampled by UPSAMPLE, read where |x|^2's line at the rate
     (of that phase) peaks, unit power over the valid ones."""
     b, n = spectrum.shape
@@ -300,7 +408,7 @@ def _read_symbols(spectrum: torch.Tensor, rate: torch.Tensor, phase: torch.Tenso
     frac = position - left
     symbols = (fine.gather(1, left) * (1 - frac) + fine.gather(1, left + 1) * frac) * valid
     power = _power(symbols).sum(dim=1) / valid.sum(dim=1).clamp_min(1)
-    return symbols / power.sqrt().clamp_min(FLOOR)[:, None], valid
+    return at, symbols / power.sqrt().clamp_min(FLOOR)[:, None], valid
 
 
 def _grid_fits(s: torch.Tensor, valid: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
@@ -345,20 +453,42 @@ def side_flops(kind: str, frame_shape: Sequence[int]) -> float:
         return lines
     if kind == "symbols":
         return lines + symbol_flops(n)
+    if kind == "cancel":
+        return lines + cancel_flops(n)
     return samples * 5.0 * antennas * math.log2(antennas) + 3.0 * antennas * samples + 4.0 * antennas
 
 
-def symbol_flops(samples: int) -> float:
-    """Analytic FLOPs of `_symbols` on one frame: complex FFTs at 5 m log2 m (a real one at half), the
+def receiver_flops(samples: int) -> float:
+    """Analytic FLOPs of `_receive` on one frame: complex FFTs at 5 m log2 m (a real one at half), the
     rest per sample or per symbol."""
-    fft = lambda size: 5.0 * size * math.log2(size)  # noqa: E731
-    ffts = (2 * fft(samples)  # the spectrum once the carrier is removed, the in-band signal (the lines' FFT(x) serves too)
-            + 1.5 * fft(SYMBOL_PAD * samples)  # the x^4 line; |x|^2's lines (a real FFT)
-            + fft(samples * UPSAMPLE))  # the upsampled signal
+    ffts = (2 * _fft_flops(samples)  # the spectrum once the carrier is removed, the in-band signal (the lines' FFT(x) serves too)
+            + 1.5 * _fft_flops(SYMBOL_PAD * samples)  # the x^4 line; |x|^2's lines (a real FFT)
+            + _fft_flops(samples * UPSAMPLE))  # the upsampled signal
     per_sample = (60.0 + 12.0 * SYMBOL_PAD) * samples + 10.0 * samples * math.log2(samples)  # powers, rotation, floors
+    return ffts + per_sample + 20.0 * (samples // 2)  # reading the symbols
+
+
+def symbol_flops(samples: int) -> float:
+    """Analytic FLOPs of `_symbols` beside the receiver: grid fits, tracking, moments, histogram."""
     symbols = samples // 2
     fits = 2 * len(FIT_GRIDS) * len(FIT_GAINS) * 14.0 * symbols  # two phase references
-    return ffts + per_sample + fits + 50.0 * symbols  # reading, tracking, moments, histogram
+    return receiver_flops(samples) + fits + 30.0 * symbols
+
+
+def cancel_flops(samples: int) -> float:
+    """Analytic FLOPs of `_cancel` beside the receiver: decisions, gain, impulses, the fitted response,
+    the two residuals and the weaker one's hand features."""
+    symbols = samples // 2
+    decisions = len(FIT_GAINS) * 14.0 * symbols + 80.0 * symbols  # grid fits; tracking and the sliding gain
+    impulses = 4 * 20.0 * symbols + _fft_flops(samples * IMPULSE_GRID)
+    response = 40.0 * samples + _fft_flops(samples)  # products, two row means, the residual's inverse FFT
+    middle = samples - 2 * (samples // 8)
+    residuals = 10.0 * samples + 8.0 * middle + hand_feature_flops(middle)
+    return receiver_flops(samples) + decisions + impulses + response + residuals
+
+
+def _fft_flops(size: int) -> float:
+    return 5.0 * size * math.log2(size)
 
 
 def hand_feature_flops(samples: int) -> int:
@@ -378,5 +508,5 @@ def _check(kind: str, frame_shape: Sequence[int]) -> None:
         raise SideFeatureError(f"side features need frames [antennas, samples], got shape {list(frame_shape)}")
     if kind == "beams" and int(frame_shape[0]) < 2:
         raise SideFeatureError(f"`beams` side features need an antenna array, got frames {list(frame_shape)}")
-    if kind == "symbols" and int(frame_shape[0]) != 1:
-        raise SideFeatureError(f"`symbols` side features need single-antenna frames, got frames {list(frame_shape)}")
+    if kind in ("symbols", "cancel") and int(frame_shape[0]) != 1:
+        raise SideFeatureError(f"`{kind}` side features need single-antenna frames, got frames {list(frame_shape)}")

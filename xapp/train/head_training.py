@@ -49,7 +49,9 @@ HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its ex
 # 0.07 ms per frame, over half a block's): too dear for the default (docs/research.md, "Session 12").
 # Modulation also tries the blind symbol statistics (`symbols`: the lines beside them), which tell QAM16
 # from QAM64 where the trunk cannot; they cost over 2 % of the trunk before exit 3, so are tried from there.
-AUTO_SIDE = {"modulation": ("lines", "symbols"), "interference": ("lines",), "beam": ("beams",)}
+# Interference also tries the frame with its strongest signal taken out (`cancel`: the lines beside the
+# residual's statistics), where an interferer under a strong desired signal shows; over 2 % before exit 4.
+AUTO_SIDE = {"modulation": ("lines", "symbols"), "interference": ("lines", "cancel"), "beam": ("beams",)}
 
 
 class HeadCostError(ValueError):
