@@ -240,7 +240,8 @@ def _exit_tables(results: dict, plots: list[str]) -> list[str]:
     out = ["## Accuracy per exit", "",
            "`head reads`: the exit's tokens alone, or beside side features of the raw frame (`lines`: the four "
            "spectral lines; `hand`: the 27 hand features; `symbols`: the lines and the frame's symbols recovered "
-           "blind, fitted to square constellations; `beams`: the DFT beam shares), kept where validation "
+           "blind, fitted to square constellations; `cancel`: the lines and the frame less its strongest signal, "
+           "taken out blind; `beams`: the DFT beam shares), kept where validation "
            "prefers them; the last column is the trunk-only head at the same exit.", ""]
     out += [f"![{p}]({p})" for p in plots if p.startswith("exits")] + [""]
     for task, r in results["tasks"].items():
