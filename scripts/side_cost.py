@@ -38,7 +38,8 @@ def main() -> None:
     encoder = load_encoder().eval()
     out: dict[str, float] = {}
     with torch.inference_mode():
-        for task, kinds in (("modulation", ("lines", "hand", "symbols")), ("beam", ("beams",))):
+        tasks = (("modulation", ("lines", "hand", "symbols")), ("interference", ("cancel",)), ("beam", ("beams",)))
+        for task, kinds in tasks:
             x = torch.from_numpy(generate(task, BATCH, seed=9).x)
             for kind in kinds:
                 out[f"{kind} us/frame"] = 1e6 * median_seconds(lambda: side_features(kind, x)) / BATCH

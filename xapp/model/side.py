@@ -54,7 +54,8 @@ AMPLITUDE_BINS, AMPLITUDE_TOP = 8, 1.6  # histogram of the unit-power symbols' a
 CANCEL_FEATURES = 2 + HAND_FEATURES
 GAIN_SYMBOLS = 33  # the sliding complex gain's window
 IMPULSE_GRID = 4  # the symbol impulses are placed on a grid this many times finer than the samples
-PULSE_SYMBOLS = 8  # pulse and channel span about this many symbols: their response is smoothed over n rate / this many bins
+# pulse and channel span about this many symbols: their response is smoothed over n rate / this many bins
+PULSE_SYMBOLS = 8
 
 
 class SideFeatureError(ValueError):
@@ -277,7 +278,8 @@ def _cancel(received: _Received) -> torch.Tensor:
     n = frame.shape[1]
     phase = _track_phase(symbols, valid)
     decided = _nearest_qam64(symbols * _turn(-phase), valid) * _turn(phase)
-    gain = _moving_mean(symbols * decided.conj(), GAIN_SYMBOLS) / _moving_mean(_power(decided), GAIN_SYMBOLS).clamp_min(FLOOR)
+    gain = (_moving_mean(symbols * decided.conj(), GAIN_SYMBOLS)
+            / _moving_mean(_power(decided), GAIN_SYMBOLS).clamp_min(FLOOR))
     train = _impulse_spectrum(decided * gain * valid, received.at, n)
     half = (n * received.rate / (2 * PULSE_SYMBOLS)).round().long().clamp(1, n // 4)
     response = _row_moving_mean(spectrum * train.conj(), half) / _row_moving_mean(_power(train), half).clamp_min(FLOOR)
