@@ -7,7 +7,8 @@ beam, an argmax a head learns only approximately. Both cost a few FFTs per frame
 the engine's device, once per batch for the rows that need them. The 27 hand features add under a
 point more than the lines at six times their CPU time, so the shipped heads read the lines
 (docs/research.md, "Session 12"), except modulation's from exit 3, which read `symbols`: 3 points
-more, at 0.37 ms per frame (docs/research.md, "Session 15").
+more, at 0.37 ms per frame (docs/research.md, "Session 15"), and interference's from exit 4, which read
+`cancel`: 5 points more, at 0.42 ms per frame (docs/research.md, "Session 16").
 
 - `lines`: log10 of the peak over the mean bin of |FFT(x^k)|^2, k = 1, 2, 4, 8 ([B, 4]).
 - `hand`: the classical baselines' 27 hand features (xapp.train.baselines.features, which is the
@@ -20,6 +21,11 @@ more, at 0.37 ms per frame (docs/research.md, "Session 15").
   a sliding window) and fitted to square constellations of 4, 16 and 64 points ([B, 22], single-antenna
   frames). The trunk alone tells QAM16 from QAM64 little better than chance; their fits tell them apart
   (docs/research.md, "Session 15").
+- `cancel`: the lines, beside the frame with its strongest signal taken out by the same receiver (the
+  symbols decided, placed at their instants, fitted to the frame and subtracted; for FSK, the constant
+  envelope taken out): the power of both residuals and the hand features of the weaker ([B, 33],
+  single-antenna frames). An interferer 10-25 dB under the desired signal is buried in the frame and
+  stands out in the residual (docs/research.md, "Session 16").
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
   the order of the `beam` task's classes ([B, 16] for a 16-antenna array). A head with this side input
   adds a learned multiple of it to its logits, so the DFT's argmax is one of the rules it can express.

@@ -28,10 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--projections", type=int, default=24, help="learned projections of energy pooling")
     p.add_argument("--hidden", type=int, default=128, help="width of the hidden layer (0: a linear head)")
     p.add_argument("--side", default="none",
-                   help="none | auto | lines,hand,symbols,beams (any of them): also train heads that read these "
-                        "classical features of the raw frame beside the exit, and keep them where validation says "
-                        "they are better (auto: the spectral lines for interference, the lines and the recovered "
-                        "symbols for modulation, DFT beams for beam; none for the unseen tasks)")
+                   help="none | auto | lines,hand,symbols,cancel,beams (any of them): also train heads that read "
+                        "these classical features of the raw frame beside the exit, and keep them where validation "
+                        "says they are better (auto: the spectral lines and the frame less its strongest signal for "
+                        "interference, the lines and the recovered symbols for modulation, DFT beams for beam; none "
+                        "for the unseen tasks)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and head initialisation")
     p.add_argument("--batch", type=int, default=128, help="frames per optimiser step of a head")
     p.add_argument("--device", default="cpu", help="cpu | cuda: where features are computed and heads trained")
