@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -40,6 +41,19 @@ def test_exit_states_equal_full_forward_states():
             assert sorted(states) == sorted(exits)
             for k, h in states.items():
                 torch.testing.assert_close(h, full[k - 1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1024), (16, 64)])
+def test_a_frame_reads_the_same_at_any_finite_amplitude(shape):
+    """Tokens are of the frame at unit power; squaring a frame peaking past ~1e19 overflowed float32 and
+    turned it into zeros."""
+    torch.manual_seed(0)
+    encoder = Encoder(SMALL).eval()
+    x = frames(2, *shape) / math.sqrt(2)
+    with torch.no_grad():
+        want = encoder(x, [2])[2]
+        for scale in (1e-3, 1e10, 1e25, 1e37):
+            torch.testing.assert_close(encoder(x * scale, [2])[2], want, atol=1e-4, rtol=1e-4)
 
 
 def test_exit_outside_the_encoder_is_refused():

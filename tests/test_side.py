@@ -204,6 +204,21 @@ def test_a_head_reading_the_blind_receiver_decides_in_both_engines_as_offline(se
         assert [got[("modulation", r.seq)].class_index for r in rows] == want
 
 
+def test_a_loud_frame_is_decided_as_at_unit_power_and_its_batch_with_it(served):
+    """A frame peaking at 1e37 (finite, so E2 lets it through) among others read by a `cancel` head:
+    every frame of the batch is decided, the loud one as its unit-power self."""
+    encoder, table, reqs = served
+    head = Head(CFG.dim, 11, hidden=8, side="cancel", frame_shape=(1, 1024)).eval()
+    table = {**table, "modulation": TaskPlan("modulation", CLASSES["modulation"], {2: head})}
+    rows = [r for r in reqs if r.task == "modulation"][:8]
+    loud = Request(rows[0].node_id, "modulation", rows[0].frame * np.float32(1e37), 999, "cell0", rows[0].t_node_ns,
+                   rows[0].t_arrival, rows[0].deadline)
+    got = decisions(EarlyExitEngine(encoder, Metrics()), table, rows + [loud], 32)
+    assert len(got) == len(rows) + 1
+    assert got[("modulation", 999)].class_index == got[("modulation", rows[0].seq)].class_index
+    assert got[("modulation", 999)].confidence == pytest.approx(got[("modulation", rows[0].seq)].confidence, abs=1e-3)
+
+
 def test_a_dynamic_plan_pays_for_side_features_once(served):
     encoder, table, reqs = served
     heads = {k: Head(CFG.dim, 11, hidden=8, side="lines", frame_shape=(1, 1024)).eval() for k in (1, 2, 3)}
@@ -280,6 +295,18 @@ def test_offline_scoring_paths_read_side_heads(served):
     np.testing.assert_array_equal(exit_predictions(encoder, {2: head}, x, chunk=16)[2].label, want)
     row, = evaluate_exits(encoder, {2: head}, x, want, chunk=16)
     assert row["accuracy"] == 1.0 and row["gflops"] == pytest.approx((encoder_flops(encoder, (1, 1024), 2) + head.flops(65)) / 1e9)
+
+
+@pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("symbols", (1, 1024)),
+                                         ("cancel", (1, 1024)), ("beams", (16, 64))])
+def test_loud_frames_get_the_features_of_the_same_frames_at_unit_power(kind, shape):
+    """E2 passes any finite sample. A frame peaking at 1e3 or 7.5e37 gets the features it gets at unit
+    power; before, x^8 overflowed, the features went NaN and the receiver indexed out of range, which
+    failed (and shed) the whole batch."""
+    frames = torch.from_numpy(generate("beam" if shape[0] > 1 else "modulation", 4, seed=9, snr_db=20.0).x)
+    want = side_features(kind, frames)
+    for scale in (1e3, 1e10, 7.5e37):  # rounding moves the rate line's strength (a ratio to a near-empty flank) by ~1 %
+        torch.testing.assert_close(side_features(kind, frames * scale), want, atol=1e-3, rtol=2e-2)
 
 
 @pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("symbols", (1, 1024)),

@@ -12,8 +12,13 @@ from torch import nn
 from xapp.model.config import EncoderConfig
 
 
+LOUD = 1e15  # a frame whose largest sample is louder is divided by it first: float32 squares overflow from ~1.8e19
+
+
 def normalise_power(x: torch.Tensor) -> torch.Tensor:
-    """Scale each complex frame [B, A, S] to unit average power."""
+    """Scale each complex frame [B, A, S] to unit average power, whatever its (finite) amplitude."""
+    peak = x.abs().amax(dim=(-2, -1), keepdim=True)
+    x = x / torch.where(peak > LOUD, peak, torch.ones_like(peak))
     power = x.abs().square().mean(dim=(-2, -1), keepdim=True)
     return x / torch.sqrt(power + 1e-12)
 

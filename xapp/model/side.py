@@ -40,12 +40,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from xapp.model.patch import normalise_power
+
 SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "beams")
 LINE_POWERS = (1, 2, 4, 8)  # successive squares
 HAND_FEATURES = 27
 STFT_SIZE = 64
 SMOOTHING_BINS = 9
 FLOOR = 1e-12
+SAFE_PEAK = 32.0  # frames louder than this are scaled to unit power first (see _tamed)
 # `symbols`: blind symbol recovery (see _symbols)
 SYMBOL_FEATURES = 18
 SYMBOL_PAD = 4  # the x^4 and |x|^2 lines (carrier and rate) are read off FFTs zero-padded to this many times the frame
@@ -84,7 +87,7 @@ def class_aligned(kind: str) -> bool:
 def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
     """Float32 [B, width] features of complex frames [B, antennas, samples]."""
     _check(kind, frames.shape[1:])
-    x = frames.to(torch.complex64)
+    x = _tamed(frames.to(torch.complex64))
     if kind == "lines":
         return _lines(_power_spectra(x.reshape(len(x), -1)))
     if kind == "hand":
@@ -96,6 +99,18 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
         return torch.cat([_lines(spectra), _symbols(received) if kind == "symbols" else _cancel(received)], dim=1)
     energy = torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1).abs().square().sum(dim=2)
     return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
+
+
+def _tamed(x: torch.Tensor) -> torch.Tensor:
+    """Frames [B, antennas, samples] whose largest sample passes SAFE_PEAK scaled to unit power, the
+    others as they are. Every kind is scale-free, but x^8 and its power spectrum overflow float32 from
+    a peak of ~100 (one loud frame then made the receiver index out of range and failed its batch); a
+    unit-power frame of n samples peaks at sqrt(n) at most."""
+    loud = x.abs().flatten(1).amax(dim=1) > SAFE_PEAK
+    if bool(loud.any()):
+        x = x.clone()
+        x[loud] = normalise_power(x[loud])
+    return x
 
 
 def head_reads(kind: str | None) -> str:
