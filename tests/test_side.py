@@ -299,13 +299,13 @@ def test_offline_scoring_paths_read_side_heads(served):
 
 @pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("symbols", (1, 1024)),
                                          ("cancel", (1, 1024)), ("beams", (16, 64))])
-def test_loud_frames_get_the_features_of_the_same_frames_at_unit_power(kind, shape):
-    """E2 passes any finite sample. A frame peaking at 1e3 or 7.5e37 gets the features it gets at unit
-    power; before, x^8 overflowed, the features went NaN and the receiver indexed out of range, which
-    failed (and shed) the whole batch."""
+def test_loud_and_quiet_frames_get_the_features_of_the_same_frames_at_unit_power(kind, shape):
+    """E2 passes any finite sample. A frame 1e-20 to 7.5e37 times unit power gets the features it gets at
+    unit power; before, x^8 overflowed (the features went NaN, and the receiver indexed out of range,
+    which failed and shed the whole batch) or underflowed."""
     frames = torch.from_numpy(generate("beam" if shape[0] > 1 else "modulation", 4, seed=9, snr_db=20.0).x)
     want = side_features(kind, frames)
-    for scale in (1e3, 1e10, 7.5e37):  # rounding moves the rate line's strength (a ratio to a near-empty flank) by ~1 %
+    for scale in (1e-20, 1e-5, 1e3, 1e10, 7.5e37):  # rounding moves the rate line's strength (a ratio to a near-empty flank) by ~1 %
         torch.testing.assert_close(side_features(kind, frames * scale), want, atol=1e-3, rtol=2e-2)
 
 

@@ -12,13 +12,15 @@ from torch import nn
 from xapp.model.config import EncoderConfig
 
 
-LOUD = 1e15  # a frame whose largest sample is louder is divided by it first: float32 squares overflow from ~1.8e19
+# A frame whose largest sample is louder or quieter than these is divided by it first: float32 squares
+# overflow from ~1.8e19, and under ~1e-3 the square root's guard (1e-12) starts to bend the scale.
+LOUD, QUIET = 1e15, 1e-3
 
 
 def normalise_power(x: torch.Tensor) -> torch.Tensor:
-    """Scale each complex frame [B, A, S] to unit average power, whatever its (finite) amplitude."""
+    """Scale each complex frame [B, A, S] to unit average power, whatever its (finite, nonzero) amplitude."""
     peak = x.abs().amax(dim=(-2, -1), keepdim=True)
-    x = x / torch.where(peak > LOUD, peak, torch.ones_like(peak))
+    x = x / torch.where((peak > LOUD) | ((peak < QUIET) & (peak > 0)), peak, torch.ones_like(peak))
     power = x.abs().square().mean(dim=(-2, -1), keepdim=True)
     return x / torch.sqrt(power + 1e-12)
 

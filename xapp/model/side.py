@@ -48,7 +48,7 @@ HAND_FEATURES = 27
 STFT_SIZE = 64
 SMOOTHING_BINS = 9
 FLOOR = 1e-12
-SAFE_PEAK = 32.0  # frames louder than this are scaled to unit power first (see _tamed)
+SAFE_PEAKS = (0.5, 32.0)  # frames whose largest sample is outside are scaled to unit power first (see _tamed)
 # `symbols`: blind symbol recovery (see _symbols)
 SYMBOL_FEATURES = 18
 SYMBOL_PAD = 4  # the x^4 and |x|^2 lines (carrier and rate) are read off FFTs zero-padded to this many times the frame
@@ -102,14 +102,15 @@ def side_features(kind: str, frames: torch.Tensor) -> torch.Tensor:
 
 
 def _tamed(x: torch.Tensor) -> torch.Tensor:
-    """Frames [B, antennas, samples] whose largest sample passes SAFE_PEAK scaled to unit power, the
+    """Frames [B, antennas, samples] whose largest sample is outside SAFE_PEAKS scaled to unit power, the
     others as they are. Every kind is scale-free, but x^8 and its power spectrum overflow float32 from
-    a peak of ~100 (one loud frame then made the receiver index out of range and failed its batch); a
-    unit-power frame of n samples peaks at sqrt(n) at most."""
-    loud = x.abs().flatten(1).amax(dim=1) > SAFE_PEAK
-    if bool(loud.any()):
+    a peak of ~100 (one loud frame then made the receiver index out of range and failed its batch) and
+    underflow under ~0.01; a unit-power frame of n samples peaks between 1 and sqrt(n)."""
+    peak = x.abs().flatten(1).amax(dim=1)
+    odd = ((peak > SAFE_PEAKS[1]) | (peak < SAFE_PEAKS[0])) & (peak > 0)
+    if bool(odd.any()):
         x = x.clone()
-        x[loud] = normalise_power(x[loud])
+        x[odd] = normalise_power(x[odd])
     return x
 
 
