@@ -260,9 +260,13 @@ def _receive(x: torch.Tensor, psd: torch.Tensor) -> _Received:
     return _Received(x, spectrum, rate, line, at, symbols, valid)
 
 
-def _track_phase(symbols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """The symbols' carrier phase [B, m], tracked by the fourth power over TRACK_SYMBOLS symbols."""
-    fourth = -_fourth_power(symbols) * valid  # a square constellation's E s^4 is negative real
+def _negated_fourth(symbols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """-s^4 of the valid symbols (0 elsewhere): a square constellation's E s^4 is negative real."""
+    return -_fourth_power(symbols) * valid
+
+
+def _track_phase(fourth: torch.Tensor) -> torch.Tensor:
+    """The symbols' carrier phase [B, m], tracked by their `_negated_fourth` over TRACK_SYMBOLS symbols."""
     return _unwrap(torch.angle(_moving_mean(fourth, TRACK_SYMBOLS))) / 4
 
 
@@ -273,8 +277,8 @@ def _symbols(received: _Received) -> torch.Tensor:
     |E s^4| of the tracked symbols; log of the symbol-rate line's strength and of the rate; the histogram
     of the symbols' amplitudes (AMPLITUDE_BINS shares)."""
     symbols, valid, rate = received.symbols, received.valid, received.rate
-    tracked = symbols * _turn(-_track_phase(symbols, valid))
-    fourth = -_fourth_power(symbols) * valid
+    fourth = _negated_fourth(symbols, valid)
+    tracked = symbols * _turn(-_track_phase(fourth))
     whole = symbols * _turn(-torch.angle(fourth.sum(dim=1, keepdim=True)) / 4)
     count = valid.sum(dim=1).clamp_min(1)
     mean = lambda v: (v * valid).sum(dim=1) / count  # noqa: E731
@@ -298,7 +302,7 @@ def _cancel(received: _Received) -> torch.Tensor:
     (docs/research.md, "Session 16")."""
     frame, spectrum, symbols, valid = received.frame, received.spectrum, received.symbols, received.valid
     n = frame.shape[1]
-    phase = _track_phase(symbols, valid)
+    phase = _track_phase(_negated_fourth(symbols, valid))
     decided = _nearest_qam64(symbols * _turn(-phase), valid) * _turn(phase)
     gain = (_moving_mean(symbols * decided.conj(), GAIN_SYMBOLS)
             / _moving_mean(_power(decided), GAIN_SYMBOLS).clamp_min(FLOOR))
@@ -320,11 +324,9 @@ def _nearest_qam64(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     for the frame (the densest grid: a wrong constellation's decisions would leave more behind)."""
     side = FIT_GRIDS[-1]
     parts = torch.view_as_real(s)
-    spacing_rms = math.sqrt(2 * (side * side - 1) / 3)
     best_error, best = None, None
     for gain in FIT_GAINS:
-        step = 2 * gain / spacing_rms
-        nearest = ((parts.abs() / step).floor().clamp_max(side / 2 - 1) + 0.5) * step * parts.sign()
+        nearest = _nearest_level(parts.abs(), side, gain) * parts.sign()
         error = (nearest - parts).square().sum(dim=-1).mul(valid).sum(dim=1)
         if best is None:
             best_error, best = error, nearest
@@ -454,21 +456,26 @@ def _grid_fits(s: torch.Tensor, valid: torch.Tensor, count: torch.Tensor) -> tor
     """log10 of the mean squared distance of the valid symbols s [B, R, m] (R phase references) to the
     nearest point of each square grid of FIT_GRIDS points a side at unit power, scaled by each of
     FIT_GAINS; the best gain per grid: [B, R * len(FIT_GRIDS)], grids in order within each reference.
-    The grids are symmetric, so each axis is folded to |I|, |Q| once: a side of L levels at odd multiples
-    of step/2 has its nearest level at (min(floor(|v| / step), L/2 - 1) + 1/2) step."""
+    The grids are symmetric, so each axis is folded to |I|, |Q| once (`_nearest_level`)."""
     folded = torch.view_as_real(s).abs()  # [B, R, m, 2]
     weight = (valid / count[:, None])[:, None, :, None]
     fits = []
     for side in FIT_GRIDS:
-        spacing_rms = math.sqrt(2 * (side * side - 1) / 3)  # rms of a side x side grid of odd integers
         best = None
         for gain in FIT_GAINS:
-            step = 2 * gain / spacing_rms
-            nearest = (folded * (1 / step)).floor_().clamp_max_(side / 2 - 1).add_(0.5).mul_(step)
-            error = nearest.sub_(folded).square_().mul_(weight).sum(dim=(2, 3)) / gain**2
+            error = _nearest_level(folded, side, gain).sub_(folded).square_().mul_(weight).sum(dim=(2, 3)) / gain**2
             best = error if best is None else torch.minimum(best, error)
         fits.append(_log(best))
     return torch.stack(fits, dim=2).flatten(1)
+
+
+def _nearest_level(folded: torch.Tensor, side: int, gain: float) -> torch.Tensor:
+    """The nearest level to each |I| or |Q| in `folded` of a side x side square grid at unit power
+    scaled by `gain`: its levels sit at odd multiples of step/2, so the nearest is at
+    (min(floor(|v| / step), side/2 - 1) + 1/2) step."""
+    spacing_rms = math.sqrt(2 * (side * side - 1) / 3)  # rms of a side x side grid of odd integers
+    step = 2 * gain / spacing_rms
+    return (folded * (1 / step)).floor_().clamp_max_(side / 2 - 1).add_(0.5).mul_(step)
 
 
 def _unwrap(phase: torch.Tensor) -> torch.Tensor:
