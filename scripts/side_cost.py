@@ -17,7 +17,7 @@ from xapp.data import generate
 from xapp.data.spatial import beam_energy
 from xapp.model import load_encoder, load_head
 from xapp.model.heads import read_head
-from xapp.model.side import side_features
+from xapp.model.side import side_features, side_features_of
 from xapp.train.head_training import split_seed
 
 BATCH = 32
@@ -46,6 +46,13 @@ def main() -> None:
             h = encoder.tokens(x)
             out[f"{task} embed us/frame"] = 1e6 * median_seconds(lambda: encoder.tokens(x)) / BATCH
             out[f"{task} one block us/frame"] = 1e6 * median_seconds(lambda: encoder.blocks[0](h)) / BATCH
+        # what the engine does with a batch mixing modulation and interference rows: one receiver pass
+        xm = torch.from_numpy(generate("modulation", BATCH // 2, seed=9).x)
+        xi = torch.from_numpy(generate("interference", BATCH // 2, seed=9).x)
+        out["symbols and cancel, separate calls, us/frame"] = 1e6 * median_seconds(
+            lambda: (side_features("symbols", xm), side_features("cancel", xi))) / BATCH
+        out["symbols and cancel, one receiver pass, us/frame"] = 1e6 * median_seconds(
+            lambda: side_features_of([("symbols", xm), ("cancel", xi)])) / BATCH
         test = generate("beam", 4000, split_seed(0, "test"))  # the shipped heads' beam test split
         head, _ = load_head(default_manifest().parent / "beam" / "exit1.safetensors")
         x = torch.from_numpy(test.x)

@@ -141,7 +141,9 @@ def test_precision_comparison_runs_every_variant_on_the_same_frames(encoder):
     assert variants["engine fp32"]["agreement_with_fp32"] == 1.0
     assert variants["onnxruntime fp32"]["agreement_with_fp32"] == 1.0  # same arithmetic, another runtime
     assert set(variants["engine int8"]["accuracy"]) == {"beam", "modulation"}
-    assert choose(result) in ("fp32", "int8")
+    agreeing = {n.removeprefix("engine "): v["frames_per_s"] for n, v in variants.items()
+                if n.startswith("engine ") and v["agreement_with_fp32"] >= 0.99}
+    assert "fp32" in agreeing and choose(result) == max(agreeing, key=agreeing.get)  # bf16 too, where the CPU has it
 
 
 def test_host_bench_reports_every_stage_per_batch_size(encoder):

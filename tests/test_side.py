@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from xapp.data import generate
+from xapp.data.interference import DESIRED
 from xapp.data.spatial import beam_energy
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.engine.static_graph import StaticGraphEngine
 from xapp.model import Encoder, EncoderConfig, Head, load_encoder, load_head, save_encoder, save_head
 from xapp.model.heads import read_head
-from xapp.model.side import SideFeatureError, side_features, side_flops
+from xapp.model.side import SideFeatureError, side_features, side_features_of, side_flops
 from xapp.model.policies import Policy
 from xapp.ops.metrics import Metrics
 from xapp.config.manifest import read_manifest, task_heads
@@ -86,6 +87,35 @@ def test_taking_out_the_desired_signal_uncovers_an_interferer_15_db_under_it():
     assert separation(*residual) > 0.7
     lines = [f[m, :4] for f, m in zip(features, single_carrier)]
     assert max(separation(lines[0][:, k], lines[1][:, k]) for k in range(4)) < separation(*residual) - 0.1
+
+
+def test_the_canceller_leaves_little_of_a_clean_desired_signal_whatever_its_grid_and_carrier():
+    """Interference-free frames at 40 dB, each also shifted by a carrier offset of up to 0.1: the
+    decision-directed residual sits 23.5 dB under BPSK and QPSK desired signals and 22 dB under PAM4 and
+    QAM16 (decided on the 64-point grid they left 20 and 19 dB, and the signal's share along the mean
+    the receiver removes, at the carrier, came back as a tone of up to -18 dB)."""
+    data = generate("interference", 300, seed=23, snr_db=40.0, impairments=False, classes=["none"])
+    n = data.x.shape[-1]
+    offset = np.random.default_rng(0).uniform(-0.1, 0.1, (300, 1, 1))
+    shifted = (data.x * np.exp(2j * np.pi * offset * np.arange(n))).astype(np.complex64)
+    for x in (data.x, shifted):
+        residual = side_features("cancel", torch.from_numpy(x)).numpy()[:, 4]  # log10, the frame at unit power
+        for kinds, bound in ((("BPSK", "QPSK"), -2.35), (("PAM4", "QAM16"), -2.2)):
+            picked = np.isin(data.meta["desired"], [DESIRED.index(k) for k in kinds])
+            assert picked.sum() > 40 and np.median(residual[picked]) < bound
+
+
+def test_one_call_for_several_kinds_gives_each_what_its_own_call_gives():
+    """The engine asks for every task's side features at once; `symbols` and `cancel` parts then share one
+    blind receiver pass, and every part gets exactly the features of its own call, in order."""
+    modulation = torch.from_numpy(generate("modulation", 7, seed=3).x)
+    interference = torch.from_numpy(generate("interference", 5, seed=4).x)
+    beams = torch.from_numpy(generate("beam", 3, seed=5).x)
+    wanted = [("symbols", modulation), ("beams", beams), ("cancel", interference), ("lines", modulation)]
+    for (kind, frames), got in zip(wanted, side_features_of(wanted)):
+        assert torch.equal(got, side_features(kind, frames))
+    with pytest.raises(SideFeatureError):
+        side_features_of([("symbols", modulation), ("cancel", beams)])
 
 
 def test_unknown_kinds_and_frames_that_do_not_fit_are_refused():

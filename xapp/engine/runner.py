@@ -33,6 +33,7 @@ from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops
 from xapp.model.heads import load_task_head, side_flops_once
 from xapp.model.patch import capture_windows
+from xapp.model.side import side_features_of
 from xapp.ops.metrics import Metrics
 from xapp.vocab import DecisionBatch, Request
 
@@ -341,14 +342,18 @@ _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arriv
 def side_features_by_task(frames: torch.Tensor, of_task: np.ndarray, sides: Mapping[int, Mapping[str, Head]]
                           ) -> Iterator[tuple[int, str, torch.Tensor, torch.Tensor]]:
     """For frames of one shape whose rows belong to tasks `of_task`: (task, kind, the rows' positions
-    in `frames`, their side features) for each task in `sides` (task -> kind -> a head reading it)."""
+    in `frames`, their side features) for each task in `sides` (task -> kind -> a head reading it),
+    computed in one call (tasks whose kinds read the blind receiver share one pass of it)."""
+    wanted = []
     for t, heads in sides.items():
         mine = np.flatnonzero(of_task == t)
         if len(mine):
             picked = torch.from_numpy(mine).to(frames.device)
             chosen = frames.index_select(0, picked)
-            for kind, head in heads.items():
-                yield t, kind, picked, head.side_inputs(chosen)
+            wanted += [(t, kind, picked, chosen) for kind in heads]
+    features = side_features_of([(kind, chosen) for _, kind, _, chosen in wanted])
+    for (t, kind, picked, _), f in zip(wanted, features):
+        yield t, kind, picked, f
 
 
 def by_frame_layout(rows: Iterable[Request], table: TaskTable | None = None
