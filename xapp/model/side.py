@@ -7,8 +7,11 @@ beam, an argmax a head learns only approximately. Both cost a few FFTs per frame
 the engine's device, once per batch for the rows that need them. The 27 hand features add under a
 point more than the lines at six times their CPU time, so the shipped heads read the lines
 (docs/research.md, "Session 12"), except modulation's from exit 3, which read `symbols`: 3 points
-more, at 0.37 ms per frame (docs/research.md, "Session 15"), and interference's from exit 4, which read
-`cancel`: 5 points more, at 0.42 ms per frame (docs/research.md, "Session 16").
+more, at about a trunk block's time per frame (docs/research.md, "Session 15"), and interference's from
+exit 4, which read `cancel`: 5 points more, at about 1.5 blocks' time (docs/research.md, "Sessions 16-17").
+On the CPU these costs are op counts more than FLOPs: a few torch kernels that are slow on short rows
+are replaced (`_argmax`, `_angle`, `_abs`, `_std`, `_turn`), and `side_features_of` serves several
+kinds in one call, sharing the blind receiver.
 
 - `lines`: log10 of the peak over the mean bin of |FFT(x^k)|^2, k = 1, 2, 4, 8 ([B, 4]).
 - `hand`: the classical baselines' 27 hand features (xapp.train.baselines.features, which is the
@@ -22,8 +25,8 @@ more, at 0.37 ms per frame (docs/research.md, "Session 15"), and interference's 
   frames). The trunk alone tells QAM16 from QAM64 little better than chance; their fits tell them apart
   (docs/research.md, "Session 15").
 - `cancel`: the lines, beside the frame with its strongest signal taken out by the same receiver (the
-  symbols decided, placed at their instants, fitted to the frame and subtracted; for FSK, the constant
-  envelope taken out): the power of both residuals and the hand features of the weaker ([B, 33],
+  symbols decided on the square grid that suits the frame, placed at their instants, fitted to the frame
+  and subtracted; for FSK, the constant envelope taken out): the power of both residuals and the hand features of the weaker ([B, 33],
   single-antenna frames). An interferer 10-25 dB under the desired signal is buried in the frame and
   stands out in the residual (docs/research.md, "Session 16").
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
