@@ -74,7 +74,7 @@ def test_taking_out_the_desired_signal_uncovers_an_interferer_15_db_under_it():
     hit = generate("interference", 200, seed=22, snr_db=25.0, inr_db=10.0, impairments=False,
                    classes=["ofdm", "oqpsk", "chirp"])
     features = [side_features("cancel", torch.from_numpy(d.x)).numpy() for d in (clean, hit)]
-    assert features[0].shape == (200, 33) and all(np.isfinite(f).all() for f in features)
+    assert features[0].shape == (200, 53) and all(np.isfinite(f).all() for f in features)
     single_carrier = [d.meta["desired"] < 6 for d in (clean, hit)]  # not the FSK desired signals
     residual = [f[m, 4] for f, m in zip(features, single_carrier)]  # log10 power of the decision-directed residual
     assert np.median(residual[0]) < -1.5
@@ -103,6 +103,24 @@ def test_the_canceller_leaves_little_of_a_clean_desired_signal_whatever_its_grid
         for kinds, bound in ((("BPSK", "QPSK"), -2.35), (("PAM4", "QAM16"), -2.2)):
             picked = np.isin(data.meta["desired"], [DESIRED.index(k) for k in kinds])
             assert picked.sum() > 40 and np.median(residual[picked]) < bound
+
+
+def test_the_peak_track_tells_a_sweep_from_a_hopper():
+    """`cancel` follows the strongest bin of the frame's short-time spectrum (here at 32 samples per
+    window): a chirp sweeping the band once per frame moves one bin a window at a steady pace; a hopper
+    holding each of 16 channels for 128 samples stays put, then jumps."""
+    n, rng = 1024, np.random.default_rng(0)
+    t = np.arange(n)
+    noise = 0.03 * (rng.standard_normal((2, 8, n)) + 1j * rng.standard_normal((2, 8, n)))
+    start = rng.uniform(-0.5, 0.5, (8, 1))
+    chirp = np.exp(2j * np.pi * np.cumsum(np.mod(start + t / n + 0.5, 1.0) - 0.5, axis=1)) + noise[0]
+    hops = (rng.integers(0, 16, (8, n // 128)) - 7.5) / 16
+    hopper = np.exp(2j * np.pi * np.cumsum(np.repeat(hops, 128, axis=1), axis=1)) + noise[1]
+    still, small, jump, steady, _ = (side_features("cancel", torch.from_numpy(np.stack([chirp, hopper], 1)
+                                                   .reshape(16, 1, n).astype(np.complex64))).numpy()[:, 48:53].T)
+    chirps, hoppers = np.arange(16) % 2 == 0, np.arange(16) % 2 == 1
+    assert (still[chirps] < 0.2).all() and (small[chirps] > 0.7).all() and (steady[chirps] > 0.9).all()
+    assert (still[hoppers] > 0.6).all() and (jump[hoppers] > 0.05).all() and steady[hoppers].mean() < 0.8
 
 
 def test_one_call_for_several_kinds_gives_each_what_its_own_call_gives():

@@ -26,7 +26,8 @@ kinds in one call, sharing the blind receiver.
   (docs/research.md, "Session 15").
 - `cancel`: the lines, beside the frame with its strongest signal taken out by the same receiver (the
   symbols decided on the square grid that suits the frame, placed at their instants, fitted to the frame
-  and subtracted; for FSK, the constant envelope taken out): the power of both residuals and the hand features of the weaker ([B, 33],
+  and subtracted; for FSK, the constant envelope taken out): the power of both residuals, the hand features of the weaker
+  and how the strongest bin of its short-time spectrum and of the frame's moves (a sweep against a hopper) ([B, 53],
   single-antenna frames). An interferer 10-25 dB under the desired signal is buried in the frame and
   stands out in the residual (docs/research.md, "Session 16").
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
@@ -65,7 +66,9 @@ FIT_GRIDS = (2, 4, 8)  # square constellations of 4, 16 and 64 points
 DENSER_SHARE = (0.5, 0.35)  # `cancel` decides on 16 (64) points only where their error is under this share of 4's (16's)
 AMPLITUDE_BINS, AMPLITUDE_TOP = 8, 1.6  # histogram of the unit-power symbols' amplitudes over [0, AMPLITUDE_TOP)
 # `cancel`: the frame less its strongest signal (see _cancel)
-CANCEL_FEATURES = 2 + HAND_FEATURES
+TRACK_WINDOWS = (16, 32)  # `cancel`: short-time spectra whose strongest bin is followed (see _peak_track)
+TRACK_FEATURES = 5
+CANCEL_FEATURES = 2 + HAND_FEATURES + 2 * len(TRACK_WINDOWS) * TRACK_FEATURES
 GAIN_SYMBOLS = 33  # the sliding complex gain's window
 IMPULSE_GRID = 4  # the symbol impulses are placed on a grid this many times finer than the samples
 # pulse and channel span about this many symbols: their response is smoothed over n rate / this many bins
@@ -358,7 +361,25 @@ def _cancel(received: _Received) -> torch.Tensor:
     residuals = torch.stack([decision_directed[:, middle], constant_envelope[:, middle]], dim=1)
     power = _power(residuals).mean(dim=2)
     weaker = residuals.gather(1, _argmax(-power)[:, None, None].expand(-1, 1, residuals.shape[2]))[:, 0]
-    return torch.cat([_log(power), _hand(weaker)], dim=1)
+    tracks = [_peak_track(x, size) for x in (weaker, frame) for size in TRACK_WINDOWS]
+    return torch.cat([_log(power), _hand(weaker), *tracks], dim=1)
+
+
+def _peak_track(x: torch.Tensor, size: int) -> torch.Tensor:
+    """How the strongest bin of x's short-time spectrum (windows of `size` samples, no overlap) moves
+    ([B, 5]): the shares of steps where it stays, moves by 1-2 bins and jumps further; the share of steps
+    whose move is within a bin of the one before (a sweep keeps its pace, a hopper does not); the mean share
+    of a window's power in that bin. The hand features follow it at 64 samples only, where chirps and
+    hoppers were taken for each other on 2.6 % of frames (docs/research.md, "Session 17")."""
+    n, samples = x.shape
+    frames = samples // size
+    stft = _power(torch.fft.fft(x[:, : frames * size].reshape(n, frames, size), dim=2))
+    move = torch.remainder(_argmax(stft, dim=2).diff(dim=1) + size // 2, size) - size // 2
+    distance = move.abs()
+    steady = (torch.remainder(move.diff(dim=1) + size // 2, size) - size // 2).abs() <= 1
+    share = stft.amax(dim=2) / stft.sum(dim=2).clamp_min(FLOOR)
+    return torch.stack([(distance == 0).float().mean(dim=1), ((distance >= 1) & (distance <= 2)).float().mean(dim=1),
+                        (distance > 2).float().mean(dim=1), steady.float().mean(dim=1), share.mean(dim=1)], dim=1)
 
 
 def _nearest_square(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -608,7 +629,8 @@ def cancel_flops(samples: int) -> float:
     response = 40.0 * samples + _fft_flops(samples)  # products, two row means, the residual's inverse FFT
     middle = samples - 2 * (samples // 8)
     residuals = 10.0 * samples + 8.0 * middle + hand_feature_flops(middle)
-    return receiver_flops(samples) + decisions + impulses + response + residuals
+    tracks = sum((length // size) * (_fft_flops(size) + 6.0 * size + 8.0) for length in (middle, samples) for size in TRACK_WINDOWS)
+    return receiver_flops(samples) + decisions + impulses + response + residuals + tracks
 
 
 def _fft_flops(size: int) -> float:
