@@ -8,7 +8,7 @@ the engine's device, once per batch for the rows that need them. The 27 hand fea
 point more than the lines at six times their CPU time, so the shipped heads read the lines
 (docs/research.md, "Session 12"), except modulation's from exit 3, which read `symbols`: 3 points
 more, at about a trunk block's time per frame (docs/research.md, "Session 15"), and interference's from
-exit 4, which read `cancel`: 5 points more, at about 1.5 blocks' time (docs/research.md, "Sessions 16-17").
+exit 4, which read `cancel`: 9 points more, at about 1.8 blocks' time (docs/research.md, "Sessions 16-17").
 On the CPU these costs are op counts more than FLOPs: a few torch kernels that are slow on short rows
 are replaced (`_argmax`, `_angle`, `_abs`, `_std`, `_turn`), and `side_features_of` serves several
 kinds in one call, sharing the blind receiver.
