@@ -331,9 +331,10 @@ def _symbols(received: _Received) -> torch.Tensor:
 
 
 def _cancel(received: _Received) -> torch.Tensor:
-    """What is left of single-antenna frames once their strongest signal is taken out ([B, 29]): the log
-    power of two residuals over the frame's middle three quarters (the ends, where symbols are cut, are
-    left out) and the 27 hand features of the weaker one. One residual is decision-directed: the
+    """What is left of single-antenna frames once their strongest signal is taken out ([B, CANCEL_FEATURES]):
+    the log power of two residuals over the frame's middle three quarters (the ends, where symbols are cut,
+    are left out), the 27 hand features of the weaker one, and how the strongest bin of its and the frame's
+    short-time spectra moves (`_peak_track`). One residual is decision-directed: the
     recovered symbols decided on the square grid that suits the frame (`_nearest_square`, after the
     fourth-power phase tracker), given a sliding complex gain, placed at their instants and fitted to the
     frame by a per-frame response smooth in frequency (pulse and channel), then subtracted. The other
@@ -374,9 +375,10 @@ def _peak_track(x: torch.Tensor, size: int) -> torch.Tensor:
     n, samples = x.shape
     frames = samples // size
     stft = _power(torch.fft.fft(x[:, : frames * size].reshape(n, frames, size), dim=2))
-    move = torch.remainder(_argmax(stft, dim=2).diff(dim=1) + size // 2, size) - size // 2
+    circular_step = lambda v: torch.remainder(v.diff(dim=1) + size // 2, size) - size // 2  # noqa: E731  (bins wrap)
+    move = circular_step(_argmax(stft, dim=2))
     distance = move.abs()
-    steady = (torch.remainder(move.diff(dim=1) + size // 2, size) - size // 2).abs() <= 1
+    steady = circular_step(move).abs() <= 1
     share = stft.amax(dim=2) / stft.sum(dim=2).clamp_min(FLOOR)
     return torch.stack([(distance == 0).float().mean(dim=1), ((distance >= 1) & (distance <= 2)).float().mean(dim=1),
                         (distance > 2).float().mean(dim=1), steady.float().mean(dim=1), share.mean(dim=1)], dim=1)
@@ -391,11 +393,12 @@ def _nearest_square(s: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     the residual of a 40 dB frame is 5-7 dB lower than on the 64-point grid for all of them
     (docs/research.md, "Session 17")."""
     parts = torch.view_as_real(s)
+    folded, signs = parts.abs(), parts.sign()
     chosen, chosen_error = None, None
     for i, side in enumerate(FIT_GRIDS):
         best_error, best = None, None
         for gain in FIT_GAINS:
-            nearest = _nearest_level(parts.abs(), side, gain) * parts.sign()
+            nearest = _nearest_level(folded, side, gain) * signs
             error = (nearest - parts).square().sum(dim=-1).mul(valid).sum(dim=1)
             if best is None:
                 best_error, best = error, nearest
