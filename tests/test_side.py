@@ -10,7 +10,7 @@ import torch
 from xapp.data import generate
 from xapp.data.interference import DESIRED
 from xapp.data.spatial import beam_energy
-from xapp.engine.runner import EarlyExitEngine, TaskPlan
+from xapp.engine.runner import EarlyExitEngine, TaskPlan, side_stages
 from xapp.engine.static_graph import StaticGraphEngine
 from xapp.model import Encoder, EncoderConfig, Head, load_encoder, load_head, save_encoder, save_head
 from xapp.model.heads import read_head
@@ -203,9 +203,12 @@ def decisions(engine, table, reqs, batch):
     return {(d.task, d.seq): d for group in out for d in group}
 
 
-def test_the_engine_reads_side_heads_as_offline(served):
+@pytest.mark.parametrize("side_thread", [False, True])
+def test_the_engine_reads_side_heads_as_offline(served, side_thread):
     encoder, table, reqs = served
-    got = decisions(EarlyExitEngine(encoder, Metrics()), table, reqs, batch=32)
+    engine = EarlyExitEngine(encoder, Metrics(), side_thread=side_thread)
+    got = decisions(engine, table, reqs, batch=32)
+    engine.close()
     assert len(got) == len(reqs)
     with torch.inference_mode():
         for r in reqs:
@@ -247,7 +250,8 @@ def test_a_head_reading_the_blind_receiver_decides_in_both_engines_as_offline(se
     with torch.inference_mode():
         want = [int(read_head(head, encoder(f, [2])[2], f).argmax()) for f in
                 (torch.from_numpy(r.frame[None].copy()) for r in rows)]
-    for engine in (EarlyExitEngine(encoder, Metrics()), StaticGraphEngine(encoder, Metrics(), buckets=(16, 32))):
+    for engine in (EarlyExitEngine(encoder, Metrics()), EarlyExitEngine(encoder, Metrics(), side_thread=True),
+                   StaticGraphEngine(encoder, Metrics(), buckets=(16, 32))):
         got = decisions(engine, table, reqs, 32)
         assert [got[("modulation", r.seq)].class_index for r in rows] == want
 
@@ -286,6 +290,9 @@ def test_a_dynamic_plan_whose_heads_read_different_side_features_computes_each_o
     assert set(plan.sides) == {"lines", "hand"} and plan.side_flops == heads[1].side_flops + heads[3].side_flops
     rows = [r for r in reqs if r.task == "modulation"]
     got = decisions(EarlyExitEngine(encoder, Metrics()), {"modulation": plan}, rows, 32)
+    beside = decisions(EarlyExitEngine(encoder, Metrics(), side_thread=True), {"modulation": plan}, rows, 32)
+    assert {k: (d.class_index, d.confidence, d.exit) for k, d in beside.items()} == \
+        {k: (d.class_index, d.confidence, d.exit) for k, d in got.items()}
     want = (encoder_flops(encoder, (1, 1024), 3) + plan.side_flops
             + sum(h.flops(65) - h.side_flops for h in heads.values())) / 1e9
     assert all(d.gflops == pytest.approx(want, rel=1e-9) for d in got.values())
@@ -369,3 +376,18 @@ def test_degenerate_frames_give_finite_features_and_leave_the_rest_of_the_batch_
     mixed = side_features(kind, torch.cat([normal, odd]))
     assert torch.isfinite(mixed).all()
     torch.testing.assert_close(mixed[:4], side_features(kind, normal))
+
+
+def test_side_features_are_staged_by_the_exit_that_first_reads_them_and_the_receiver_is_shared():
+    """Stages in exit order; `symbols` and `cancel` (both read the blind receiver) in one stage, the
+    earliest either is read at, even across tasks; a dynamic plan's kinds each at its first exit."""
+    def plan(heads: dict, policy: Policy = Policy()) -> TaskPlan:
+        return TaskPlan("task", tuple(range(16)), heads, policy)
+
+    def head(side: str | None) -> Head:
+        return Head(CFG.dim, 16, hidden=8, side=side, frame_shape=(16, 64) if side == "beams" else (1, 1024)).eval()
+
+    plans = [plan({3: head("symbols")}), plan({4: head("cancel")}), plan({1: head("beams")}),
+             plan({1: head("lines"), 2: head(None), 5: head("hand")}, Policy("confidence", 0.9))]
+    assert side_stages(plans) == [{2: ["beams"], 3: ["lines"]}, {0: ["symbols"], 1: ["cancel"]}, {3: ["hand"]}]
+    assert side_stages([plan({1: head(None)})]) == []

@@ -18,7 +18,8 @@ from xapp.config import Descriptor, DescriptorWatcher, Shard, select_nodes
 from xapp.e2.client import E2Subscriber, Subscribers
 from xapp.e2.types import AppIdentity, Backoff
 from xapp.engine.batcher import Batcher
-from xapp.engine.build import DeviceError, batch_limits, build_table, engine_threads, frame_limits, resolve_device
+from xapp.engine.build import (DeviceError, batch_limits, build_table, engine_threads, frame_limits, resolve_device,
+                               side_thread)
 from xapp.engine.precision import PrecisionError
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskTable
 from xapp.engine.serving import ServingLoop
@@ -128,7 +129,7 @@ class XApp:
             encoder = await asyncio.to_thread(load_encoder, descriptor.encoder.checkpoint, str(device))
             self.table = await asyncio.to_thread(build_table, descriptor, encoder)
             self.zmq = ZmqPublisher(publish.zmq_endpoint, self.metrics, curve=publish.zmq_curve)
-            self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision)
+            self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision, side_thread(device))
         except OSError as exc:
             raise AppError(f"ops http port {ops.http_port}: {exc}") from exc
         except (DeviceError, PlanError, WeightsFileError, PublishError, PrecisionError) as exc:
@@ -166,6 +167,8 @@ class XApp:
         self.batcher.close()
         if "serve" in self._tasks:
             await asyncio.gather(self._tasks.pop("serve"), return_exceptions=True)
+        if self.engine is not None:
+            self.engine.close()
         if self.redis is not None:
             await self.redis.flush(2.0)
         await self.control.aclose()

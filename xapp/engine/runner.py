@@ -1,8 +1,8 @@
 """The early-exit engine: one trunk pass per batch, each task's head at its own exit.
 
 For a batch the trunk runs block by block only as deep as the deepest exit any row needs. Heads
-that read side features of the raw frame (xapp.model.side) get them computed once per batch, before
-the trunk, for their task's rows. After block k every task with a head at k reads its rows; rows
+that read side features of the raw frame (xapp.model.side) get them computed once per batch for their
+task's rows (`side_inputs`). After block k every task with a head at k reads its rows; rows
 that are done (their task's exit, or a dynamic policy that is sure enough) are released to `release`
 at once and removed from the batch, so later blocks only see the rows that still need them.
 
@@ -11,15 +11,23 @@ cut into its windows, which run as consecutive rows of the trunk's states, and i
 log-probabilities on them are fused into one decision (`Head.fuse_windows`). Row bookkeeping (`alive`)
 stays one entry per frame; `first` maps each to its first row of the states.
 
+Side features cost their op count more than their FLOPs at online batch sizes (a few ms a batch, as
+much as the trunk's blocks at a few rows), so an engine built with `side_thread` computes them on a
+second thread while the trunk runs, in stages by the exit that first reads them (`side_stages`),
+deepest first; a head waits only for its own stage, and computes it itself if the thread has not
+started it.
+
 `run` is synchronous and meant for one dedicated worker thread; the task table it is given is an
 immutable snapshot, so a hot reload swaps tables between batches and never inside one.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 from operator import attrgetter, itemgetter
 from dataclasses import dataclass, field
@@ -33,7 +41,7 @@ from xapp.model.policies import Policy, confident, patience_update
 from xapp.model import Encoder, Head, WeightsFileError, exit_flops
 from xapp.model.heads import load_task_head, side_flops_once
 from xapp.model.patch import capture_windows
-from xapp.model.side import side_features_of
+from xapp.model.side import RECEIVING, side_features_of
 from xapp.ops.metrics import Metrics
 from xapp.vocab import DecisionBatch, Request
 
@@ -136,13 +144,21 @@ class BatchReport:
 
 
 class EarlyExitEngine:
-    def __init__(self, encoder: Encoder, metrics: Metrics, precision: str = "fp32") -> None:
-        """`precision`: fp32 | int8 | bf16 (xapp.engine.precision); raises PrecisionError if unsupported."""
+    def __init__(self, encoder: Encoder, metrics: Metrics, precision: str = "fp32", side_thread: bool = False) -> None:
+        """`precision`: fp32 | int8 | bf16 (xapp.engine.precision); raises PrecisionError if unsupported.
+        `side_thread`: compute the heads' side features on a thread of their own, beside the trunk
+        (same decisions; worth a spare core); `close` ends it."""
         self.device = next(encoder.parameters()).device
         self.encoder = serving_trunk(encoder, precision)
         self.precision = precision
         self._metrics = metrics
         self._exit_gflops: dict[int, list[float]] = {}
+        self._side_executor = ThreadPoolExecutor(1, thread_name_prefix="side") if side_thread else None
+
+    def close(self) -> None:
+        """End the side-feature thread, if any, once its work is done."""
+        if self._side_executor is not None:
+            self._side_executor.shutdown(wait=True)
 
     def exit_gflops(self, tokens: int) -> list[float]:
         """Encoder GFLOPs per frame to reach each exit, for frames of `tokens` tokens."""
@@ -170,36 +186,47 @@ class EarlyExitEngine:
             self._metrics.child(self._metrics.stage_latency, "compute").observe(seconds)
         return BatchReport(served, deepest, seconds, len(unserved))
 
-    def embed(self, by_layout: Mapping[Layout, list[Request]]
-              ) -> tuple[list[Request], torch.Tensor, list[torch.Tensor]]:
-        """Input tokens of rows grouped by frame shape and windows (`by_frame_layout`), stacked per group,
-        each frame's windows in a row; returns the rows in the tokens' order and the stacked windows of
-        each group (on the device), in that order."""
-        ordered, parts, frames = [], [], []
+    def stack(self, by_layout: Mapping[Layout, list[Request]]) -> tuple[list[Request], list[torch.Tensor]]:
+        """Rows grouped by frame shape and windows (`by_frame_layout`) stacked per group, each frame's
+        windows in a row; returns the rows in that order and each group's windows (on the device)."""
+        ordered, frames = [], []
         for (shape, windows), same in by_layout.items():
             x = torch.from_numpy(stacked([r.frame for r in same], shape)).to(self.device)
-            if windows > 1:
-                x = capture_windows(x, windows)
-            frames.append(x)
-            parts.append(self.encoder.tokens(x))
+            frames.append(x if windows == 1 else capture_windows(x, windows))
             ordered.extend(same)
-        return ordered, torch.cat(parts) if len(parts) > 1 else parts[0], frames
+        return ordered, frames
+
+    def tokens(self, frames: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The trunk's input tokens of the groups `stack` returned, in their order."""
+        parts = [self.encoder.tokens(x) for x in frames]
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+    def embed(self, by_layout: Mapping[Layout, list[Request]]
+              ) -> tuple[list[Request], torch.Tensor, list[torch.Tensor]]:
+        """`stack` and `tokens`: the rows, their input tokens and the stacked windows of each group."""
+        rows, frames = self.stack(by_layout)
+        return rows, self.tokens(frames), frames
 
     def run_group(self, shapes: Mapping[Layout, list[Request]], tokens: int, table: TaskTable, release) -> int:
         """Serve rows whose windows have `tokens` tokens each, grouped by frame layout; returns the deepest
         block run. Subclasses replace how."""
-        rows, h, frames = self.embed(shapes)
+        rows, frames = self.stack(shapes)
         tasks = list(table)
         plans = [table[t] for t in tasks]
         number = {t: i for i, t in enumerate(tasks)}
         task_of = np.fromiter(map(number.__getitem__, map(_TASK, rows)), dtype=np.int64, count=len(rows))
-        windowed = len(h) > len(rows)  # some frames are read in several windows, each a row of h
+        windowed = sum(map(len, frames)) > len(rows)  # some frames are read in several windows, each a row
         width = np.array([p.windows for p in plans])[task_of] if windowed else 1  # rows of h per frame
         side = self.side_inputs(frames, plans, np.repeat(task_of, width) if windowed else task_of)
+        return self._run_blocks(rows, self.tokens(frames), plans, task_of, width, side, tokens, release)
+
+    def _run_blocks(self, rows: list[Request], h: torch.Tensor, plans: list[TaskPlan], task_of: np.ndarray,
+                    width: np.ndarray | int, side: SideInputs, tokens: int, release) -> int:
+        windowed = len(h) > len(rows)
         side_cost = np.array([p.side_flops / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
-        # Head GFLOPs spent per row so far (dynamic rows read several): side features once, computed above.
+        # Head GFLOPs spent per row so far (dynamic rows read several): side features once, every stage is computed.
         head_cost = side_cost[task_of] * width
         streak = last = None  # per-row patience state, only when a patience policy is served
         if any(p.policy.kind == "patience" for p in plans):
@@ -221,7 +248,7 @@ class EarlyExitEngine:
                     rows_h = h if len(at) == len(h) else h.index_select(0, torch.from_numpy(at).to(self.device))
                     kind = plan.heads[k].side
                     at_first = spans(first_h[alive[positions]], plan.windows) if windowed else alive[positions]
-                    rows_side = None if kind is None else side[t, kind].index_select(
+                    rows_side = None if kind is None else side.get(t, kind).index_select(
                         0, torch.from_numpy(at_first).to(self.device))
                     label_conf, stop = self._read_head(plan, k, rows_h, rows_side, alive[positions], streak, last)
                     parts.append(label_conf)
@@ -261,12 +288,35 @@ class EarlyExitEngine:
                 alive = alive[keep]
         return deepest
 
-    def side_inputs(self, frames: Sequence[torch.Tensor], plans: Sequence[TaskPlan],
-                    task_of: np.ndarray) -> dict[tuple[int, str], torch.Tensor]:
-        """Side features of the rows of each task (by number) whose heads read some, per kind, from the
-        frames `embed` stacked: [rows, width] on the device, filled at that task's rows (zeros elsewhere)."""
+    def side_inputs(self, frames: Sequence[torch.Tensor], plans: Sequence[TaskPlan], task_of: np.ndarray) -> SideInputs:
+        """The side features of the rows of each task (by number) whose heads read some, per kind, from the
+        frames `stack` returned, in stages (`side_stages`), each computed once. Without a side thread they
+        are computed here; with one they are queued on it, deepest first, and a head whose stage the
+        thread has not started yet computes it itself, so the thread spends its time on the deep (costly)
+        ones while the trunk runs."""
+        present = set(task_of.tolist())
+        stages = [{t: kinds for t, kinds in stage.items() if t in present} for stage in side_stages(plans)]
+        stages = [stage for stage in stages if stage]
+        computing = [_SideStage(functools.partial(self._side_stage, frames, task_of, stage)) for stage in stages]
+        if self._side_executor is None:
+            for stage in computing:
+                stage.value()
+        else:
+            inference = torch.is_inference_mode_enabled()
+            for stage in reversed(computing):
+                stage.future = self._side_executor.submit(self._as_engine, inference, stage.compute)
+        return SideInputs({(t, kind): computing[i] for i, stage in enumerate(stages)
+                           for t, kinds in stage.items() for kind in kinds})
+
+    def _as_engine(self, inference: bool, compute: Callable[[], dict]) -> dict:
+        # torch's inference mode and autocast are per thread: the side thread enters the engine's
+        with torch.inference_mode(inference), serving_autocast(self.device, self.precision):
+            return compute()
+
+    def _side_stage(self, frames: Sequence[torch.Tensor], task_of: np.ndarray, reading: Mapping[int, Sequence[str]]
+                    ) -> dict[tuple[int, str], torch.Tensor]:
+        """[rows, width] features on the device for each (task, kind) of `reading`, filled at the task's rows."""
         side: dict[tuple[int, str], torch.Tensor] = {}
-        reading = {t: plan.sides for t, plan in enumerate(plans) if plan.sides}
         start = 0
         for x in frames if reading else ():
             for t, kind, picked, features in side_features_by_task(x, task_of[start:start + len(x)], reading):
@@ -339,18 +389,60 @@ def spans(first: np.ndarray, width: int | np.ndarray) -> np.ndarray:
 _DECISION_FIELDS = attrgetter("node_id", "seq", "cell_id", "t_node_ns", "t_arrival", "label")
 
 
-def side_features_by_task(frames: torch.Tensor, of_task: np.ndarray, sides: Mapping[int, Mapping[str, Head]]
+class _SideStage:
+    """One stage of side features: computed once, by the side thread if it has started it by the first
+    `value`, else then by the caller."""
+
+    def __init__(self, compute: Callable[[], dict[tuple[int, str], torch.Tensor]]) -> None:
+        self.compute = compute
+        self.future: Future | None = None
+        self._value: dict[tuple[int, str], torch.Tensor] | None = None
+
+    def value(self) -> dict[tuple[int, str], torch.Tensor]:
+        if self._value is None:
+            started = self.future is not None and not self.future.cancel()
+            self._value = self.future.result() if started else self.compute()
+        return self._value
+
+
+class SideInputs:
+    """A group's side features by (task number, kind); a (task, kind) no row of the group reads is absent."""
+
+    def __init__(self, stages: Mapping[tuple[int, str], _SideStage]) -> None:
+        self._stages = stages
+
+    def get(self, t: int, kind: str) -> torch.Tensor:
+        return self._stages[t, kind].value()[t, kind]
+
+
+def side_stages(plans: Sequence[TaskPlan]) -> list[dict[int, list[str]]]:
+    """The side features the plans' heads read, {task number: kinds}, in stages by the exit that first
+    reads each (ascending). The kinds that read the blind receiver share one stage, the earliest any
+    of them is read at, so that they share its pass (`side_features_of`)."""
+    first: dict[tuple[int, str], int] = {}
+    for t, plan in enumerate(plans):
+        for k, head in plan.heads.items():
+            if head.side is not None:
+                first[t, head.side] = min(k, first.get((t, head.side), k))
+    receiving = min((k for (_, kind), k in first.items() if kind in RECEIVING), default=0)
+    stages: dict[int, dict[int, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for (t, kind), k in first.items():
+        stages[receiving if kind in RECEIVING else k][t].append(kind)
+    return [dict(stages[k]) for k in sorted(stages)]
+
+
+def side_features_by_task(frames: torch.Tensor, of_task: np.ndarray, sides: Mapping[int, Sequence[str]]
                           ) -> Iterator[tuple[int, str, torch.Tensor, torch.Tensor]]:
     """For frames of one shape whose rows belong to tasks `of_task`: (task, kind, the rows' positions
-    in `frames`, their side features) for each task in `sides` (task -> kind -> a head reading it),
+    in `frames`, their side features) for each task in `sides` (task -> the kinds it reads),
     computed in one call (tasks whose kinds read the blind receiver share one pass of it)."""
     wanted = []
-    for t, heads in sides.items():
+    for t, kinds in sides.items():
         mine = np.flatnonzero(of_task == t)
         if len(mine):
             picked = torch.from_numpy(mine).to(frames.device)
             chosen = frames.index_select(0, picked)
-            wanted += [(t, kind, picked, chosen) for kind in heads]
+            wanted += [(t, kind, picked, chosen) for kind in kinds]
     features = side_features_of([(kind, chosen) for _, kind, _, chosen in wanted])
     for (t, kind, picked, _), f in zip(wanted, features):
         yield t, kind, picked, f

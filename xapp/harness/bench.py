@@ -45,7 +45,8 @@ DRAIN_TIMEOUT_S = 30.0
 
 def thread_cpu_seconds(process: psutil.Process) -> dict[str, float]:
     """CPU seconds of this process's threads so far: the event loop ("MainThread"), the engine's worker
-    ("engine_0"), and the rest (gRPC's poller, ZMQ's I/O, ...) summed as "other"."""
+    ("engine_0"), the engine's side-feature thread ("side_0"), and the rest (gRPC's poller, ZMQ's I/O,
+    ...) summed as "other"."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     out: dict[str, float] = {}
     for t in process.threads():
@@ -121,27 +122,36 @@ def matmul_gflops(rows: int, dim: int, hidden: int, seconds: float = 0.5) -> flo
     return 2.0 * rows * dim * hidden * n / (time.perf_counter() - start) / 1e9
 
 
-def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int) -> dict:
+def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int, side_thread: bool = False) -> dict:
+    """Naive against early exit, each on one thread (the speed-up, and the capacity the online loads are
+    fractions of); with `side_thread`, early exit also as `xapp run` serves it, its side features on a
+    second thread (online that core is shared with the event loop and the load, so it is not the online
+    capacity)."""
     engine = EarlyExitEngine(encoder, Metrics())
+    served = EarlyExitEngine(encoder, Metrics(), side_thread=True) if side_thread else None
     cfg = encoder.cfg
     tokens = cfg.tokens(*frames[0].frame.shape)
     warm = frames[: max_batch * 2]
     _naive(encoder, table, warm, max_batch)
-    early_exit_pass(engine, table, warm, max_batch)
+    for e in (engine, served) if served else (engine,):
+        early_exit_pass(e, table, warm, max_batch)
     # Naive and early exit take turns chunk by chunk (max_batch frames of every task), so that a
     # machine whose load changes during the run slows both alike.
     chunks = _batches(frames, max_batch * len(table))
-    naive_seconds, early_exit_seconds, matmul_rates = [], [], []
+    naive_seconds, early_exit_seconds, served_seconds, matmul_rates = [], [], [], []
     for _ in range(REPEATS):
-        naive_t = early_exit_t = 0.0
+        naive_t = early_exit_t = served_t = 0.0
         decisions = []
         for chunk in chunks:
             naive_t += _naive(encoder, table, chunk, max_batch)
             t, released = early_exit_pass(engine, table, chunk, max_batch)
             early_exit_t += t
             decisions += released
+            if served is not None:
+                served_t += early_exit_pass(served, table, chunk, max_batch)[0]
         naive_seconds.append(naive_t)
         early_exit_seconds.append(early_exit_t)
+        served_seconds.append(served_t or early_exit_t)
         matmul_rates.append(matmul_gflops(max_batch * tokens, cfg.dim, int(cfg.dim * cfg.mlp_ratio)))
     n = len(frames)
     naive_gflops = float(np.mean([
@@ -152,11 +162,15 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     naive_fps, early_exit_fps = n / statistics.median(naive_seconds), n / statistics.median(early_exit_seconds)
     ratios = [a / b for a, b in zip(naive_seconds, early_exit_seconds)]
     accuracy = float(np.mean([d.label == d.truth for d in decisions]))
+    if served is not None:
+        served.close()
     return {
         "frames": n,
         "max_batch": max_batch,
         "naive_frames_per_s": naive_fps,
         "early_exit_frames_per_s": early_exit_fps,
+        "served_side_thread": served is not None,
+        "served_frames_per_s": n / statistics.median(served_seconds),
         "speedup_measured": statistics.median(ratios),
         "speedup_per_repeat": ratios,
         "gflops_per_frame_naive": naive_gflops,
@@ -245,7 +259,7 @@ async def online(descriptor_path: Path, levels: Sequence[tuple], seconds: float,
 
 
 ONLINE_HEADER = (f"{'load':>6}{'offered/s':>10}{'sent/s':>10}{'in/s':>10}{'zmq out/s':>10}{'dec/s':>10}{'p50 ms':>9}"
-                 f"{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}{'cpu %':>8}{'loop %':>8}{'engine %':>9}{'load %':>8}")
+                 f"{'p99 ms':>9}{'p999 ms':>9}{'shed':>8}{'peak MB':>10}{'cpu %':>8}{'loop %':>8}{'engine %':>9}{'side %':>8}{'load %':>8}")
 
 
 def _online_row(r: dict) -> str:
@@ -258,7 +272,7 @@ def _online_row(r: dict) -> str:
             f"{ms(r['p50_ms']):>9}{ms(r['p99_ms']):>9}{ms(r['p999_ms']):>9}{r['shed']:>8.0f}{r['peak_rss_mb']:>10.0f}"
             f"{r['xapp_cpu_percent']:>8.0f}"
             f"{r['thread_cpu_percent'].get('MainThread', 0.0):>8.0f}{r['thread_cpu_percent'].get('engine_0', 0.0):>9.0f}"
-            f"{r['load_cpu_percent']:>8.0f}")
+            f"{r['thread_cpu_percent'].get('side_0', 0.0):>8.0f}{r['load_cpu_percent']:>8.0f}")
 
 
 def targets(offline_result: dict, online_rows: list[dict], max_wait_ms: float) -> list[tuple[str, bool, str]]:
@@ -289,6 +303,8 @@ def format_bench_table(offline_result: dict, online_rows: list[dict], checks: li
              f"{offline_result['gflops_per_frame_naive']:>13.3f}{offline_result['achieved_gflops_per_s_naive']:>10.1f}",
              f"{'shared-trunk early exit':<24}{offline_result['early_exit_frames_per_s']:>10.1f}"
              f"{offline_result['gflops_per_frame_early_exit']:>13.3f}{offline_result['achieved_gflops_per_s_early_exit']:>10.1f}",
+             *([f"{'  as served (side thread)':<24}{offline_result['served_frames_per_s']:>10.1f}"]
+               if offline_result.get("served_side_thread") else []),
              f"{'matmul (MLP shape)':<24}{'':>10}{'':>13}{offline_result['matmul_gflops_per_s']:>10.1f}",
              f"speed-up measured {offline_result['speedup_measured']:.2f}x (per repeat "
              + ", ".join(f"{x:.2f}" for x in offline_result["speedup_per_repeat"])
@@ -306,7 +322,7 @@ def format_bench_table(offline_result: dict, online_rows: list[dict], checks: li
 
 
 def bench(args: argparse.Namespace) -> int:
-    from xapp.engine.build import DeviceError, build_table, engine_threads, resolve_device
+    from xapp.engine.build import DeviceError, build_table, engine_threads, resolve_device, side_thread
     from xapp.config import DescriptorError, load_descriptor
     from xapp.engine.runner import PlanError
     from xapp.model import WeightsFileError, load_encoder
@@ -332,7 +348,7 @@ def bench(args: argparse.Namespace) -> int:
         return ingest_bench(descriptor, encoder, table, args)
     frames = bench_frames(list(table), args.frames)
     print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
-    offline_result = offline(encoder, table, frames, descriptor.batching.max_batch)
+    offline_result = offline(encoder, table, frames, descriptor.batching.max_batch, side_thread(device))
     online_rows: list[dict] = []
     if loads and args.seconds > 0:
         capacity = offline_result["early_exit_frames_per_s"]
