@@ -1,0 +1,57 @@
+"""Engine time per batch with the side features on the engine's thread against a thread of their own,
+for mixed batches of the default descriptor's tasks (round-robin, as the simulated nodes send them).
+One torch thread, the two engines in turns within each round, median of five rounds.
+
+    python scripts/side_thread_ab.py [--sizes 1,2,4,8,16,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from xapp.config.descriptor import load_descriptor
+from xapp.engine.build import build_table
+from xapp.engine.runner import EarlyExitEngine
+from xapp.harness.bench import bench_frames
+from xapp.model import load_encoder
+from xapp.ops.metrics import Metrics
+
+ROUNDS = 5
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--descriptor", default="descriptors/default.yaml")
+    parser.add_argument("--sizes", default="1,2,4,8,16,32")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    descriptor = load_descriptor(args.descriptor)
+    encoder = load_encoder(descriptor.encoder.checkpoint, "cpu")
+    table = build_table(descriptor, encoder)
+    engines = {"serial": EarlyExitEngine(encoder, Metrics()), "side thread": EarlyExitEngine(encoder, Metrics(), side_thread=True)}
+    frames = bench_frames(list(table), 96)
+    sink: list = []
+    print(f"{'batch':>6}" + "".join(f"{name + ' ms':>16}" for name in engines) + f"{'ratio':>8}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        batches = [frames[i:i + size] for i in range(0, len(frames) - size + 1, size)][:max(8, 128 // size)]
+        times: dict[str, list[float]] = {name: [] for name in engines}
+        for engine in engines.values():
+            for batch in batches[:2]:
+                engine.run(batch, table, sink.extend)
+        for _ in range(ROUNDS):
+            for name, engine in engines.items():
+                start = time.perf_counter()
+                for batch in batches:
+                    engine.run(batch, table, sink.extend)
+                times[name].append(1e3 * (time.perf_counter() - start) / len(batches))
+        medians = [float(np.median(v)) for v in times.values()]
+        print(f"{size:>6}" + "".join(f"{m:>16.2f}" for m in medians) + f"{medians[0] / medians[1]:>7.2f}x", flush=True)
+    engines["side thread"].close()
+
+
+if __name__ == "__main__":
+    main()
