@@ -218,11 +218,7 @@ class EarlyExitEngine:
         windowed = sum(map(len, frames)) > len(rows)  # some frames are read in several windows, each a row
         width = np.array([p.windows for p in plans])[task_of] if windowed else 1  # rows of h per frame
         side = self.side_inputs(frames, plans, np.repeat(task_of, width) if windowed else task_of)
-        return self._run_blocks(rows, self.tokens(frames), plans, task_of, width, side, tokens, release)
-
-    def _run_blocks(self, rows: list[Request], h: torch.Tensor, plans: list[TaskPlan], task_of: np.ndarray,
-                    width: np.ndarray | int, side: SideInputs, tokens: int, release) -> int:
-        windowed = len(h) > len(rows)
+        h = self.tokens(frames)  # after the side features are queued, so that the side thread starts first
         side_cost = np.array([p.side_flops / 1e9 for p in plans])
         deepest = max(plans[i].exit for i in set(task_of.tolist()))
         gflops = np.array(self.exit_gflops(tokens))
@@ -318,7 +314,7 @@ class EarlyExitEngine:
         """[rows, width] features on the device for each (task, kind) of `reading`, filled at the task's rows."""
         side: dict[tuple[int, str], torch.Tensor] = {}
         start = 0
-        for x in frames if reading else ():
+        for x in frames:
             for t, kind, picked, features in side_features_by_task(x, task_of[start:start + len(x)], reading):
                 if (t, kind) not in side:
                     side[t, kind] = torch.zeros(len(task_of), features.shape[1], device=self.device)

@@ -527,7 +527,8 @@ def _symbol_rate(x: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, to
     lineless = k == 0  # no line where the width allows one: bin 0 of the centred envelope is ~0, its angle rounding noise
     if bool(lineless.any()):
         t = torch.arange(n, dtype=torch.float32, device=x.device)
-        centred = envelope[lineless] - envelope[lineless].mean(dim=1, keepdim=True)
+        centred = envelope[lineless]
+        centred = centred - centred.mean(dim=1, keepdim=True)
         at_rate = (centred * _turn(-2 * math.pi * rate[lineless, None] * t)).sum(dim=1)
         phase = phase.masked_scatter(lineless, _angle(at_rate))
     return rate, lines.gather(1, k[:, None])[:, 0], phase
