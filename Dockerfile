@@ -3,7 +3,8 @@
 #   docker build --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126 -t early-exit-xapp:0.1.0-cuda .
 # Layout: /opt/ric is the root that descriptor paths resolve against (heads/..., xapp/assets/...);
 # the chart mounts its ConfigMap at /opt/ric/config, and the O-RAN SC xapp-std chart mounts
-# config-file.json there too.
+# config-file.json there too. The side features' compiled kernels are cached under /tmp (the chart's
+# writable emptyDir): compiled once per pod, before it reports ready.
 FROM python:3.11-slim
 
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
@@ -12,7 +13,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CONFIG_FILE=/opt/ric/descriptors/default.yaml \
-    XAPP_HOME=/opt/ric
+    XAPP_HOME=/opt/ric \
+    NUMBA_CACHE_DIR=/tmp/numba-cache
 
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 

@@ -15,6 +15,7 @@ from xapp.engine.runner import EarlyExitEngine, TaskPlan, side_stages
 from xapp.engine.static_graph import StaticGraphEngine
 from xapp.model import Encoder, EncoderConfig, Head, load_encoder, load_head, save_encoder, save_head
 from xapp.model.heads import read_head
+from xapp.model import side
 from xapp.model.side import SideFeatureError, _symbol_rate, side_features, side_features_of, side_flops
 from xapp.model.policies import Policy
 from xapp.ops.metrics import Metrics
@@ -27,6 +28,14 @@ from xapp.vocab import Request
 CFG = EncoderConfig(dim=32, depth=4, heads=4)
 CLASSES = {"modulation": tuple(f"m{i}" for i in range(11)), "beam": tuple(f"beam{i:02d}" for i in range(16))}
 SHAPES = {"modulation": (1, 1024), "beam": (16, 64)}
+
+
+@pytest.fixture(autouse=True, params=[True, False], ids=["compiled", "torch"])
+def side_path(request, monkeypatch):
+    """Every test here runs on the CPU kernels (what serves on a CPU) and on the torch reference (what
+    serves on other devices)."""
+    monkeypatch.setattr(side, "COMPILED", request.param)
+    return request.param
 
 
 def random_frames(n: int, shape: tuple[int, int], seed: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from xapp.engine.precision import PrecisionError
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskTable
 from xapp.engine.serving import ServingLoop
 from xapp.model import WeightsFileError, load_encoder
+from xapp.model.side import compile_kernels
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.http import HttpLimits, OpsServer, Readiness
 from xapp.ops.metrics import Metrics
@@ -128,6 +129,8 @@ class XApp:
             self.ops = server
             encoder = await asyncio.to_thread(load_encoder, descriptor.encoder.checkpoint, str(device))
             self.table = await asyncio.to_thread(build_table, descriptor, encoder)
+            if device.type == "cpu":
+                await asyncio.to_thread(compile_kernels)  # no batch waits for the side features' compile
             self.zmq = ZmqPublisher(publish.zmq_endpoint, self.metrics, curve=publish.zmq_curve)
             self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision, side_thread(device))
         except OSError as exc:

@@ -37,6 +37,7 @@ kinds in one call, sharing the blind receiver.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -44,6 +45,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from xapp.model import side_cpu
 from xapp.model.patch import normalise_power
 
 SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "beams")
@@ -77,6 +79,24 @@ PULSE_SYMBOLS = 8
 
 class SideFeatureError(ValueError):
     """Side features asked of an unknown kind, or of frames they do not fit."""
+
+
+_GRIDS, _GAINS, _SHARES = np.array(FIT_GRIDS), np.array(FIT_GAINS), np.array(DENSER_SHARE)
+COMPILED = True  # CPU tensors take the compiled kernels of xapp.model.side_cpu; False: torch everywhere (the reference)
+
+
+def _compiled(t: torch.Tensor) -> bool:
+    return COMPILED and t.device.type == "cpu"
+
+
+@functools.cache
+def compile_kernels() -> None:
+    """Compile the CPU kernels (or load them from numba's cache) now, once per process, by computing
+    every kind on one frame: the serving path calls this before it reports ready, so that no batch
+    waits for a compile."""
+    frame = torch.ones(1, 1, 1024, dtype=torch.complex64)
+    with torch.inference_mode():
+        side_features_of([("symbols", frame), ("cancel", frame), ("hand", frame), ("lines", frame)])
 
 
 def side_width(kind: str, frame_shape: Sequence[int]) -> int:
@@ -169,6 +189,8 @@ def _peak_over_mean(power: torch.Tensor) -> torch.Tensor:
 def _power_spectra(x: torch.Tensor) -> torch.Tensor:
     """|FFT(x^k)|^2 for k in LINE_POWERS (x, x^2, x^4, x^8: each the square of the one before), [B, 4, n]:
     one FFT call for the four (op count, not FLOPs, is what side features spend their time on)."""
+    if _compiled(x):
+        return _power(torch.fft.fft(torch.from_numpy(side_cpu.line_powers(x.contiguous().numpy(), len(LINE_POWERS))), dim=2))
     powers = [x]
     for _ in LINE_POWERS[1:]:
         powers.append(powers[-1] * powers[-1])
@@ -201,6 +223,14 @@ def _cumulants(x: torch.Tensor) -> torch.Tensor:
 
 def _hand(x: torch.Tensor) -> torch.Tensor:
     n, s = x.shape
+    if _compiled(x):
+        scaled, envelope = map(torch.from_numpy, side_cpu.hand_input(x.contiguous().numpy()))
+        frames = s // STFT_SIZE
+        stft = _power(torch.fft.fft(scaled[:, : frames * STFT_SIZE].reshape(n, frames, STFT_SIZE), dim=2))
+        spectra = _power_spectra(scaled).numpy()
+        return torch.from_numpy(side_cpu.hand_statistics(
+            scaled.numpy(), envelope.numpy(), spectra, np.sort(spectra[:, 0], axis=1),
+            _power(torch.fft.fft(envelope, dim=1)).numpy(), stft.numpy(), SMOOTHING_BINS))
     x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
     spectra = _power_spectra(x)
     out = [_log(_cumulants(x)), _lines(spectra)]
@@ -283,21 +313,36 @@ def _receive(x: torch.Tensor, psd: torch.Tensor) -> _Received:
     n = x.shape[1]
     freq = torch.fft.fftfreq(n, device=x.device)
     t = torch.arange(n, dtype=torch.float32, device=x.device)
-    psd = psd.clone()
-    psd[:, 0] = 0  # as of the frame less its mean (a DC offset is not the signal); the scale does not matter
-    power = _moving_mean(psd, SMOOTHING_BINS)
-    floor = _kth_smallest(power, max(1, n // 10))  # most frames leave a tenth of the band to noise
-    # the occupied width (share of the band over 3x the floor and 5 % of the peak; a shift does not change it)
-    width = (power > torch.maximum(3 * floor, 0.05 * power.amax(dim=1, keepdim=True))).float().mean(dim=1)
-    x = x - x.mean(dim=1, keepdim=True)
-    x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
-    turn = _turn(-2 * math.pi * _carrier(x, power - floor, freq)[:, None] * t)
+    x, width, coarse = _occupied(x, psd)
+    turn = _turn(-2 * math.pi * _carrier(x, coarse)[:, None] * t)
     x = x * turn
     spectrum = torch.fft.fft(x, dim=1)
     in_band = torch.fft.ifft(spectrum * (freq.abs() <= (0.6 * width + 2 / n)[:, None]), dim=1)
     rate, line, phase = _symbol_rate(in_band, width)
     at, symbols, valid = _read_symbols(spectrum, rate, phase, freq)
     return _Received(x, turn, spectrum, rate, line, at, symbols, valid)
+
+
+def _occupied(x: torch.Tensor, psd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frames [B, n] less their mean at unit power, their occupied width (the share of the band over 3x
+    the floor and 5 % of the peak of the smoothed `psd`; a shift does not change it) and a coarse carrier
+    (the centre of mass of the smoothed spectrum above its floor), [B] each."""
+    n = x.shape[1]
+    floor_rank = max(1, n // 10)  # most frames leave a tenth of the band to noise
+    if _compiled(x):
+        power = side_cpu.smoothed(psd.numpy(), SMOOTHING_BINS)
+        floor = np.partition(power, floor_rank - 1, axis=1)[:, floor_rank - 1]
+        return tuple(map(torch.from_numpy, side_cpu.occupied(x.numpy(), power, floor)))
+    psd = psd.clone()
+    psd[:, 0] = 0  # as of the frame less its mean (a DC offset is not the signal); the scale does not matter
+    power = _moving_mean(psd, SMOOTHING_BINS)
+    floor = _kth_smallest(power, floor_rank)
+    width = (power > torch.maximum(3 * floor, 0.05 * power.amax(dim=1, keepdim=True))).float().mean(dim=1)
+    x = x - x.mean(dim=1, keepdim=True)
+    x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
+    above = (power - floor).clamp_min(0)
+    coarse = (above * torch.fft.fftfreq(n, device=x.device)).sum(dim=1) / above.sum(dim=1).clamp_min(FLOOR)
+    return x, width, coarse
 
 
 def _negated_fourth(symbols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -317,6 +362,10 @@ def _symbols(received: _Received) -> torch.Tensor:
     |E s^4| of the tracked symbols; log of the symbol-rate line's strength and of the rate; the histogram
     of the symbols' amplitudes (AMPLITUDE_BINS shares)."""
     symbols, valid, rate = received.symbols, received.valid, received.rate
+    if _compiled(symbols):
+        return torch.from_numpy(side_cpu.symbol_statistics(
+            symbols.numpy(), valid.numpy(), received.line.numpy(), rate.numpy(), _GRIDS, _GAINS, TRACK_SYMBOLS,
+            AMPLITUDE_BINS, AMPLITUDE_TOP))
     fourth = _negated_fourth(symbols, valid)
     tracked = symbols * _turn(-_track_phase(fourth))
     whole = symbols * _turn(-_angle(fourth.sum(dim=1, keepdim=True)) / 4)
@@ -341,29 +390,57 @@ def _cancel(received: _Received) -> torch.Tensor:
     takes out a constant envelope (FSK and other constant-envelope signals): the frame times
     1 - mean|x| / |x|. An interferer 10-25 dB under a strong desired signal is buried in the frame but
     stands out in the residual (docs/research.md, "Session 16" and "Session 17")."""
-    frame, spectrum, symbols, valid = received.frame, received.spectrum, received.symbols, received.valid
+    frame, spectrum = received.frame, received.spectrum
     n = frame.shape[1]
+    train = _impulse_spectrum(_cancel_weights(received.symbols, received.valid), received.at, n)
+    half = (n * received.rate / (2 * PULSE_SYMBOLS)).round().long().clamp(1, n // 4)
+    decision_directed = torch.fft.ifft(spectrum - _response(spectrum, train, half) * train, dim=1)
+    power, weaker = _weaker_residual(decision_directed, received.turn, frame)
+    tracks = [_peak_track(x, size) for x in (weaker, frame) for size in TRACK_WINDOWS]
+    return torch.cat([_log(power), _hand(weaker), *tracks], dim=1)
+
+
+def _cancel_weights(symbols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """The recovered symbols decided on the grid that suits the frame (after the fourth-power phase
+    tracker), given a sliding complex gain, zero where not valid: what `_cancel` places at their instants."""
+    if _compiled(symbols):
+        return torch.from_numpy(side_cpu.cancel_weights(symbols.numpy(), valid.numpy(), _GRIDS, _GAINS, _SHARES,
+                                                        TRACK_SYMBOLS, GAIN_SYMBOLS))
     phase = _track_phase(_negated_fourth(symbols, valid))
     decided = _nearest_square(symbols * _turn(-phase), valid) * _turn(phase)
     gain = (_moving_mean(symbols * decided.conj(), GAIN_SYMBOLS)
             / _moving_mean(_power(decided), GAIN_SYMBOLS).clamp_min(FLOOR))
-    train = _impulse_spectrum(decided * gain * valid, received.at, n)
-    half = (n * received.rate / (2 * PULSE_SYMBOLS)).round().long().clamp(1, n // 4)
-    response = _row_moving_mean(spectrum * train.conj(), half) / _row_moving_mean(_power(train), half).clamp_min(FLOOR)
-    decision_directed = torch.fft.ifft(spectrum - response * train, dim=1)
+    return decided * gain * valid
+
+
+def _response(spectrum: torch.Tensor, train: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """The per-frame response (pulse and channel) that fits the impulse train to the frame, smooth in
+    frequency: both sides' products averaged over 2 half + 1 bins."""
+    if _compiled(spectrum):
+        return torch.from_numpy(side_cpu.fitted_response(spectrum.numpy(), train.numpy(), half.numpy()))
+    return _row_moving_mean(spectrum * train.conj(), half) / _row_moving_mean(_power(train), half).clamp_min(FLOOR)
+
+
+def _weaker_residual(decision_directed: torch.Tensor, turn: torch.Tensor, frame: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean power of `_cancel`'s two residuals over the frame's middle three quarters [B, 2], and the
+    weaker of them there [B, middle]."""
+    n = frame.shape[1]
+    if _compiled(frame):
+        power, weaker = side_cpu.weaker_residual(decision_directed.numpy(), turn.numpy(), frame.numpy(), n // 8, n - n // 8)
+        return torch.from_numpy(power), torch.from_numpy(weaker)
     # The receiver took the frame's mean out (a DC offset is not the signal) before it removed the carrier:
     # the fitted signal's share along that direction is not in the frame, so it is taken out of the
     # residual too (left in, it was the signal's own mean, about samples-per-symbol / n of its power:
     # -18 dB at 17 samples per symbol).
-    decision_directed = decision_directed - (decision_directed * received.turn.conj()).mean(dim=1, keepdim=True) * received.turn
+    decision_directed = decision_directed - (decision_directed * turn.conj()).mean(dim=1, keepdim=True) * turn
     amplitude = _abs(frame)
     constant_envelope = frame * (1 - amplitude.mean(dim=1, keepdim=True) / amplitude.clamp_min(FLOOR))
     middle = slice(n // 8, n - n // 8)
     residuals = torch.stack([decision_directed[:, middle], constant_envelope[:, middle]], dim=1)
     power = _power(residuals).mean(dim=2)
     weaker = residuals.gather(1, _argmax(-power)[:, None, None].expand(-1, 1, residuals.shape[2]))[:, 0]
-    tracks = [_peak_track(x, size) for x in (weaker, frame) for size in TRACK_WINDOWS]
-    return torch.cat([_log(power), _hand(weaker), *tracks], dim=1)
+    return power, weaker
 
 
 def _peak_track(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -375,6 +452,8 @@ def _peak_track(x: torch.Tensor, size: int) -> torch.Tensor:
     n, samples = x.shape
     frames = samples // size
     stft = _power(torch.fft.fft(x[:, : frames * size].reshape(n, frames, size), dim=2))
+    if _compiled(stft):
+        return torch.from_numpy(side_cpu.peak_track(stft.numpy()))
     circular_step = lambda v: torch.remainder(v.diff(dim=1) + size // 2, size) - size // 2  # noqa: E731  (bins wrap)
     move = circular_step(_argmax(stft, dim=2))
     distance = move.abs()
@@ -426,11 +505,14 @@ def _impulse_spectrum(weights: torch.Tensor, at: torch.Tensor, n: int) -> torch.
     whole), band-limited to the frame's band: spread onto a grid IMPULSE_GRID times finer with the Keys
     kernel, whose images are far enough out not to fold back."""
     fine = n * IMPULSE_GRID
-    position = at * IMPULSE_GRID
-    base = position.floor().long()
-    grid = torch.zeros(len(weights), fine, dtype=torch.complex64, device=weights.device)
-    for offset in (-1, 0, 1, 2):
-        grid.scatter_add_(1, torch.remainder(base + offset, fine), weights * _keys(position - (base + offset)))
+    if _compiled(weights):
+        grid = torch.from_numpy(side_cpu.impulse_grid(weights.numpy(), at.numpy(), n, IMPULSE_GRID))
+    else:
+        position = at * IMPULSE_GRID
+        base = position.floor().long()
+        grid = torch.zeros(len(weights), fine, dtype=torch.complex64, device=weights.device)
+        for offset in (-1, 0, 1, 2):
+            grid.scatter_add_(1, torch.remainder(base + offset, fine), weights * _keys(position - (base + offset)))
     spectrum = torch.fft.fft(grid, dim=1)
     return torch.cat([spectrum[:, : n // 2], spectrum[:, fine - (n - n // 2):]], dim=1)
 
@@ -450,6 +532,8 @@ def _fourth_power(z: torch.Tensor) -> torch.Tensor:
 
 def _power(z: torch.Tensor) -> torch.Tensor:
     """|z|^2 of a complex tensor (quicker than abs().square(), which takes a square root first)."""
+    if _compiled(z):
+        return torch.from_numpy(side_cpu.squared_magnitude(z.contiguous().view(-1).numpy())).view(z.shape)
     return z.real.square() + z.imag.square()
 
 
@@ -482,13 +566,14 @@ def _std(v: torch.Tensor) -> torch.Tensor:
     return (v - v.mean(dim=1, keepdim=True)).square().mean(dim=1).sqrt()
 
 
-def _carrier(x: torch.Tensor, above_floor: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
+def _carrier(x: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
     """Carrier offset of frames [B, n], cycles/sample: the x^4 line (4x the offset, modulo 1) resolved
-    by the centre of mass of the spectrum's part above its noise floor."""
-    above = above_floor.clamp_min(0)
-    coarse = (above * freq).sum(dim=1) / above.sum(dim=1).clamp_min(FLOOR)
+    by the `coarse` carrier (`_occupied`)."""
     size = SYMBOL_PAD * x.shape[1]
-    fine = torch.fft.fftfreq(size, device=x.device)[_argmax(_power(torch.fft.fft(_fourth_power(x), n=size, dim=1)))]
+    fourth = torch.fft.fft(_fourth_power(x), n=size, dim=1)
+    if _compiled(fourth):
+        return torch.from_numpy(side_cpu.carrier(fourth.numpy(), coarse.numpy()))
+    fine = torch.fft.fftfreq(size, device=x.device)[_argmax(_power(fourth))]
     candidates = fine[:, None] / 4 + torch.arange(-2, 3, device=x.device)[None, :] / 4
     return candidates.gather(1, _argmax(-(candidates - coarse[:, None]).abs())[:, None])[:, 0]
 
@@ -504,6 +589,9 @@ def _symbol_rate(x: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, to
     envelope = _power(x)
     size = SYMBOL_PAD * n
     cyclic = torch.fft.rfft(envelope - envelope.mean(dim=1, keepdim=True), n=size)
+    if _compiled(cyclic):
+        return tuple(map(torch.from_numpy, side_cpu.symbol_rate(cyclic.numpy(), envelope.numpy(), width.numpy(),
+                                                                SYMBOL_RATES, LINE_GAP, LINE_FLANK)))
     spectrum = _power(cyclic)
     lines = spectrum / _flanks(spectrum).clamp_min(FLOOR)
     f = torch.arange(spectrum.shape[1], device=x.device) / size
@@ -548,6 +636,9 @@ def _read_symbols(spectrum: torch.Tensor, rate: torch.Tensor, phase: torch.Tenso
     signal low-passed to 0.75 x the rate, upsampled by UPSAMPLE, read where |x|^2's line at the rate
     (of that phase) peaks, unit power over the valid ones."""
     b, n = spectrum.shape
+    if _compiled(spectrum):
+        fine = torch.fft.ifft(torch.from_numpy(side_cpu.band_limited(spectrum.numpy(), rate.numpy(), UPSAMPLE)), dim=1)
+        return tuple(map(torch.from_numpy, side_cpu.read_symbols(fine.numpy(), rate.numpy(), phase.numpy(), n, UPSAMPLE)))
     kept = spectrum * (freq.abs() <= (0.75 * rate + 1 / n)[:, None])
     padded = torch.zeros(b, n * UPSAMPLE, dtype=spectrum.dtype, device=spectrum.device)
     padded[:, : n // 2], padded[:, -(n // 2):] = kept[:, : n // 2], kept[:, -(n // 2):]
