@@ -28,9 +28,9 @@ def _compiler(**options: object) -> Callable[[Callable], Callable]:
 
     def decorate(function: Callable) -> Callable:
         try:
-            return numba.njit(cache=True, nogil=True, **options)(function)
+            return numba.njit(cache=True, nogil=True, error_model="numpy", **options)(function)
         except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-            return numba.njit(cache=False, nogil=True, **options)(function)
+            return numba.njit(cache=False, nogil=True, error_model="numpy", **options)(function)
 
     return decorate
 
@@ -38,6 +38,65 @@ def _compiler(**options: object) -> Callable[[Callable], Callable]:
 _kernel = _compiler()
 # Sums over a frame's samples or symbols, reassociated so that the compiler vectorises them.
 _summing_kernel = _compiler(fastmath={"reassoc", "nsz"})
+# Statistics of finite rows (spectra, envelopes, angles): sums and maxima vectorised.
+_statistic = _compiler(fastmath={"reassoc", "nsz", "nnan", "ninf"})
+# atan(t) = t (c0 + c1 t^2 + ...), c_k = (-1)^k / (2k + 1): 12 terms on |t| <= tan(pi / 8) leave under 1e-10
+_ATAN_SERIES = tuple((-1.0) ** k / (2 * k + 1) for k in range(12))
+_TAN_PI_8 = math.tan(math.pi / 8)
+
+
+@_kernel
+def _atan2(y: float, x: float) -> float:
+    """math.atan2 to 1e-10 without a libm call or a branch, so that a loop of them vectorises (the
+    angle per sample or symbol dominated the loops that take one): octant reduction, a pi/4 shift
+    above tan(pi/8), an odd Taylor series below; zeros' signs pick 0 or pi as libm's do."""
+    ax, ay = abs(x), abs(y)
+    big, small = max(ax, ay), min(ax, ay)
+    t = small / big if big > 0 else 0.0
+    shifted = t > _TAN_PI_8
+    u = (t - 1) / (t + 1) if shifted else t
+    u2 = u * u
+    c = _ATAN_SERIES
+    series = c[11]
+    series = series * u2 + c[10]
+    series = series * u2 + c[9]
+    series = series * u2 + c[8]
+    series = series * u2 + c[7]
+    series = series * u2 + c[6]
+    series = series * u2 + c[5]
+    series = series * u2 + c[4]
+    series = series * u2 + c[3]
+    series = series * u2 + c[2]
+    series = series * u2 + c[1]
+    series = series * u2 + c[0]
+    angle = u * series + (math.pi / 4 if shifted else 0.0)
+    angle = math.pi / 2 - angle if ay > ax else angle
+    angle = math.pi - angle if math.copysign(1.0, x) < 0 else angle
+    return math.copysign(angle, y)
+
+
+# sin and cos on |r| <= pi/4 by their Taylor series to r^15 and r^16: under 1e-16
+_SIN_SERIES = tuple((-1.0) ** k / math.factorial(2 * k + 1) for k in range(8))
+_COS_SERIES = tuple((-1.0) ** k / math.factorial(2 * k) for k in range(9))
+
+
+@_kernel
+def _cis(angle: float) -> complex:
+    """cos(angle) + j sin(angle) to 1e-15 for |angle| < 1e3 (phases here stay far below), without libm
+    calls or branches so that a loop of them vectorises: quadrant reduction and the two series."""
+    k = np.floor(angle * (2 / math.pi) + 0.5)
+    r = angle - k * (math.pi / 2)
+    r2 = r * r
+    s_, c_ = _SIN_SERIES, _COS_SERIES
+    sine = r * (s_[0] + r2 * (s_[1] + r2 * (s_[2] + r2 * (s_[3] + r2 * (s_[4] + r2 * (s_[5] + r2 * (s_[6] + r2 * s_[7])))))))
+    cosine = c_[0] + r2 * (c_[1] + r2 * (c_[2] + r2 * (c_[3] + r2 * (c_[4] + r2 * (c_[5] + r2 * (c_[6] + r2 * (c_[7] + r2 * c_[8])))))))
+    quadrant = int(k) & 3  # angle = r + quadrant pi/2 (mod 2 pi)
+    swapped = (quadrant & 1) == 1
+    cos_q = sine if swapped else cosine
+    sin_q = cosine if swapped else sine
+    cos_q = -cos_q if ((quadrant + 1) & 2) == 2 else cos_q
+    sin_q = -sin_q if (quadrant & 2) == 2 else sin_q
+    return complex(cos_q, sin_q)
 
 
 @_kernel
@@ -72,10 +131,13 @@ def _phase_track(symbols: np.ndarray, valid: np.ndarray, row: int, window: int, 
         total += fourth[j]
     mean = np.empty(m, dtype=np.complex64)
     _moving_mean(fourth, window // 2, mean)
+    angles = np.empty(m, dtype=np.float64)
+    for j in range(m):  # a pass of its own: it vectorises
+        angles[j] = _atan2(mean[j].imag, mean[j].real)
     correction = 0.0
     previous = 0.0
     for j in range(m):
-        angle = math.atan2(mean[j].imag, mean[j].real)
+        angle = angles[j]
         if j > 0:
             step = angle - previous
             wrapped = (step + math.pi) - TWO_PI * math.floor((step + math.pi) / TWO_PI) - math.pi
@@ -133,19 +195,19 @@ def symbol_statistics(symbols: np.ndarray, valid: np.ndarray, line: np.ndarray, 
     phase = np.empty(m, dtype=np.float64)
     folded = np.empty((2, m), dtype=np.float32)
     weight = np.empty(m, dtype=np.float32)
+    tracked = np.empty(m, dtype=np.complex128)
+    whole = np.empty(m, dtype=np.complex128)
     for i in range(b):
         total = _phase_track(symbols, valid, i, window, phase)
-        whole_turn = -math.atan2(total.imag, total.real) / 4
-        rotation = complex(math.cos(whole_turn), math.sin(whole_turn))
+        whole_turn = -_atan2(total.imag, total.real) / 4
+        rotation = _cis(whole_turn)
         count = max(1, valid[i].sum())
-        tracked = np.empty(m, dtype=np.complex128)
-        whole = np.empty(m, dtype=np.complex128)
+        for j in range(m):  # a pass of its own: it vectorises
+            tracked[j] = complex(symbols[i, j]) * _cis(-phase[j])
+            whole[j] = complex(symbols[i, j]) * rotation
         power4 = 0.0
         fourth = 0j
         for j in range(m):
-            z = complex(symbols[i, j])
-            tracked[j] = z * complex(math.cos(-phase[j]), math.sin(-phase[j]))
-            whole[j] = z * rotation
             if valid[i, j]:
                 p = tracked[j].real ** 2 + tracked[j].imag ** 2
                 power4 += p * p
@@ -215,7 +277,8 @@ def cancel_weights(symbols: np.ndarray, valid: np.ndarray, grids: np.ndarray, ga
     for i in range(b):
         _phase_track(symbols, valid, i, track_window, phase)
         for j in range(m):
-            turns[j] = complex(math.cos(phase[j]), math.sin(phase[j]))
+            turns[j] = _cis(phase[j])
+        for j in range(m):
             rotated[j] = complex(symbols[i, j]) * turns[j].conjugate()
         _nearest_square_row(rotated, valid[i], grids, gains, shares, decided)
         for j in range(m):
@@ -474,7 +537,7 @@ def symbol_rate(cyclic: np.ndarray, envelope: np.ndarray, width: np.ndarray, rat
             at_rate = 0j
             for t in range(n):
                 angle = -TWO_PI * rate[i] * t
-                at_rate += (envelope[i, t] - mean) * complex(math.cos(angle), math.sin(angle))
+                at_rate += (envelope[i, t] - mean) * _cis(angle)
             phase[i] = math.atan2(at_rate.imag, at_rate.real)
         else:
             z = cyclic[i, k]
@@ -584,15 +647,22 @@ def _log(v: float) -> float:
     return math.log10(max(v, 1e-12))
 
 
-@_kernel
+@_statistic
 def _peak_over_mean(v: np.ndarray) -> float:
-    return _log(v.max() / max(v.mean(), 1e-12))
+    peak, total = v[0], 0.0
+    for value in v:
+        peak = max(peak, value)
+        total += value
+    return _log(peak / max(total / len(v), 1e-12))
 
 
-@_kernel
+@_statistic
 def _moments(v: np.ndarray) -> tuple[float, float]:
     """(population standard deviation, kurtosis) of v."""
-    mean = v.mean()
+    total = 0.0
+    for value in v:
+        total += value
+    mean = total / len(v)
     second = fourth = 0.0
     for value in v:
         c = value - mean
@@ -603,7 +673,7 @@ def _moments(v: np.ndarray) -> tuple[float, float]:
     return math.sqrt(second), fourth / max(second * second, 1e-12)
 
 
-@_kernel
+@_statistic
 def _std(v: np.ndarray) -> float:
     return _moments(v)[0]
 
@@ -643,6 +713,7 @@ def hand_statistics(x: np.ndarray, envelope: np.ndarray, spectra: np.ndarray, or
     out = np.empty((b, 27), dtype=np.float32)
     amplitude = np.empty(s, dtype=np.float64)
     freq = np.empty(s - 1, dtype=np.float64)
+    steps = np.empty((2, s - 1), dtype=np.float64)
     freq_step = np.empty(s - 2, dtype=np.float64)
     smooth = np.empty(s, dtype=np.float32)
     window_power = np.empty(windows, dtype=np.float64)
@@ -667,12 +738,15 @@ def hand_statistics(x: np.ndarray, envelope: np.ndarray, spectra: np.ndarray, or
             amplitude[j] = math.sqrt(p)
             if j > 0:
                 step = z * complex(x[i, j - 1]).conjugate()
-                freq[j - 1] = np.arctan2(np.float32(step.imag), np.float32(step.real)) / TWO_PI
+                steps[0, j - 1], steps[1, j - 1] = step.real, step.imag
                 turn += step / max(math.sqrt(step.real * step.real + step.imag * step.imag), 1e-12)
+        for j in range(s - 1):  # a pass of its own: it vectorises
+            freq[j] = _atan2(steps[1, j], steps[0, j]) / TWO_PI
         m20, m21, m40, m41, m42, m60, m63 = m20 / s, m21 / s, m40 / s, m41 / s, m42 / s, m60 / s, m63 / s
-        cumulants = (abs(m20), abs(m40 - 3 * m20**2), abs(m41 - 3 * m20 * m21),
-                     abs(m42 - abs(m20) ** 2 - 2 * m21**2), abs(m60 - 15 * m40 * m20 + 30 * m20**3),
-                     abs(m63 - 6 * m41 * m20.conjugate() - 9 * m42 * m21 + 18 * abs(m20) ** 2 * m21 + 12 * m21**3))
+        m20_2, m21_2, m20_power = m20 * m20, m21 * m21, m20.real * m20.real + m20.imag * m20.imag  # products: complex ** is a libm call
+        cumulants = (abs(m20), abs(m40 - 3 * m20_2), abs(m41 - 3 * m20 * m21),
+                     abs(m42 - m20_power - 2 * m21_2), abs(m60 - 15 * m40 * m20 + 30 * m20_2 * m20),
+                     abs(m63 - 6 * m41 * m20.conjugate() - 9 * m42 * m21 + 18 * m20_power * m21 + 12 * m21_2 * m21))
         for k in range(6):
             out[i, k] = _log(cumulants[k])
         for k in range(4):
