@@ -18,6 +18,16 @@ TINY_EXITS = {"modulation": (1,), "beam": (2, 3)}
 TINY_POOL = 24
 
 
+@pytest.fixture(scope="session", autouse=True)
+def side_kernels_compiled():
+    """The side features' CPU kernels compiled into numba's cache once, before any test starts an xApp
+    process: on a fresh clone the first compile takes ~16 s, which an end-to-end test's wait for
+    readiness should not absorb."""
+    from xapp.model.side import compile_kernels
+
+    compile_kernels()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
