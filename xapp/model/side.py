@@ -45,7 +45,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from xapp.model import side_cpu
 from xapp.model.patch import normalise_power
 
 SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "beams")
@@ -87,6 +86,15 @@ COMPILED = True  # CPU tensors take the compiled kernels of xapp.model.side_cpu;
 
 def _compiled(t: torch.Tensor) -> bool:
     return COMPILED and t.device.type == "cpu"
+
+
+@functools.cache
+def _kernels():
+    """xapp.model.side_cpu, imported on first use: numba takes a third of a second to import, which
+    commands that compute no side features need not pay."""
+    from xapp.model import side_cpu
+
+    return side_cpu
 
 
 @functools.cache
@@ -190,7 +198,7 @@ def _power_spectra(x: torch.Tensor) -> torch.Tensor:
     """|FFT(x^k)|^2 for k in LINE_POWERS (x, x^2, x^4, x^8: each the square of the one before), [B, 4, n]:
     one FFT call for the four (op count, not FLOPs, is what side features spend their time on)."""
     if _compiled(x):
-        return _power(torch.fft.fft(torch.from_numpy(side_cpu.line_powers(x.contiguous().numpy(), len(LINE_POWERS))), dim=2))
+        return _power(torch.fft.fft(torch.from_numpy(_kernels().line_powers(x.contiguous().numpy(), len(LINE_POWERS))), dim=2))
     powers = [x]
     for _ in LINE_POWERS[1:]:
         powers.append(powers[-1] * powers[-1])
@@ -224,11 +232,11 @@ def _cumulants(x: torch.Tensor) -> torch.Tensor:
 def _hand(x: torch.Tensor) -> torch.Tensor:
     n, s = x.shape
     if _compiled(x):
-        scaled, envelope = map(torch.from_numpy, side_cpu.hand_input(x.contiguous().numpy()))
+        scaled, envelope = map(torch.from_numpy, _kernels().hand_input(x.contiguous().numpy()))
         frames = s // STFT_SIZE
         stft = _power(torch.fft.fft(scaled[:, : frames * STFT_SIZE].reshape(n, frames, STFT_SIZE), dim=2))
         spectra = _power_spectra(scaled).numpy()
-        return torch.from_numpy(side_cpu.hand_statistics(
+        return torch.from_numpy(_kernels().hand_statistics(
             scaled.numpy(), envelope.numpy(), spectra, np.sort(spectra[:, 0], axis=1),
             _power(torch.fft.fft(envelope, dim=1)).numpy(), stft.numpy(), SMOOTHING_BINS))
     x = x / _power(x).mean(dim=1, keepdim=True).sqrt().clamp_min(FLOOR)
@@ -330,9 +338,9 @@ def _occupied(x: torch.Tensor, psd: torch.Tensor) -> tuple[torch.Tensor, torch.T
     n = x.shape[1]
     floor_rank = max(1, n // 10)  # most frames leave a tenth of the band to noise
     if _compiled(x):
-        power = side_cpu.smoothed(psd.numpy(), SMOOTHING_BINS)
+        power = _kernels().smoothed(psd.numpy(), SMOOTHING_BINS)
         floor = np.partition(power, floor_rank - 1, axis=1)[:, floor_rank - 1]
-        return tuple(map(torch.from_numpy, side_cpu.occupied(x.numpy(), power, floor)))
+        return tuple(map(torch.from_numpy, _kernels().occupied(x.numpy(), power, floor)))
     psd = psd.clone()
     psd[:, 0] = 0  # as of the frame less its mean (a DC offset is not the signal); the scale does not matter
     power = _moving_mean(psd, SMOOTHING_BINS)
@@ -363,7 +371,7 @@ def _symbols(received: _Received) -> torch.Tensor:
     of the symbols' amplitudes (AMPLITUDE_BINS shares)."""
     symbols, valid, rate = received.symbols, received.valid, received.rate
     if _compiled(symbols):
-        return torch.from_numpy(side_cpu.symbol_statistics(
+        return torch.from_numpy(_kernels().symbol_statistics(
             symbols.numpy(), valid.numpy(), received.line.numpy(), rate.numpy(), _GRIDS, _GAINS, TRACK_SYMBOLS,
             AMPLITUDE_BINS, AMPLITUDE_TOP))
     fourth = _negated_fourth(symbols, valid)
@@ -404,7 +412,7 @@ def _cancel_weights(symbols: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """The recovered symbols decided on the grid that suits the frame (after the fourth-power phase
     tracker), given a sliding complex gain, zero where not valid: what `_cancel` places at their instants."""
     if _compiled(symbols):
-        return torch.from_numpy(side_cpu.cancel_weights(symbols.numpy(), valid.numpy(), _GRIDS, _GAINS, _SHARES,
+        return torch.from_numpy(_kernels().cancel_weights(symbols.numpy(), valid.numpy(), _GRIDS, _GAINS, _SHARES,
                                                         TRACK_SYMBOLS, GAIN_SYMBOLS))
     phase = _track_phase(_negated_fourth(symbols, valid))
     decided = _nearest_square(symbols * _turn(-phase), valid) * _turn(phase)
@@ -417,7 +425,7 @@ def _response(spectrum: torch.Tensor, train: torch.Tensor, half: torch.Tensor) -
     """The per-frame response (pulse and channel) that fits the impulse train to the frame, smooth in
     frequency: both sides' products averaged over 2 half + 1 bins."""
     if _compiled(spectrum):
-        return torch.from_numpy(side_cpu.fitted_response(spectrum.numpy(), train.numpy(), half.numpy()))
+        return torch.from_numpy(_kernels().fitted_response(spectrum.numpy(), train.numpy(), half.numpy()))
     return _row_moving_mean(spectrum * train.conj(), half) / _row_moving_mean(_power(train), half).clamp_min(FLOOR)
 
 
@@ -427,7 +435,7 @@ def _weaker_residual(decision_directed: torch.Tensor, turn: torch.Tensor, frame:
     weaker of them there [B, middle]."""
     n = frame.shape[1]
     if _compiled(frame):
-        power, weaker = side_cpu.weaker_residual(decision_directed.numpy(), turn.numpy(), frame.numpy(), n // 8, n - n // 8)
+        power, weaker = _kernels().weaker_residual(decision_directed.numpy(), turn.numpy(), frame.numpy(), n // 8, n - n // 8)
         return torch.from_numpy(power), torch.from_numpy(weaker)
     # The receiver took the frame's mean out (a DC offset is not the signal) before it removed the carrier:
     # the fitted signal's share along that direction is not in the frame, so it is taken out of the
@@ -453,7 +461,7 @@ def _peak_track(x: torch.Tensor, size: int) -> torch.Tensor:
     frames = samples // size
     stft = _power(torch.fft.fft(x[:, : frames * size].reshape(n, frames, size), dim=2))
     if _compiled(stft):
-        return torch.from_numpy(side_cpu.peak_track(stft.numpy()))
+        return torch.from_numpy(_kernels().peak_track(stft.numpy()))
     circular_step = lambda v: torch.remainder(v.diff(dim=1) + size // 2, size) - size // 2  # noqa: E731  (bins wrap)
     move = circular_step(_argmax(stft, dim=2))
     distance = move.abs()
@@ -506,7 +514,7 @@ def _impulse_spectrum(weights: torch.Tensor, at: torch.Tensor, n: int) -> torch.
     kernel, whose images are far enough out not to fold back."""
     fine = n * IMPULSE_GRID
     if _compiled(weights):
-        grid = torch.from_numpy(side_cpu.impulse_grid(weights.numpy(), at.numpy(), n, IMPULSE_GRID))
+        grid = torch.from_numpy(_kernels().impulse_grid(weights.numpy(), at.numpy(), n, IMPULSE_GRID))
     else:
         position = at * IMPULSE_GRID
         base = position.floor().long()
@@ -533,7 +541,7 @@ def _fourth_power(z: torch.Tensor) -> torch.Tensor:
 def _power(z: torch.Tensor) -> torch.Tensor:
     """|z|^2 of a complex tensor (quicker than abs().square(), which takes a square root first)."""
     if _compiled(z):
-        return torch.from_numpy(side_cpu.squared_magnitude(z.contiguous().view(-1).numpy())).view(z.shape)
+        return torch.from_numpy(_kernels().squared_magnitude(z.contiguous().view(-1).numpy())).view(z.shape)
     return z.real.square() + z.imag.square()
 
 
@@ -572,7 +580,7 @@ def _carrier(x: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
     size = SYMBOL_PAD * x.shape[1]
     fourth = torch.fft.fft(_fourth_power(x), n=size, dim=1)
     if _compiled(fourth):
-        return torch.from_numpy(side_cpu.carrier(fourth.numpy(), coarse.numpy()))
+        return torch.from_numpy(_kernels().carrier(fourth.numpy(), coarse.numpy()))
     fine = torch.fft.fftfreq(size, device=x.device)[_argmax(_power(fourth))]
     candidates = fine[:, None] / 4 + torch.arange(-2, 3, device=x.device)[None, :] / 4
     return candidates.gather(1, _argmax(-(candidates - coarse[:, None]).abs())[:, None])[:, 0]
@@ -590,7 +598,7 @@ def _symbol_rate(x: torch.Tensor, width: torch.Tensor) -> tuple[torch.Tensor, to
     size = SYMBOL_PAD * n
     cyclic = torch.fft.rfft(envelope - envelope.mean(dim=1, keepdim=True), n=size)
     if _compiled(cyclic):
-        return tuple(map(torch.from_numpy, side_cpu.symbol_rate(cyclic.numpy(), envelope.numpy(), width.numpy(),
+        return tuple(map(torch.from_numpy, _kernels().symbol_rate(cyclic.numpy(), envelope.numpy(), width.numpy(),
                                                                 SYMBOL_RATES, LINE_GAP, LINE_FLANK)))
     spectrum = _power(cyclic)
     lines = spectrum / _flanks(spectrum).clamp_min(FLOOR)
@@ -637,8 +645,8 @@ def _read_symbols(spectrum: torch.Tensor, rate: torch.Tensor, phase: torch.Tenso
     (of that phase) peaks, unit power over the valid ones."""
     b, n = spectrum.shape
     if _compiled(spectrum):
-        fine = torch.fft.ifft(torch.from_numpy(side_cpu.band_limited(spectrum.numpy(), rate.numpy(), UPSAMPLE)), dim=1)
-        return tuple(map(torch.from_numpy, side_cpu.read_symbols(fine.numpy(), rate.numpy(), phase.numpy(), n, UPSAMPLE)))
+        fine = torch.fft.ifft(torch.from_numpy(_kernels().band_limited(spectrum.numpy(), rate.numpy(), UPSAMPLE)), dim=1)
+        return tuple(map(torch.from_numpy, _kernels().read_symbols(fine.numpy(), rate.numpy(), phase.numpy(), n, UPSAMPLE)))
     kept = spectrum * (freq.abs() <= (0.75 * rate + 1 / n)[:, None])
     padded = torch.zeros(b, n * UPSAMPLE, dtype=spectrum.dtype, device=spectrum.device)
     padded[:, : n // 2], padded[:, -(n // 2):] = kept[:, : n // 2], kept[:, -(n // 2):]
