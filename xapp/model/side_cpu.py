@@ -334,7 +334,8 @@ def fitted_response(spectrum: np.ndarray, train: np.ndarray, half: np.ndarray) -
             den += t.real ** 2 + t.imag ** 2
         for j in range(n):
             out[i, j] = (num / (2 * h + 1)) / max(den / (2 * h + 1), 1e-12)
-            add, drop = (j + h + 1) % n, (j - h) % n
+            add, drop = j + h + 1, j - h  # the window's next bin and its first, circularly
+            add, drop = add - n if add >= n else add, drop + n if drop < 0 else drop
             t_add, t_drop = complex(train[i, add]), complex(train[i, drop])
             num += complex(spectrum[i, add]) * t_add.conjugate() - complex(spectrum[i, drop]) * t_drop.conjugate()
             den += t_add.real ** 2 + t_add.imag ** 2 - t_drop.real ** 2 - t_drop.imag ** 2
@@ -702,6 +703,42 @@ def _unwrap_float32(peaks: np.ndarray, bin_angle: np.float32, out: np.ndarray) -
         previous = angle
 
 
+@_summing_kernel
+def _hand_moments(x: np.ndarray, amplitude: np.ndarray, steps: np.ndarray) -> tuple:
+    """The sums `_cumulants` takes the means of (x^2, |x|^2, x^4, x^2 |x|^2, |x|^4, x^6, |x|^6) for one
+    frame x [s], in real arithmetic so that the loop vectorises; |x| into `amplitude`, x_t conj(x_{t-1})
+    into `steps` [2, s - 1]; and the sum of those steps at unit magnitude."""
+    s = len(x)
+    m20r = m20i = m21 = m40r = m40i = m41r = m41i = m42 = m60r = m60i = m63 = 0.0
+    for j in range(s):
+        a, b = np.float64(x[j].real), np.float64(x[j].imag)
+        zr, zi, p = a * a - b * b, 2 * a * b, a * a + b * b
+        z4r, z4i = zr * zr - zi * zi, 2 * zr * zi
+        m20r += zr
+        m20i += zi
+        m21 += p
+        m40r += z4r
+        m40i += z4i
+        m41r += zr * p
+        m41i += zi * p
+        m42 += p * p
+        m60r += z4r * zr - z4i * zi
+        m60i += z4r * zi + z4i * zr
+        m63 += p * p * p
+        amplitude[j] = math.sqrt(p)
+    turn_r = turn_i = 0.0
+    for j in range(1, s):
+        a, b = np.float64(x[j].real), np.float64(x[j].imag)
+        c, d = np.float64(x[j - 1].real), np.float64(x[j - 1].imag)
+        step_r, step_i = a * c + b * d, b * c - a * d
+        steps[0, j - 1], steps[1, j - 1] = step_r, step_i
+        norm = max(math.sqrt(step_r * step_r + step_i * step_i), 1e-12)
+        turn_r += step_r / norm
+        turn_i += step_i / norm
+    return (complex(m20r, m20i), m21, complex(m40r, m40i), complex(m41r, m41i), m42, complex(m60r, m60i), m63,
+            complex(turn_r, turn_i))
+
+
 @_kernel
 def hand_statistics(x: np.ndarray, envelope: np.ndarray, spectra: np.ndarray, ordered: np.ndarray,
                     envelope_power: np.ndarray, stft: np.ndarray, smoothing: int) -> np.ndarray:
@@ -722,24 +759,7 @@ def hand_statistics(x: np.ndarray, envelope: np.ndarray, spectra: np.ndarray, or
     peaks = np.empty(windows, dtype=np.int64)
     track = np.empty(windows, dtype=np.float32)
     for i in range(b):
-        m20 = m21 = m40 = m41 = m42 = m60 = m63 = 0j
-        turn = 0j
-        for j in range(s):
-            z = complex(x[i, j])
-            z2 = z * z
-            p = z.real * z.real + z.imag * z.imag
-            m20 += z2
-            m21 += p
-            m40 += z2 * z2
-            m41 += z2 * p
-            m42 += p * p
-            m60 += z2 * z2 * z2
-            m63 += p * p * p
-            amplitude[j] = math.sqrt(p)
-            if j > 0:
-                step = z * complex(x[i, j - 1]).conjugate()
-                steps[0, j - 1], steps[1, j - 1] = step.real, step.imag
-                turn += step / max(math.sqrt(step.real * step.real + step.imag * step.imag), 1e-12)
+        m20, m21, m40, m41, m42, m60, m63, turn = _hand_moments(x[i], amplitude, steps)
         for j in range(s - 1):  # a pass of its own: it vectorises
             freq[j] = _atan2(steps[1, j], steps[0, j]) / TWO_PI
         m20, m21, m40, m41, m42, m60, m63 = m20 / s, m21 / s, m40 / s, m41 / s, m42 / s, m60 / s, m63 / s
@@ -768,7 +788,8 @@ def hand_statistics(x: np.ndarray, envelope: np.ndarray, spectra: np.ndarray, or
             window += psd[k % s]
         for j in range(s):
             smooth[j] = window / smoothing
-            window += psd[(j + half + 1) % s] - psd[(j - half) % s]
+            add, drop = j + half + 1, j - half  # circularly
+            window += psd[add - s if add >= s else add] - psd[drop + s if drop < 0 else drop]
             total += psd[j]
         reached, running = 0, 0.0
         for j in range(s):
