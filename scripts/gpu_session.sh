@@ -20,9 +20,9 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
 #     jsonschema==4.26.0 jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 \
-#     pyzmq==27.3.0 redis==8.1.0 protobuf==7.36.2 numba==0.68.1 llvmlite==0.50.0
-# (numba and llvmlite, ~45 MB, since session 19: the CPU reference runs of gpu_check.py compute the side
-# features with the compiled CPU kernels)
+#     pyzmq==27.3.0 redis==8.1.0 protobuf==7.36.2
+# (not numba: llvmlite's wheel alone is 57 MB of the 64 MiB a call may carry; without it the CPU reference
+# runs of gpu_check.py compute the side features in torch, which is the reference anyway)
 # and the device command for the next lease (carry [".whl", ".session"], with .session a clean
 # `git archive HEAD` when the tree is being edited; the machine's start takes ~35 s of the 15 minutes):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \

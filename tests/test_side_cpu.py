@@ -95,3 +95,26 @@ def test_the_branchless_angle_and_turn_match_libm():
         assert abs(side_cpu._atan2(y, x) - math.atan2(y, x)) < 1e-10, (y, x)
     for angle in [*rng.uniform(-500, 500, 20000), 0.0, math.pi / 4, -math.pi / 2, math.pi]:
         assert abs(side_cpu._cis(angle) - complex(math.cos(angle), math.sin(angle))) < 1e-13, angle
+
+
+def test_without_numba_the_torch_path_serves(monkeypatch, caplog):
+    """An environment that cannot install numba (a GPU image carrying few wheels) still gets side
+    features: the torch reference serves, with one warning."""
+    import sys
+
+    x = torch.from_numpy(generate("modulation", 8, 4).x)
+    reference = features("symbols", x, False, monkeypatch)
+    import xapp.model
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # `import numba` raises ImportError
+    monkeypatch.delitem(sys.modules, "xapp.model.side_cpu")
+    monkeypatch.delattr(xapp.model, "side_cpu")
+    side._kernels.cache_clear()
+    try:
+        served = features("symbols", x, True, monkeypatch)
+        assert side._kernels() is None and "need numba" in caplog.text
+    finally:
+        monkeypatch.undo()
+        side._kernels.cache_clear()
+    torch.testing.assert_close(served, reference, rtol=0, atol=0)
+    assert side._kernels() is not None  # numba back: the kernels again

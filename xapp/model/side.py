@@ -38,6 +38,7 @@ kinds in one call, sharing the blind receiver.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -46,6 +47,8 @@ import numpy as np
 import torch
 
 from xapp.model.patch import normalise_power
+
+log = logging.getLogger(__name__)
 
 SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "beams")
 RECEIVING = ("symbols", "cancel")  # kinds that read the blind receiver (`_receive`)
@@ -85,15 +88,19 @@ COMPILED = True  # CPU tensors take the compiled kernels of xapp.model.side_cpu;
 
 
 def _compiled(t: torch.Tensor) -> bool:
-    return COMPILED and t.device.type == "cpu"
+    return COMPILED and t.device.type == "cpu" and _kernels() is not None
 
 
 @functools.cache
 def _kernels():
-    """xapp.model.side_cpu, imported on first use: numba takes a third of a second to import, which
-    commands that compute no side features need not pay."""
-    from xapp.model import side_cpu
-
+    """xapp.model.side_cpu, imported on first use (numba takes a third of a second to import, which
+    commands that compute no side features need not pay); None where numba is missing (an image that
+    cannot install it), and the torch path serves, 2-4x slower on a CPU."""
+    try:
+        from xapp.model import side_cpu
+    except ImportError as exc:
+        log.warning("side features in torch: their compiled CPU kernels need numba", extra={"error": str(exc)})
+        return None
     return side_cpu
 
 
