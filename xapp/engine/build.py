@@ -30,9 +30,10 @@ def engine_threads(requested: int | None = None) -> int:
 
 def side_thread(device: torch.device) -> bool:
     """Whether the engine computes side features on a thread of its own, beside the trunk: on a CPU
-    with a core to spare. At online batch sizes they cost as much time as the trunk's blocks (op
-    counts, not FLOPs); overlapped, a batch of 16-32 mixed frames runs 1.3-1.5x quicker, one of 8
-    1.1-1.5x (`python scripts/side_thread_ab.py`)."""
+    with a core to spare. In torch they cost as much time as the trunk's blocks at online batch sizes
+    (op counts, not FLOPs), and overlapping them made a batch of 16-32 mixed frames 1.3-1.5x quicker
+    (`python scripts/side_thread_ab.py`); their compiled kernels (session 19) cost 2-4x less and release
+    the GIL, and the thread takes 15-23 % of a core online."""
     return device.type == "cpu" and (os.cpu_count() or 1) >= 2
 
 

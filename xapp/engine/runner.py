@@ -11,11 +11,11 @@ cut into its windows, which run as consecutive rows of the trunk's states, and i
 log-probabilities on them are fused into one decision (`Head.fuse_windows`). Row bookkeeping (`alive`)
 stays one entry per frame; `first` maps each to its first row of the states.
 
-Side features cost their op count more than their FLOPs at online batch sizes (a few ms a batch, as
-much as the trunk's blocks at a few rows), so an engine built with `side_thread` computes them on a
-second thread while the trunk runs, in stages by the exit that first reads them (`side_stages`),
-deepest first; a head waits only for its own stage, and computes it itself if the thread has not
-started it.
+Side features cost time well beyond their FLOPs (on a CPU about 1.4-11 ms for the symbols and
+cancellation of 1-32 frames of each, in compiled kernels that release the GIL), so an engine built with
+`side_thread` computes them on a second thread while the trunk runs, in stages by the exit that first
+reads them (`side_stages`), deepest first; a head waits only for its own stage, and computes it itself
+if the thread has not started it.
 
 `run` is synchronous and meant for one dedicated worker thread; the task table it is given is an
 immutable snapshot, so a hot reload swaps tables between batches and never inside one.
