@@ -167,12 +167,11 @@ def _fit_error(folded: np.ndarray, weight: np.ndarray, side: int, gain: float) -
     """Sum over symbols of weight times the squared distance of |I| and |Q| (`folded` [2, m] float32) to
     their nearest level."""
     inv, step = _steps(side, gain)
-    top = np.float32(side / 2 - 1)
     error = np.float32(0)
     for axis in range(2):
         for j in range(folded.shape[1]):
             a = folded[axis, j]
-            d = (min(np.floor(a * inv), top) + np.float32(0.5)) * step - a
+            d = _level(a, side, inv, step) - a
             error += d * d * weight[j]
     return error
 
