@@ -56,6 +56,18 @@ def test_a_frame_reads_the_same_at_any_finite_amplitude(shape):
             torch.testing.assert_close(encoder(x * scale, [2])[2], want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1.0, 1e37])
+def test_power_is_normalised_alike_on_complex_samples_and_on_their_token_values(scale):
+    """The patch embedding scales a frame's token values (quicker: real arithmetic, no hypot); the
+    side features and the pre-training targets scale complex samples: the same frame either way."""
+    from xapp.model.patch import normalise_power, patchify
+    x = frames(3, 1, 1024) * scale
+    tokens = normalise_power(patchify(x, 16))
+    torch.testing.assert_close(tokens, patchify(normalise_power(x), 16), atol=1e-6, rtol=1e-5)
+    power = 2 * tokens.square().mean(dim=(1, 2))
+    torch.testing.assert_close(power, torch.ones(3), atol=1e-5, rtol=1e-5)
+
+
 def test_exit_outside_the_encoder_is_refused():
     with pytest.raises(ValueError, match=r"exits must lie in 1\.\.4"):
         Encoder(SMALL)(frames(1, 1, 1024), [5])

@@ -12,17 +12,22 @@ from torch import nn
 from xapp.model.config import EncoderConfig
 
 
-# A frame whose largest sample is louder or quieter than these is divided by it first: float32 squares
+# A frame whose largest sample part (real or imaginary) is louder or quieter than these is divided by it first: float32 squares
 # overflow from ~1.8e19, and under ~1e-3 the square root's guard (1e-12) starts to bend the scale.
 LOUD, QUIET = 1e15, 1e-3
 
 
 def normalise_power(x: torch.Tensor) -> torch.Tensor:
-    """Scale each complex frame [B, A, S] to unit average power, whatever its (finite, nonzero) amplitude."""
-    peak = x.abs().amax(dim=(-2, -1), keepdim=True)
-    x = x / torch.where((peak > LOUD) | ((peak < QUIET) & (peak > 0)), peak, torch.ones_like(peak))
-    power = x.abs().square().mean(dim=(-2, -1), keepdim=True)
-    return x / torch.sqrt(power + 1e-12)
+    """Scale each frame (dimension 0 indexes frames) to unit average power of its complex samples, whatever
+    its (finite, nonzero) amplitude. `x` holds complex samples, or their real and imaginary parts as real
+    values (each sample's two parts once, in any order: a frame's tokens), which is quicker to scale."""
+    parts = torch.view_as_real(x) if x.is_complex() else x
+    frame = tuple(range(1, parts.ndim))
+    peak = parts.abs().amax(dim=frame, keepdim=True)
+    parts = parts / torch.where((peak > LOUD) | ((peak < QUIET) & (peak > 0)), peak, torch.ones_like(peak))
+    power = 2 * parts.square().mean(dim=frame, keepdim=True)
+    scaled = parts * torch.rsqrt(power + 1e-12)
+    return torch.view_as_complex(scaled) if x.is_complex() else scaled
 
 
 def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
@@ -107,9 +112,8 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Complex [B, A, S] -> patch tokens [B, A*S/patch, dim] with positions added."""
         _, antennas, samples = x.shape
-        x = normalise_power(x)
         if self.array_proj is not None and antennas > 1:
-            tokens = self.array_proj(array_tokens(x, self.patch))
+            tokens = self.array_proj(normalise_power(array_tokens(x, self.patch)))
         else:
-            tokens = self.proj(patchify(x, self.patch))
+            tokens = self.proj(normalise_power(patchify(x, self.patch)))
         return tokens + self.position(*self.grid(antennas, samples))
