@@ -89,6 +89,19 @@ class TaskPlan:
         """FLOPs per frame of the side features its heads read, each kind computed once."""
         return side_flops_once(self.heads.values())
 
+    def head_gflops(self, k: int, tokens: int) -> float:
+        """GFLOPs per window of its head at exit k on `tokens` token states, side features left out
+        (`side_flops` counts them once per frame); worked out once per (exit, tokens), not per batch."""
+        key = k, tokens
+        if key not in self._head_gflops:
+            head = self.heads[k]
+            self._head_gflops[key] = (head.flops(tokens) - head.side_flops) / 1e9
+        return self._head_gflops[key]
+
+    @cached_property
+    def _head_gflops(self) -> dict[tuple[int, int], float]:
+        return {}
+
 
 TaskTable = Mapping[str, TaskPlan]
 
@@ -262,7 +275,7 @@ class EarlyExitEngine:
             values = out.cpu().numpy()
             label, confidence = values[0], values[1]
             for plan, p in read:
-                head_cost[alive[p]] += plan.windows * (plan.heads[k].flops(tokens) - plan.heads[k].side_flops) / 1e9
+                head_cost[alive[p]] += plan.windows * plan.head_gflops(k, tokens)
             positions = read[0][1] if len(read) == 1 else np.concatenate([p for _, p in read])
             leaves = values[2].astype(bool) if len(values) > 2 else slice(None)
             leaving = positions[leaves]
