@@ -156,3 +156,35 @@ def test_frames_that_would_finish_past_their_deadline_are_shed_but_the_newest_is
         assert shed(metrics, "modulation", "deadline") == 2
 
     run(scenario())
+
+
+def test_a_standing_queue_is_served_newest_first_and_its_older_frames_shed_as_overload():
+    """Frames left behind at OVERLOAD_FORMATIONS formations in a row: the engine is not keeping up, so
+    batches take the newest frames instead of serving each as late as its deadline allows; a burst
+    that clears sooner, and a closing batcher's drain, are served oldest first and in full."""
+    async def scenario():
+        clock, metrics = Clock(), Metrics()
+        b = Batcher(BatchLimits(max_batch=4, max_wait_ms=0), metrics, clock)
+        seq = iter(range(1000))
+
+        async def batch_after(arrivals: int) -> list[int]:
+            for _ in range(arrivals):
+                b.submit(request(next(seq), clock.now))
+            return [r.seq for r in await b.next_batch()]
+
+        assert await batch_after(6) == [0, 1, 2, 3]  # 4, 5 left behind
+        assert await batch_after(5) == [4, 5, 6, 7]  # 8, 9, 10 left behind
+        assert shed(metrics, "modulation", "overload") == 0
+        assert await batch_after(5) == [12, 13, 14, 15]  # the third in a row: 8-11 shed
+        assert shed(metrics, "modulation", "overload") == 4
+        assert await batch_after(2) == [16, 17]  # nothing left behind: back to oldest first
+        assert await batch_after(6) == [18, 19, 20, 21]
+        assert await batch_after(3) == [22, 23, 24, 25]  # 26 left behind: the second formation in a row
+        for _ in range(9):
+            b.submit(request(next(seq), clock.now))
+        b.close()
+        drained = [await b.next_batch() for _ in range(3)]
+        assert [r.seq for batch in drained for r in batch] == list(range(26, 36))
+        assert shed(metrics, "modulation", "overload") == 4
+
+    run(scenario())
