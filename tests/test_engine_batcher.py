@@ -158,10 +158,28 @@ def test_frames_that_would_finish_past_their_deadline_are_shed_but_the_newest_is
     run(scenario())
 
 
+def test_a_burst_served_within_its_deadline_is_served_in_full_oldest_first():
+    """However many batches a burst takes (a fast engine), frames left behind for less than a deadline
+    are not overload."""
+    async def scenario():
+        clock, metrics = Clock(), Metrics()
+        b = Batcher(BatchLimits(max_batch=4, max_wait_ms=0), metrics, clock)
+        for i in range(40):
+            b.submit(request(i, clock.now, deadline_ms=100))
+        served = []
+        for _ in range(10):
+            served += [r.seq for r in await b.next_batch()]
+            clock.now += 0.009  # ten batches in 90 ms
+        assert served == list(range(40))
+        assert shed(metrics, "modulation", "overload") == 0
+
+    run(scenario())
+
+
 def test_a_standing_queue_is_served_newest_first_and_its_older_frames_shed_as_overload():
-    """Frames left behind at OVERLOAD_FORMATIONS formations in a row: the engine is not keeping up, so
-    batches take the newest frames instead of serving each as late as its deadline allows; a burst
-    that clears sooner, and a closing batcher's drain, are served oldest first and in full."""
+    """Frames left behind at every formation for a deadline's span: the engine is not keeping up, so
+    batches take the newest frames instead of serving each as late as its deadline allows, until a
+    formation leaves nothing behind; a closing batcher still drains everything, oldest first."""
     async def scenario():
         clock, metrics = Clock(), Metrics()
         b = Batcher(BatchLimits(max_batch=4, max_wait_ms=0), metrics, clock)
@@ -169,22 +187,25 @@ def test_a_standing_queue_is_served_newest_first_and_its_older_frames_shed_as_ov
 
         async def batch_after(arrivals: int) -> list[int]:
             for _ in range(arrivals):
-                b.submit(request(next(seq), clock.now))
-            return [r.seq for r in await b.next_batch()]
+                b.submit(request(next(seq), clock.now, deadline_ms=1000))
+            taken = [r.seq for r in await b.next_batch()]
+            clock.now += 0.4  # a batch takes 400 ms: 2.5 batches per deadline
+            return taken
 
-        assert await batch_after(6) == [0, 1, 2, 3]  # 4, 5 left behind
-        assert await batch_after(5) == [4, 5, 6, 7]  # 8, 9, 10 left behind
+        assert await batch_after(6) == [0, 1, 2, 3]  # 4, 5 left behind, at t = 0
+        assert await batch_after(5) == [4, 5, 6, 7]  # t = 0.4
+        assert await batch_after(5) == [8, 9, 10, 11]  # t = 0.8: 12-15 left behind
         assert shed(metrics, "modulation", "overload") == 0
-        assert await batch_after(5) == [12, 13, 14, 15]  # the third in a row: 8-11 shed
-        assert shed(metrics, "modulation", "overload") == 4
-        assert await batch_after(2) == [16, 17]  # nothing left behind: back to oldest first
-        assert await batch_after(6) == [18, 19, 20, 21]
-        assert await batch_after(3) == [22, 23, 24, 25]  # 26 left behind: the second formation in a row
+        assert await batch_after(5) == [17, 18, 19, 20]  # t = 1.2, behind for a deadline: 12-16 shed
+        assert shed(metrics, "modulation", "overload") == 5
+        assert await batch_after(2) == [21, 22]  # nothing left behind: back to oldest first
+        assert await batch_after(6) == [23, 24, 25, 26]  # 27, 28 left behind at t = 2.0
         for _ in range(9):
-            b.submit(request(next(seq), clock.now))
+            b.submit(request(next(seq), clock.now, deadline_ms=1000))  # 29-37 at t = 2.4
+        clock.now += 0.6001  # t = 3.0: 27 and 28 expire; the queue has stood for a deadline
         b.close()
         drained = [await b.next_batch() for _ in range(3)]
-        assert [r.seq for batch in drained for r in batch] == list(range(26, 36))
-        assert shed(metrics, "modulation", "overload") == 4
+        assert [r.seq for batch in drained for r in batch] == list(range(29, 38))
+        assert shed(metrics, "modulation", "overload") == 5 and shed(metrics, "modulation", "deadline") == 2
 
     run(scenario())

@@ -5,11 +5,12 @@ A batch is released when it is full or when its oldest frame has waited `max_wai
 dropped silently: a frame pushed out by a full queue, found past its deadline or dropped from a
 standing queue (below) is counted in `frames_shed{task, reason}`.
 
-Batches are taken oldest first. When frames are left behind at OVERLOAD_FORMATIONS batch formations in
-a row, the engine is not keeping up (a burst clears sooner): first in, first out would then serve
-every frame as late as its deadline allows, so from then on each batch takes the newest `max_batch`
-frames and sheds the older rest (reason `overload`), until a formation leaves nothing behind. Served
-frames then wait about one batch time, not a deadline; the engine serves as many as before.
+Batches are taken oldest first. When frames have been left behind at every batch formation for as
+long as a frame may wait (its deadline), the engine is not keeping up: a burst that it can serve in
+time clears sooner, however many batches it takes. First in, first out would then serve every frame
+as late as its deadline allows, so from then on each batch takes the newest `max_batch` frames and sheds
+the older rest (reason `overload`: frames it would mostly have shed at their deadline anyway), until a
+formation leaves nothing behind. Served frames then wait about one batch time, not a deadline.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ SHED_OVERFLOW = "queue_full"
 SHED_DEADLINE = "deadline"
 SHED_CLOSED = "closed"  # arrived during shutdown
 SHED_OVERLOAD = "overload"  # older than the newest max_batch frames of a standing queue
-OVERLOAD_FORMATIONS = 3
 
 
 class Batcher:
@@ -58,7 +58,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._closed = False
         self._service_s = 0.0  # smoothed engine time per batch, fed back by the serving loop
-        self._left_behind = 0  # consecutive batch formations that left frames queued
+        self._behind_since: float | None = None  # since when every batch formation has left frames queued
         # At most the earliest deadline in the queue (frames leave without raising it), so that the
         # check for expired frames scans the queue only when one may be due.
         self._earliest_deadline = math.inf
@@ -122,10 +122,17 @@ class Batcher:
 
     def _take(self, n: int) -> list[Request]:
         surplus = len(self._queue) - n
-        self._left_behind = self._left_behind + 1 if surplus > 0 else 0
-        if self._left_behind >= OVERLOAD_FORMATIONS and not self._closed:  # a closing batcher drains all
-            for _ in range(surplus):
-                self._shed(self._queue.popleft(), SHED_OVERLOAD)
+        if surplus <= 0:
+            self._behind_since = None
+        else:
+            now = self._clock()
+            if self._behind_since is None:
+                self._behind_since = now
+            oldest = self._queue[0]
+            standing = now - self._behind_since >= oldest.deadline - oldest.t_arrival
+            if standing and not self._closed:  # a closing batcher drains everything
+                for _ in range(surplus):
+                    self._shed(self._queue.popleft(), SHED_OVERLOAD)
         batch = [self._queue.popleft() for _ in range(min(n, len(self._queue)))]
         self._metrics.batch_size.observe(len(batch))
         return batch

@@ -469,7 +469,7 @@ def by_frame_layout(rows: Iterable[Request], table: TaskTable | None = None
             groups[r.frame.shape, 1].append(r)
         return groups, unserved
     served = {task: (plan.capture_shape, plan.windows) for task, plan in table.items()}
-    same: dict[str, tuple[tuple[int, int], list[Request]]] = {}  # task -> the shape it is served, its group
+    same: dict[str, tuple[tuple[int, int], list[Request]]] = {}  # task -> the shape its last row was served at, its group
     for r in rows:
         fast = same.get(r.task)
         if fast is not None and r.frame.shape == fast[0]:
@@ -481,8 +481,7 @@ def by_frame_layout(rows: Iterable[Request], table: TaskTable | None = None
         elif want[0] is None or r.frame.shape == want[0]:
             group = groups[r.frame.shape, want[1]]
             group.append(r)
-            if want[0] is not None:
-                same[r.task] = want[0], group
+            same[r.task] = r.frame.shape, group
         else:
             unserved.append((r, "shape"))
     return groups, unserved
