@@ -58,6 +58,7 @@ class TaskPlan:
     # its windows' log-probabilities (Head.fuse_windows); `frame_shape` is the heads' frame, when known.
     windows: int = 1
     frame_shape: tuple[int, int] | None = None
+    _head_gflops: dict[tuple[int, int], float] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.heads:
@@ -97,10 +98,6 @@ class TaskPlan:
             head = self.heads[k]
             self._head_gflops[key] = (head.flops(tokens) - head.side_flops) / 1e9
         return self._head_gflops[key]
-
-    @cached_property
-    def _head_gflops(self) -> dict[tuple[int, int], float]:
-        return {}
 
 
 TaskTable = Mapping[str, TaskPlan]

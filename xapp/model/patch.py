@@ -12,8 +12,9 @@ from torch import nn
 from xapp.model.config import EncoderConfig
 
 
-# A frame whose largest sample part (real or imaginary) is louder or quieter than these is divided by it first: float32 squares
-# overflow from ~1.8e19, and under ~1e-3 the square root's guard (1e-12) starts to bend the scale.
+# A frame whose largest sample part (real or imaginary) is louder or quieter than these is divided by it
+# first: float32 squares overflow from ~1.8e19, and under ~1e-3 the square root's guard (1e-12) starts to
+# bend the scale.
 LOUD, QUIET = 1e15, 1e-3
 
 
