@@ -165,6 +165,10 @@ def test_cli_refuses_unknown_tasks(encoder_file, tmp_path, capsys):
     assert main(["heads", "train", "--checkpoint", str(encoder_file), "--tasks", "modulation,radar",
                  "--out", str(tmp_path)]) == 2
     assert "unknown task(s) ['radar']" in capsys.readouterr().err
+    for exits, message in (("2,x", "comma-separated exit numbers"), ("0,2", "exits [0] outside the encoder's 1..4")):
+        assert main(["heads", "train", "--checkpoint", str(encoder_file), "--tasks", "los", "--exits", exits,
+                     "--out", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("poolings", ["mean,attn", "mean,energy"])
@@ -254,6 +258,40 @@ def test_merge_replaces_one_tasks_heads_keeps_the_others_and_records_every_comma
     kept = (target / "manifest.yaml").read_text()
     assert main(["heads", "merge", str(other), "--into", str(target)]) == 2
     assert "different encoders" in capsys.readouterr().err and (target / "manifest.yaml").read_text() == kept
+
+
+def test_heads_at_some_exits_replace_those_exits_only(encoder_file, trained, tmp_path, capsys):
+    import shutil
+
+    encoder, manifest_path = trained
+    target = tmp_path / "heads"
+    shutil.copytree(manifest_path.parent, target)
+    before = read_manifest(target / "manifest.yaml")
+    source = tmp_path / "los-exit2"
+    more = TrainSettings(**{**TINY.__dict__, "train": 96, "exits": (2,)})
+    train_all(encoder, before["encoder"], ["los"], more, source, "xapp heads train --exits 2 (test)",
+              progress=False, log=lambda s: None)
+    assert [h["exit"] for h in read_manifest(source / "manifest.yaml")["heads"]] == [2]
+    assert main(["heads", "merge", str(source), "--into", str(target)]) == 0
+    merged = read_manifest(target / "manifest.yaml")
+    assert merged["tasks"] == before["tasks"]  # splits and settings of the task as they were
+    los = {h["exit"]: h for h in merged["heads"] if h["task"] == "los"}
+    old = {h["exit"]: h for h in before["heads"] if h["task"] == "los"}
+    assert sorted(los) == sorted(old) == [1, 2, 3, 4]
+    assert los[2]["sha256"] != old[2]["sha256"] and los[2]["settings"]["train"] == 96
+    assert all(los[k] == old[k] for k in (1, 3, 4))
+    for h in task_heads(merged, "los", target / "manifest.yaml"):
+        assert sha256_file(h["path"]) == h["sha256"]
+    # some exits trained on other test frames would be scored apart from the rest: refused, target kept
+    other = tmp_path / "los-exit3"
+    train_all(encoder, before["encoder"], ["los"], TrainSettings(**{**more.__dict__, "exits": (3,), "seed": 5}),
+              other, "xapp heads train --exits 3 --seed 5 (test)", progress=False, log=lambda s: None)
+    kept = (target / "manifest.yaml").read_text()
+    assert main(["heads", "merge", str(other), "--into", str(target)]) == 2
+    assert "must keep the task's --val, --test and --seed" in capsys.readouterr().err
+    assert (target / "manifest.yaml").read_text() == kept
+    with pytest.raises(ValueError, match="outside the encoder"):
+        TrainSettings(exits=(5,)).exits_of(SMALL.depth)
 
 
 def test_temperature_divides_the_logits_keeps_the_class_and_is_saved_with_the_head(tmp_path):

@@ -74,6 +74,16 @@ class TrainSettings:
     side: str = "none"  # none | auto (AUTO_SIDE) | kinds of xapp.model.side, comma-separated: heads reading each are tried too
     seed: int = 0
     chunk: int = 128  # frames per encoder pass while caching
+    exits: tuple[int, ...] = ()  # the exits to train heads at; empty: every exit of the encoder
+
+    def exits_of(self, depth: int) -> list[int]:
+        """The exits heads are trained at, for an encoder of `depth` blocks."""
+        if not self.exits:
+            return list(range(1, depth + 1))
+        outside = [k for k in self.exits if not 1 <= k <= depth]
+        if outside:
+            raise ValueError(f"exits {outside} outside the encoder's 1..{depth}")
+        return sorted(set(self.exits))
 
     def split_size(self, split: str) -> int:
         return {"train": self.train, "val": self.val, "test": self.test}[split]
@@ -223,9 +233,10 @@ def accuracy_by_snr(pred: np.ndarray, y: np.ndarray, snr_db: np.ndarray, width: 
 
 def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
                progress: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train heads at every exit for one task; write their files under out/<task>/; return its manifest part."""
+    """Train heads at every exit (or settings.exits) for one task; write their files under out/<task>/;
+    return its manifest part."""
     spec = TASKS[task]
-    exits = list(range(1, encoder.cfg.depth + 1))
+    exits = settings.exits_of(encoder.cfg.depth)
     t0 = time.perf_counter()
     poolings = settings.poolings()
     cached = "mean" if poolings == ("mean",) else "tokens"
@@ -324,23 +335,42 @@ def commands(manifest: dict) -> list[str]:
 
 
 def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
-    """Copy the heads of every task in source/manifest.yaml into the heads directory `target`, in place
-    of target's heads of those tasks; target's other tasks stay. Both must be heads of the same encoder.
-    Target's `command` becomes the commands that regenerate it, in order: its own, source's, this one."""
+    """Copy the heads in source/manifest.yaml into the heads directory `target`, each in place of
+    target's head of the same task and exit; target's other heads stay. A source that holds every exit
+    target has for a task replaces that task whole (its splits and settings too). One that holds some
+    exits (`xapp heads train --exits`) must share the task's validation and test splits, so that every
+    exit is still scored on the same frames; its heads then carry the settings that trained them.
+    Both must be heads of the same encoder. Target's `command` becomes the commands that regenerate it,
+    in order: its own, source's, this one."""
     source, target = Path(source), Path(target)
     src, dst = read_manifest(source / MANIFEST), read_manifest(target / MANIFEST)
     if src["encoder"]["sha256"] != dst["encoder"]["sha256"]:
         raise ManifestError(f"{source} holds heads of encoder {src['encoder']['sha256'][:16]}..., {target} of "
                             f"{dst['encoder']['sha256'][:16]}...: heads of different encoders cannot be merged")
+    partial = {}  # task -> the exits source replaces, for tasks it does not replace whole
+    for task, info in src["tasks"].items():
+        exits = {h["exit"] for h in src["heads"] if h["task"] == task}
+        if task in dst["tasks"] and not exits >= {h["exit"] for h in dst["heads"] if h["task"] == task}:
+            kept = dst["tasks"][task]["splits"]
+            if any(info["splits"][split] != kept[split] for split in ("val", "test")):
+                raise ManifestError(f"{source} holds {task} heads at exits {sorted(exits)} only, trained with "
+                                    f"other validation or test frames than {target}'s: a merge of some exits "
+                                    f"must keep the task's --val, --test and --seed")
+            partial[task] = exits
     for task in src["tasks"]:
-        if (target / task).is_dir():
+        if task not in partial and (target / task).is_dir():
             shutil.rmtree(target / task)
         for head in (h for h in src["heads"] if h["task"] == task):
             (target / head["file"]).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source / head["file"], target / head["file"])
-    merged = {**dst, "command": [*commands(dst), *commands(src), command],
-              "tasks": {**dst["tasks"], **{t: {**info, "settings": src["settings"]} for t, info in src["tasks"].items()}},
-              "heads": [h for h in dst["heads"] if h["task"] not in src["tasks"]] + src["heads"]}
+    incoming = {(h["task"], h["exit"]): {**h, "settings": src["settings"]} if h["task"] in partial else h
+                for h in src["heads"]}
+    heads = [incoming.pop((h["task"], h["exit"]), h) for h in dst["heads"]
+             if h["task"] in partial or h["task"] not in src["tasks"]]  # a partial task's heads replaced in place
+    heads += incoming.values()  # whole tasks, and exits new to a partial one
+    tasks = {**dst["tasks"], **{t: {**info, "settings": src["settings"]} for t, info in src["tasks"].items()
+                                if t not in partial}}
+    merged = {**dst, "command": [*commands(dst), *commands(src), command], "tasks": tasks, "heads": heads}
     return write_manifest(target / MANIFEST, merged)
 
 

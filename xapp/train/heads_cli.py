@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "says they are better (auto: the spectral lines and the frame less its strongest signal for "
                         "interference, the lines and the recovered symbols for modulation, DFT beams for beam; none "
                         "for the unseen tasks)")
+    p.add_argument("--exits", default="", metavar="K[,K...]",
+                   help="train heads at these exits only (default: every exit); `xapp heads merge` then replaces "
+                        "the task's heads at those exits and keeps the others")
     p.add_argument("--seed", type=int, default=0, help="seed of the data splits and head initialisation")
     p.add_argument("--batch", type=int, default=128, help="frames per optimiser step of a head")
     p.add_argument("--device", default="cpu", help="cpu | cuda: where features are computed and heads trained")
@@ -188,9 +191,17 @@ def train_command(args: argparse.Namespace) -> int:
     for name in ("train", "val", "test", "epochs", "batch"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    try:
+        exits = tuple(int(k) for k in args.exits.split(",")) if args.exits else ()
+    except ValueError as exc:
+        raise CliError(f"--exits: comma-separated exit numbers, got {args.exits!r}") from exc
     settings = TrainSettings(train=args.train, val=args.val, test=args.test, epochs=args.epochs, lr=args.lr,
                              batch=args.batch, pooling=args.pooling, hidden=args.hidden, queries=args.queries,
-                             projections=args.projections, side=args.side, seed=args.seed)
+                             projections=args.projections, side=args.side, seed=args.seed, exits=exits)
+    try:
+        settings.exits_of(encoder.cfg.depth)
+    except ValueError as exc:
+        raise CliError(f"--exits: {exc}") from exc
     try:
         settings.poolings()
     except ValueError as exc:
@@ -204,7 +215,8 @@ def train_command(args: argparse.Namespace) -> int:
                f"--test {args.test} --epochs {args.epochs} --lr {args.lr} --batch {args.batch} "
                f"--pooling {args.pooling} --hidden {args.hidden} --queries {args.queries} "
                f"--projections {args.projections} --side {args.side} --seed {args.seed} "
-               f"--device {args.device}" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
+               f"--device {args.device}" + (f" --exits {args.exits}" if args.exits else "")
+               + (f" --checkpoint {args.checkpoint}" if args.checkpoint else ""))
     encoder_file = {"file": str(args.checkpoint or "xapp/assets/encoder.safetensors"), "sha256": sha256_file(checkpoint)}
     path = train_all(encoder, encoder_file, tasks, settings, args.out, command, progress=not args.quiet)
     print(f"wrote {path}")
