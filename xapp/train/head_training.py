@@ -347,7 +347,7 @@ def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
     if src["encoder"]["sha256"] != dst["encoder"]["sha256"]:
         raise ManifestError(f"{source} holds heads of encoder {src['encoder']['sha256'][:16]}..., {target} of "
                             f"{dst['encoder']['sha256'][:16]}...: heads of different encoders cannot be merged")
-    partial = {}  # task -> the exits source replaces, for tasks it does not replace whole
+    partial = set()  # tasks source replaces some exits of, not whole
     for task, info in src["tasks"].items():
         exits = {h["exit"] for h in src["heads"] if h["task"] == task}
         if task in dst["tasks"] and not exits >= {h["exit"] for h in dst["heads"] if h["task"] == task}:
@@ -356,7 +356,7 @@ def merge_heads(source: str | Path, target: str | Path, command: str) -> Path:
                 raise ManifestError(f"{source} holds {task} heads at exits {sorted(exits)} only, trained with "
                                     f"other validation or test frames than {target}'s: a merge of some exits "
                                     f"must keep the task's --val, --test and --seed")
-            partial[task] = exits
+            partial.add(task)
     for task in src["tasks"]:
         if task not in partial and (target / task).is_dir():
             shutil.rmtree(target / task)
