@@ -19,10 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 
 WORKDIR /opt/ric
-COPY pyproject.toml setup.cfg README.md ./
+COPY pyproject.toml setup.cfg README.md constraints.txt ./
 COPY protos/ protos/
 COPY xapp/ xapp/
-RUN pip install . && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin xapp
+RUN pip install -c constraints.txt . && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin xapp
 COPY heads/ heads/
 COPY descriptors/ descriptors/
 
