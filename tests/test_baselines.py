@@ -1,5 +1,6 @@
 """Baselines: the classical detectors on signals whose answer is known, FLOP counts, the supervised
-networks learning, the cached JSON from the CLI, and the report section that survives regeneration."""
+networks learning, the cached JSON from the CLI, how the report tells whether a cache used its test
+frames, and the report section that survives regeneration."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from torch import nn
 from xapp.cli import main
 from xapp.crosscheck import generate as crosscheck
 from xapp.crosscheck.array import best_beam, steering
+from xapp.data import TaskData, generate
 from xapp.train.baselines.classical import SPATIAL_FEATURES, FeatureMLP, dft_beam
 from xapp.train.baselines.compare import keep_section, verdict
+from xapp.train.baselines.frames import fingerprint, same_frames, signature
 from xapp.train.baselines.features import NAMES, SPATIAL_NAMES, cumulants, features, spatial_features
 from xapp.train.baselines.networks import ConvLSTM, SmallCNN, SpectrogramCNN, network_flops, predict, train_network
 
@@ -120,6 +123,39 @@ def test_cli_writes_cached_baselines(tmp_path):
         for kind in ("classical", "supervised"):
             assert 0 < cached["tasks"][task][kind]["gflops"] < 0.1
     assert main(["baselines", "--manifest", str(manifest), "--tasks", "modulation", "--out", str(out)]) == 2
+
+
+def _identity(data: TaskData) -> dict:
+    return {"test_fingerprint": fingerprint(data), "test_signature": signature(data)}
+
+
+def _with(data: TaskData, x: np.ndarray | None = None, y: np.ndarray | None = None) -> TaskData:
+    return TaskData(data.task, data.x if x is None else x, data.y if y is None else y, data.classes, data.snr_db, {})
+
+
+def test_cached_results_match_frames_that_differ_only_in_the_last_bits():
+    """Another CPU's SIMD code changes a split's bytes, not its frames: the cache still counts."""
+    data = generate("modulation", 64, 11)
+    rng = np.random.default_rng(0)
+    jitter = (1 + 1.2e-7 * rng.choice([-1.0, 0.0, 1.0], data.x.shape)).astype(np.float32)  # ~1 ulp of float32
+    nearby = _with(data, x=(data.x * jitter).astype(np.complex64))
+    cached, current = _identity(data), _identity(nearby)
+    assert cached["test_fingerprint"] != current["test_fingerprint"]
+    assert same_frames(cached, current)
+    assert not same_frames({"test_fingerprint": cached["test_fingerprint"]}, current)  # no signature: bytes only
+
+
+def test_cached_results_do_not_match_other_frames_or_labels():
+    data = generate("modulation", 64, 11)
+    cached = _identity(data)
+    one_frame_changed = data.x.copy()
+    one_frame_changed[5] = generate("modulation", 1, 12).x[0]
+    relabelled = data.y.copy()
+    relabelled[0] = (relabelled[0] + 1) % len(data.classes)
+    for other in (generate("modulation", 64, 12), _with(data, x=one_frame_changed), _with(data, y=relabelled),
+                  _with(data, x=data.x[:63], y=data.y[:63])):
+        assert not same_frames(cached, _identity(other))
+    assert same_frames(cached, _identity(data))
 
 
 def test_kept_section_survives_with_its_subsections():

@@ -10,14 +10,14 @@ from pathlib import Path
 from xapp.model import Encoder, Head
 from xapp.train.calibration import exit_predictions
 
-from .frames import HIGH_SNR_DB, crosscheck_frames, fingerprint, scores, split_frames
+from .frames import HIGH_SNR_DB, crosscheck_frames, fingerprint, same_frames, scores, signature, split_frames
 
 
 def heads_on_both_sets(encoder: Encoder, heads: dict[int, Head], manifest: dict, task: str) -> dict:
     """Scores per exit on our test split and on the cross-check set of the same size (None if absent)."""
     ours = split_frames(manifest, task, "test")
     other = crosscheck_frames(task, len(ours.y))
-    result = {"test_fingerprint": fingerprint(ours), "exits": {}}
+    result = {"test_fingerprint": fingerprint(ours), "test_signature": signature(ours), "exits": {}}
     predicted = {name: exit_predictions(encoder, heads, d.x) for name, d in (("ours", ours), ("crosscheck", other)) if d}
     for k in sorted(heads):
         result["exits"][k] = {name: scores(p[k].label, d, p[k].confidence) if d else None
@@ -56,7 +56,7 @@ def render(results: dict) -> list[str]:
                        f"{_cell(s['ours'], 'accuracy_high_snr')} | {_cell(s['crosscheck'])} | "
                        f"{_cell(s['crosscheck'], 'accuracy_high_snr')} |")
         entry = (baselines or {}).get("tasks", {}).get(task)
-        stale = entry is not None and entry["test_fingerprint"] != r["test_fingerprint"]
+        stale = entry is not None and not same_frames(entry, r)
         for kind in ("classical", "supervised"):
             if entry and kind in entry:
                 b = entry[kind]

@@ -11,7 +11,7 @@ import numpy as np
 from xapp.data import TaskData
 
 from .classical import FeatureMLP, dft_beam, dft_beam_flops, feature_set_for
-from .frames import crosscheck_frames, fingerprint, scores, split_frames
+from .frames import crosscheck_frames, fingerprint, scores, signature, split_frames
 from .networks import network_flops, network_for, predict, train_network
 
 BASELINE_TASKS = ("modulation", "interference", "beam", "los", "fingerprint")  # every task with a baseline
@@ -51,6 +51,7 @@ def run_baselines(manifest: dict, tasks: list[str], epochs: int, seed: int, trai
         test = split_frames(manifest, task, "test")
         sets = {"ours": test, "crosscheck": crosscheck_frames(task, len(test.y))}
         entry = {"train_frames": len(train.y), "test_frames": len(test.y), "test_fingerprint": fingerprint(test),
+                 "test_signature": signature(test),
                  "crosscheck_fingerprint": fingerprint(sets["crosscheck"]) if sets["crosscheck"] else None}
         for kind, build in (("classical", lambda: classical(task, train, seed)),
                             ("supervised", lambda: supervised(task, train, epochs, seed))):
