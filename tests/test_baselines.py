@@ -122,6 +122,9 @@ def test_cli_writes_cached_baselines(tmp_path):
     for task in ("beam", "los"):
         for kind in ("classical", "supervised"):
             assert 0 < cached["tasks"][task][kind]["gflops"] < 0.1
+        test = generate(task, 48, 3)
+        assert same_frames(cached["tasks"][task], _identity(test))  # the report will take this cache
+        assert not same_frames(cached["tasks"][task], _identity(generate(task, 48, 4)))
     assert main(["baselines", "--manifest", str(manifest), "--tasks", "modulation", "--out", str(out)]) == 2
 
 
