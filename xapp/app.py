@@ -132,7 +132,8 @@ class XApp:
             if device.type == "cpu":
                 await asyncio.to_thread(compile_kernels)  # no batch waits for the side features' compile
             self.zmq = ZmqPublisher(publish.zmq_endpoint, self.metrics, curve=publish.zmq_curve)
-            self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision, side_thread(device))
+            self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision, side_thread(device),
+                                          descriptor.encoder.runtime)
         except OSError as exc:
             raise AppError(f"ops http port {ops.http_port}: {exc}") from exc
         except (DeviceError, PlanError, WeightsFileError, PublishError, PrecisionError) as exc:

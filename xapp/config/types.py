@@ -37,6 +37,7 @@ class EncoderSpec:
     device: str
     depth: int  # from the checkpoint's safetensors metadata, else DEFAULT_DEPTH
     precision: str  # fp32 | int8 | bf16 (xapp.engine.precision)
+    runtime: str = "torch"  # torch | onnxruntime: what runs the blocks
 
 
 @dataclass(frozen=True, slots=True)

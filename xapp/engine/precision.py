@@ -5,6 +5,9 @@ int8  dynamic quantisation of the trunk blocks' Linear layers (int8 weights per 
       activations quantised per batch), CPU only; patch embedding and heads stay fp32.
 bf16  bf16 autocast on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX); refused elsewhere,
       where it would be emulated and slower than fp32.
+
+The runtime (encoder.runtime) is torch, or onnxruntime for the blocks (fp32 or int8, CPU only;
+xapp.engine.onnx_blocks).
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from xapp.engine.onnx_blocks import OnnxRuntimeMissing, onnx_trunk
 from xapp.model import Encoder
 from xapp.model.precision import device_autocast
 
 PRECISIONS = ("fp32", "int8", "bf16")
+RUNTIMES = ("torch", "onnxruntime")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -35,11 +40,21 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     return any(flag in flags for flag in BF16_CPU_FLAGS)
 
 
-def serving_trunk(encoder: Encoder, precision: str) -> Encoder:
-    """The encoder to run at `precision`; int8 returns a quantised copy, the others `encoder` itself."""
+def serving_trunk(encoder: Encoder, precision: str, runtime: str = "torch") -> Encoder:
+    """The encoder to run at `precision` on `runtime`; int8 and onnxruntime return a copy, the others
+    `encoder` itself."""
     device = next(encoder.parameters()).device
     if precision not in PRECISIONS:
         raise PrecisionError(f"encoder.precision {precision!r}: expected one of {PRECISIONS}")
+    if runtime not in RUNTIMES:
+        raise PrecisionError(f"encoder.runtime {runtime!r}: expected one of {RUNTIMES}")
+    if runtime == "onnxruntime":
+        if device.type != "cpu" or precision == "bf16":
+            raise PrecisionError(f"encoder.runtime onnxruntime serves fp32 or int8 on CPU, not {precision} on {device}")
+        try:
+            return onnx_trunk(encoder, precision == "int8", torch.get_num_threads())
+        except OnnxRuntimeMissing as exc:
+            raise PrecisionError(str(exc)) from None
     if precision == "int8":
         if device.type != "cpu":
             raise PrecisionError(f"encoder.precision int8 runs on CPU only, the encoder is on {device}")

@@ -154,12 +154,14 @@ class BatchReport:
 
 
 class EarlyExitEngine:
-    def __init__(self, encoder: Encoder, metrics: Metrics, precision: str = "fp32", side_thread: bool = False) -> None:
-        """`precision`: fp32 | int8 | bf16 (xapp.engine.precision); raises PrecisionError if unsupported.
+    def __init__(self, encoder: Encoder, metrics: Metrics, precision: str = "fp32", side_thread: bool = False,
+                 runtime: str = "torch") -> None:
+        """`precision`: fp32 | int8 | bf16, `runtime`: torch | onnxruntime for the blocks
+        (xapp.engine.precision); raises PrecisionError if unsupported.
         `side_thread`: compute the heads' side features on a thread of their own, beside the trunk
         (same decisions; worth a spare core); `close` ends it."""
         self.device = next(encoder.parameters()).device
-        self.encoder = serving_trunk(encoder, precision)
+        self.encoder = serving_trunk(encoder, precision, runtime)
         self.precision = precision
         self._metrics = metrics
         self._exit_gflops: dict[int, list[float]] = {}

@@ -393,7 +393,8 @@ def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argpar
     result |= {"chosen": choose(result), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                "load_average": os.getloadavg()}
     print(format_precision_table(result))
-    print(f"fastest engine precision with >= 99 % agreement: {result['chosen']}")
+    chosen = result["chosen"]
+    print(f"fastest with >= 99 % agreement: encoder: {{runtime: {chosen['runtime']}, precision: {chosen['precision']}}}")
     _write_json(args.json_path, result)
     return 0
 

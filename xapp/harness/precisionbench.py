@@ -6,30 +6,22 @@ every repeat, so a machine whose load changes slows all alike. Reported per vari
 speed-up over fp32 eager (median of the per-repeat ratios), agreement of its decisions with fp32's
 (same class for the same frame) and accuracy per task against the generators' labels.
 
-The ONNX Runtime peer runs the trunk as one session per segment between consecutive exits (rows
-leave after their exit's segment, as in the engine); tokens and heads stay in torch. It serves fixed
-exits only.
+On ONNX Runtime the engine runs each block as a session of its own (`encoder.runtime: onnxruntime`,
+xapp.engine.onnx_blocks); tokens, heads and side features stay in torch.
 """
 
 from __future__ import annotations
 
 import statistics
-import logging
-import tempfile
 import time
-import warnings
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
 
 from xapp.engine.precision import cpu_has_bf16
-from xapp.engine.runner import EarlyExitEngine, TaskTable, by_frame_layout
+from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.model import Encoder
-from xapp.model.heads import read_head
 from xapp.ops.metrics import Metrics
 from xapp.vocab import Request
 
@@ -37,8 +29,8 @@ Serve = Callable[[list[Request]], dict[tuple[str, int], int]]  # frames -> {(tas
 REPEATS = 3
 
 
-def engine_variant(encoder: Encoder, table: TaskTable, precision: str) -> Serve:
-    engine = EarlyExitEngine(encoder, Metrics(), precision)
+def engine_variant(encoder: Encoder, table: TaskTable, precision: str, runtime: str = "torch") -> Serve:
+    engine = EarlyExitEngine(encoder, Metrics(), precision, runtime=runtime)
 
     def serve(batch: list[Request]) -> dict[tuple[str, int], int]:
         out: dict[tuple[str, int], int] = {}
@@ -52,88 +44,24 @@ def engine_variant(encoder: Encoder, table: TaskTable, precision: str) -> Serve:
     return serve
 
 
-class OrtTrunk:
-    """The trunk's blocks as ONNX Runtime sessions, one per segment between consecutive exits."""
-
-    def __init__(self, encoder: Encoder, table: TaskTable, workdir: Path, int8: bool, threads: int) -> None:
-        import onnxruntime as ort
-
-        if any(plan.policy.dynamic for plan in table.values()):
-            raise ValueError("the ONNX Runtime peer serves fixed exits only")
-        self.engine, self.table = EarlyExitEngine(encoder, Metrics()), table  # its tokens, same as the engine's
-        self.exits = sorted({plan.exit for plan in table.values()})
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.sessions = []
-        for start, stop in zip([0, *self.exits], self.exits):
-            path = _export(nn.Sequential(*encoder.blocks[start:stop]).eval(), encoder.cfg.dim, workdir / f"blocks{start}-{stop}.onnx")
-            if int8:
-                path = _quantise(path)
-            self.sessions.append(ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]))
-
-    def __call__(self, batch: list[Request]) -> dict[tuple[str, int], int]:
-        out: dict[tuple[str, int], int] = {}
-        with torch.inference_mode():
-            rows, tokens, _ = self.engine.embed(by_frame_layout(batch)[0])
-            h = tokens.numpy()
-            exits = np.array([self.table[r.task].exit for r in rows])
-            alive = np.arange(len(rows))
-            for k, session in zip(self.exits, self.sessions):
-                h = session.run(None, {"h": h})[0]
-                leaving = exits[alive] == k
-                for task, plan in self.table.items():
-                    if plan.exit != k:
-                        continue
-                    mine = np.flatnonzero(leaving & np.array([rows[i].task == task for i in alive]))
-                    if len(mine):
-                        frames = torch.from_numpy(np.stack([rows[i].frame for i in alive[mine]]))
-                        labels = read_head(plan.heads[k], torch.from_numpy(h[mine]), frames).argmax(-1).tolist()
-                        out.update(zip(((task, rows[i].seq) for i in alive[mine]), labels))
-                h, alive = h[~leaving], alive[~leaving]
-                if not len(alive):
-                    break
-        return out
-
-
-def _export(module: nn.Module, dim: int, path: Path) -> Path:
-    example = torch.zeros(2, 65, dim)
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes, every call
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), input_names=["h"], output_names=["out"],
-                          dynamic_axes={"h": {0: "batch", 1: "tokens"}, "out": {0: "batch", 1: "tokens"}},
-                          dynamo=False, opset_version=17)
-    return path
-
-
-def _quantise(path: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    out = path.with_suffix(".int8.onnx")
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # its advice to pre-process, logged on the root logger
-    try:
-        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8, per_channel=True)
-    finally:
-        logging.getLogger().setLevel(quiet)
-    return out
-
-
 def ort_installed() -> bool:
     try:
+        import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-def variants(encoder: Encoder, table: TaskTable, workdir: Path) -> dict[str, Serve]:
-    """Every variant this machine can run, fp32 eager first (the reference)."""
+def variants(encoder: Encoder, table: TaskTable) -> dict[str, Serve]:
+    """Every (runtime, precision) this machine can run, torch fp32 first (the reference); names are
+    "engine P" on torch and "onnxruntime P" on ONNX Runtime."""
     out = {f"engine {p}": engine_variant(encoder, table, p) for p in ("fp32", "int8")}
     if cpu_has_bf16():
         out["engine bf16"] = engine_variant(encoder, table, "bf16")
     if ort_installed():
-        for name, int8 in (("onnxruntime fp32", False), ("onnxruntime int8", True)):
-            out[name] = OrtTrunk(encoder, table, workdir, int8, torch.get_num_threads())
+        for p in ("fp32", "int8"):
+            out[f"onnxruntime {p}"] = engine_variant(encoder, table, p, "onnxruntime")
     return out
 
 
@@ -141,21 +69,20 @@ def compare(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     """Frames/s, speed-up over fp32 eager, agreement with fp32 and accuracy per task, per variant."""
     truth = {(r.task, r.seq): r.label for r in frames}
     chunks = [frames[i : i + max_batch] for i in range(0, len(frames), max_batch)]
-    with tempfile.TemporaryDirectory() as tmp:
-        serves = variants(encoder, table, Path(tmp))
-        for serve in serves.values():
-            serve(chunks[0])  # warm-up
-        seconds: dict[str, list[float]] = {name: [] for name in serves}
-        decided: dict[str, dict[tuple[str, int], int]] = {name: {} for name in serves}
-        for _ in range(REPEATS):
-            spent = dict.fromkeys(serves, 0.0)
-            for chunk in chunks:
-                for name, serve in serves.items():
-                    start = time.perf_counter()
-                    decided[name].update(serve(chunk))
-                    spent[name] += time.perf_counter() - start
-            for name, s in spent.items():
-                seconds[name].append(s)
+    serves = variants(encoder, table)
+    for serve in serves.values():
+        serve(chunks[0])  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in serves}
+    decided: dict[str, dict[tuple[str, int], int]] = {name: {} for name in serves}
+    for _ in range(REPEATS):
+        spent = dict.fromkeys(serves, 0.0)
+        for chunk in chunks:
+            for name, serve in serves.items():
+                start = time.perf_counter()
+                decided[name].update(serve(chunk))
+                spent[name] += time.perf_counter() - start
+        for name, s in spent.items():
+            seconds[name].append(s)
     reference = decided["engine fp32"]
     out = {}
     for name in serves:
@@ -185,8 +112,9 @@ def format_precision_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def choose(result: dict, min_agreement: float = 0.99) -> str:
-    """The fastest engine precision whose decisions agree with fp32 on at least `min_agreement`."""
-    engines = {n: v for n, v in result["variants"].items() if n.startswith("engine ") and v["agreement_with_fp32"] >= min_agreement}
-    return max(engines, key=lambda n: engines[n]["frames_per_s"]).removeprefix("engine ")
-
+def choose(result: dict, min_agreement: float = 0.99) -> dict[str, str]:
+    """The descriptor setting of the fastest variant whose decisions agree with fp32 on at least
+    `min_agreement`: {"runtime": torch | onnxruntime, "precision": ...}."""
+    agreeing = {n: v for n, v in result["variants"].items() if v["agreement_with_fp32"] >= min_agreement}
+    runtime, precision = max(agreeing, key=lambda n: agreeing[n]["frames_per_s"]).split()
+    return {"runtime": "torch" if runtime == "engine" else runtime, "precision": precision}
