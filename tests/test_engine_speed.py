@@ -3,15 +3,16 @@
 import asyncio
 import dataclasses
 import time
+import sys
 
 import numpy as np
 import pytest
 import torch
 
-from xapp.engine.precision import PrecisionError, cpu_has_bf16, serving_trunk
+from xapp.engine.precision import PrecisionError, RuntimeMissing, cpu_has_bf16, serving_trunk
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_table
-from xapp.harness.precisionbench import choose, compare
+from xapp.harness.precisionbench import choose, compare, variants
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.metrics import Metrics, observe_many
@@ -163,6 +164,13 @@ def test_onnxruntime_engine_serves_the_torch_engines_decisions(encoder):
         EarlyExitEngine(encoder, Metrics(), "bf16", runtime="onnxruntime")
     with pytest.raises(PrecisionError, match="expected one of"):
         EarlyExitEngine(encoder, Metrics(), "fp32", runtime="tensorrt")
+
+
+def test_onnxruntime_not_installed_is_a_clear_error_and_the_bench_leaves_it_out(encoder, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an install without xapp[onnx] sees
+    with pytest.raises(RuntimeMissing, match=r"onnxruntime is not installed \(pip install 'xapp\[onnx\]'\)"):
+        EarlyExitEngine(encoder, Metrics(), "fp32", runtime="onnxruntime")
+    assert not any(name.startswith("onnxruntime") for name in variants(encoder, table(encoder)))
 
 
 def test_host_bench_reports_every_stage_per_batch_size(encoder):

@@ -21,10 +21,6 @@ from torch import nn
 from xapp.model import Encoder
 
 
-class OnnxRuntimeMissing(Exception):
-    """encoder.runtime is onnxruntime, but onnxruntime (or onnx, to export) is not installed."""
-
-
 class OrtBlock(nn.Module):
     """One block as an ONNX Runtime session: [rows, tokens, dim] float32 in and out, on the CPU."""
 
@@ -37,13 +33,11 @@ class OrtBlock(nn.Module):
 
 
 def onnx_trunk(encoder: Encoder, int8: bool, threads: int) -> Encoder:
-    """A copy of `encoder` whose blocks run on ONNX Runtime with `threads` intra-op threads."""
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise OnnxRuntimeMissing(f"encoder.runtime onnxruntime: {exc.name} is not installed "
-                                 "(pip install 'xapp[onnx]')") from None
+    """A copy of `encoder` whose blocks run on ONNX Runtime with `threads` intra-op threads; raises
+    ImportError without onnxruntime, or without onnx (torch's exporter needs it)."""
+    import onnx  # noqa: F401
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     trunk = copy.deepcopy(encoder)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from xapp.engine.onnx_blocks import OnnxRuntimeMissing, onnx_trunk
+from xapp.engine.onnx_blocks import onnx_trunk
 from xapp.model import Encoder
 from xapp.model.precision import device_autocast
 
@@ -30,6 +30,10 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 class PrecisionError(Exception):
     """The chosen precision is unknown or not supported on this device."""
+
+
+class RuntimeMissing(PrecisionError):
+    """The chosen runtime is not installed."""
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -53,8 +57,9 @@ def serving_trunk(encoder: Encoder, precision: str, runtime: str = "torch") -> E
             raise PrecisionError(f"encoder.runtime onnxruntime serves fp32 or int8 on CPU, not {precision} on {device}")
         try:
             return onnx_trunk(encoder, precision == "int8", torch.get_num_threads())
-        except OnnxRuntimeMissing as exc:
-            raise PrecisionError(str(exc)) from None
+        except ImportError as exc:
+            raise RuntimeMissing(f"encoder.runtime onnxruntime: {exc.name} is not installed "
+                                 "(pip install 'xapp[onnx]')") from None
     if precision == "int8":
         if device.type != "cpu":
             raise PrecisionError(f"encoder.precision int8 runs on CPU only, the encoder is on {device}")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from xapp.engine.precision import cpu_has_bf16
+from xapp.engine.precision import RuntimeMissing, cpu_has_bf16
 from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.model import Encoder
 from xapp.ops.metrics import Metrics
@@ -44,24 +44,17 @@ def engine_variant(encoder: Encoder, table: TaskTable, precision: str, runtime: 
     return serve
 
 
-def ort_installed() -> bool:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def variants(encoder: Encoder, table: TaskTable) -> dict[str, Serve]:
     """Every (runtime, precision) this machine can run, torch fp32 first (the reference); names are
-    "engine P" on torch and "onnxruntime P" on ONNX Runtime."""
+    "engine P" on torch and "onnxruntime P" on ONNX Runtime (left out where it is not installed)."""
     out = {f"engine {p}": engine_variant(encoder, table, p) for p in ("fp32", "int8")}
     if cpu_has_bf16():
         out["engine bf16"] = engine_variant(encoder, table, "bf16")
-    if ort_installed():
-        for p in ("fp32", "int8"):
+    for p in ("fp32", "int8"):
+        try:
             out[f"onnxruntime {p}"] = engine_variant(encoder, table, p, "onnxruntime")
+        except RuntimeMissing:
+            break
     return out
 
 
