@@ -26,7 +26,8 @@ from xapp.config.manifest import read_manifest, task_heads
 from xapp.data import generate
 from xapp.engine.build import build_table
 from xapp.engine.runner import EarlyExitEngine
-from xapp.harness.bench import _naive, bench_frames, early_exit_pass
+from xapp.engine.choose import sample_requests
+from xapp.harness.bench import _naive, early_exit_pass
 from xapp.harness.hostbench import _timed
 from xapp.model import load_encoder, load_head
 from xapp.model import side
@@ -82,7 +83,7 @@ def engine(descriptor_path: str) -> None:
     descriptor = load_descriptor(descriptor_path)
     encoder = load_encoder(descriptor.encoder.checkpoint, "cpu")
     table = build_table(descriptor, encoder)
-    frames = bench_frames(list(table), 96)
+    frames = sample_requests(list(table), 96)
     batch = descriptor.batching.max_batch
     served = EarlyExitEngine(encoder, Metrics())
     real = runner.side_features_of

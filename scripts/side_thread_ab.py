@@ -18,7 +18,7 @@ import torch
 from xapp.config.descriptor import load_descriptor
 from xapp.engine.build import build_table
 from xapp.engine.runner import EarlyExitEngine
-from xapp.harness.bench import bench_frames
+from xapp.engine.choose import sample_requests
 from xapp.model import Encoder, load_encoder
 from xapp.ops.metrics import Metrics
 
@@ -34,7 +34,7 @@ def engines_by_batch(descriptor_path: str, sizes: str, make_engines: Callable[[E
     encoder = load_encoder(descriptor.encoder.checkpoint, "cpu")
     table = build_table(descriptor, encoder)
     engines = make_engines(encoder)
-    frames = bench_frames(list(table), 96)
+    frames = sample_requests(list(table), 96)
     sink: list = []
     first, *others = engines
     print(f"{'batch':>6}" + "".join(f"{name + ' ms':>16}" for name in engines)

@@ -28,6 +28,22 @@ def side_kernels_compiled():
     compile_kernels()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def engine_choice_cache(tmp_path_factory):
+    """`encoder.runtime/precision: auto` caches what it measured (xapp.engine.choose): here in a directory
+    of this session, inherited by the xApp processes tests start, not in the user's ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("xapp-cache")
+    before = os.environ.get("XAPP_CACHE_DIR")
+    os.environ["XAPP_CACHE_DIR"] = str(path)
+    yield path
+    if before is None:
+        del os.environ["XAPP_CACHE_DIR"]
+    else:
+        os.environ["XAPP_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
@@ -95,7 +111,8 @@ def write_descriptor(model_dir: Path, dst: Path, nodes, zmq_endpoint: str, redis
     from xapp.harness.demo import adapt_descriptor
 
     def edit(doc: dict) -> None:
-        doc["encoder"]["checkpoint"] = str(model_dir / "encoder.safetensors")
+        # The fitted heads label their pools exactly in fp32; the runtime choice has tests of its own.
+        doc["encoder"] |= {"checkpoint": str(model_dir / "encoder.safetensors"), "runtime": "torch", "precision": "fp32"}
         doc["tasks"] = {
             "modulation": {"exit": 1, "head": str(model_dir / "modulation-exit1.safetensors"), "policy": {"kind": "fixed"}},
             "beam": {"exit": beam_exit, "head": str(model_dir / f"beam-exit{beam_exit}.safetensors"),

@@ -50,9 +50,9 @@ class System:
 
 
 @asynccontextmanager
-async def running(tiny_model, redis_url, tmp_path, wire: str = "decision", nodes=None, windows=None):
+async def running(tiny_model, redis_url, tmp_path, wire: str = "decision", nodes=None, windows=None, encoder=None):
     """The xApp serving four single-frame nodes (see conftest.single_frame_nodes), or `nodes`; `windows`:
-    {task: windows} for the descriptor."""
+    {task: windows}, `encoder`: settings of the encoder block, for the descriptor."""
     model_dir, pools = tiny_model
     nodes = nodes or single_frame_nodes(pools)
     for n in nodes:
@@ -60,10 +60,11 @@ async def running(tiny_model, redis_url, tmp_path, wire: str = "decision", nodes
     zmq_endpoint = f"tcp://127.0.0.1:{free_port()}"
     path = write_descriptor(model_dir, tmp_path / "descriptors" / "xapp.yaml", [n.endpoint for n in nodes],
                             zmq_endpoint, redis_url, free_port(), wire=wire)
-    if windows:
+    if windows or encoder:
         doc = yaml.safe_load(path.read_text())
-        for task, count in windows.items():
+        for task, count in (windows or {}).items():
             doc["tasks"][task]["windows"] = count
+        doc["encoder"] |= encoder or {}
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
     metrics = Metrics()
     app = XApp(load_descriptor(path), metrics, Overrides(threads=1, ops_host="127.0.0.1", watch_interval_s=0.1))
@@ -88,6 +89,28 @@ async def running(tiny_model, redis_url, tmp_path, wire: str = "decision", nodes
 
 def run(coro):
     asyncio.run(asyncio.wait_for(coro, 120))
+
+
+def test_auto_runtime_is_measured_at_start_then_cached_and_serves_fp32s_decisions(tiny_model, redis_url, tmp_path,
+                                                                                    monkeypatch):
+    """`runtime: auto` at fp32: torch and ONNX Runtime are timed on the plan at start-up; either serves
+    the fitted labels exactly. A restart reads the choice from the cache instead of measuring again."""
+    monkeypatch.setenv("XAPP_CACHE_DIR", str(tmp_path / "cache"))
+    seen = []
+
+    async def scenario():
+        async with running(tiny_model, redis_url, tmp_path, encoder={"runtime": "auto", "precision": "fp32"}) as s:
+            await until(lambda: len(s.decisions) >= 20, "20 decisions")
+            for _, d in s.decisions:
+                assert d.label == s.truth(d), f"{d.node_id} {d.task} seq {d.sequence_number}"
+            [sample] = [x for x in s.metrics.registry.collect() if x.name == "xapp_engine_setting"][0].samples
+            seen.append(sample.labels)
+
+    run(scenario())
+    run(scenario())
+    assert seen[0]["how"] == "measured" and seen[1]["how"] == "cached"
+    assert seen[0]["runtime"] == seen[1]["runtime"] in ("torch", "onnxruntime")
+    assert seen[0]["precision"] == seen[1]["precision"] == "fp32"
 
 
 @pytest.mark.parametrize("wire", ["decision", "batch"])

@@ -12,7 +12,8 @@ import torch
 from xapp.engine.precision import PrecisionError, RuntimeMissing, cpu_has_bf16, serving_trunk
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_table
-from xapp.harness.precisionbench import choose, compare, variants
+from xapp.engine.choose import choose, compare
+from xapp.harness.precisionbench import variants
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.ops.decision_metrics import record_decisions
 from xapp.ops.metrics import Metrics, observe_many
@@ -136,16 +137,15 @@ def test_unknown_or_unsupported_precision_is_refused(encoder, tmp_path):
 
 
 def test_precision_comparison_runs_every_variant_on_the_same_frames(encoder):
-    result = compare(encoder, table(encoder), frames(12), max_batch=4)
-    variants = result["variants"]
-    assert {"engine fp32", "engine int8", "onnxruntime fp32", "onnxruntime int8"} <= set(variants)
-    assert variants["engine fp32"]["agreement_with_fp32"] == 1.0
-    assert variants["onnxruntime fp32"]["agreement_with_fp32"] == 1.0  # same arithmetic, another runtime
-    assert set(variants["engine int8"]["accuracy"]) == {"beam", "modulation"}
-    agreeing = {n: v["frames_per_s"] for n, v in variants.items() if v["agreement_with_fp32"] >= 0.99}
-    runtime, precision = max(agreeing, key=agreeing.get).split()
-    assert {"engine fp32", "onnxruntime fp32"} <= set(agreeing)
-    assert choose(result) == {"runtime": "torch" if runtime == "engine" else runtime, "precision": precision}
+    result = compare(encoder, table(encoder), frames(12), 4, variants(torch.device("cpu")))
+    variants_ = result["variants"]
+    assert {"torch fp32", "torch int8", "onnxruntime fp32", "onnxruntime int8"} <= set(variants_)
+    assert variants_["torch fp32"]["agreement_with_fp32"] == 1.0
+    assert variants_["onnxruntime fp32"]["agreement_with_fp32"] == 1.0  # same arithmetic, another runtime
+    assert set(variants_["torch int8"]["accuracy"]) == {"beam", "modulation"}
+    agreeing = {n: v["frames_per_s"] for n, v in variants_.items() if v["agreement_with_fp32"] >= 0.99}
+    assert {"torch fp32", "onnxruntime fp32"} <= set(agreeing)
+    assert str(choose(result, 0.99)) == max(agreeing, key=agreeing.get)
 
 
 def test_onnxruntime_engine_serves_the_torch_engines_decisions(encoder):
@@ -170,7 +170,7 @@ def test_onnxruntime_not_installed_is_a_clear_error_and_the_bench_leaves_it_out(
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an install without xapp[onnx] sees
     with pytest.raises(RuntimeMissing, match=r"onnxruntime is not installed \(pip install 'xapp\[onnx\]'\)"):
         EarlyExitEngine(encoder, Metrics(), "fp32", runtime="onnxruntime")
-    assert not any(name.startswith("onnxruntime") for name in variants(encoder, table(encoder)))
+    assert not any(s.runtime == "onnxruntime" for s in variants(torch.device("cpu")))
 
 
 def test_host_bench_reports_every_stage_per_batch_size(encoder):

@@ -20,6 +20,7 @@ from xapp.e2.types import AppIdentity, Backoff
 from xapp.engine.batcher import Batcher
 from xapp.engine.build import (DeviceError, batch_limits, build_table, engine_threads, frame_limits, resolve_device,
                                side_thread)
+from xapp.engine.choose import Choice, resolve
 from xapp.engine.precision import PrecisionError
 from xapp.engine.runner import EarlyExitEngine, PlanError, TaskTable
 from xapp.engine.serving import ServingLoop
@@ -78,6 +79,7 @@ class XApp:
         self.metrics = metrics
         self.overrides = overrides
         self.engine: EarlyExitEngine | None = None
+        self.engine_choice: Choice | None = None  # the trunk's runtime and precision, once started
         self.table: TaskTable = {}
         self.subscribers = Subscribers()
         self.zmq: ZmqPublisher | None = None
@@ -132,8 +134,12 @@ class XApp:
             if device.type == "cpu":
                 await asyncio.to_thread(compile_kernels)  # no batch waits for the side features' compile
             self.zmq = ZmqPublisher(publish.zmq_endpoint, self.metrics, curve=publish.zmq_curve)
-            self.engine = EarlyExitEngine(encoder, self.metrics, descriptor.encoder.precision, side_thread(device),
-                                          descriptor.encoder.runtime)
+            self.engine_choice = choice = await asyncio.to_thread(resolve, descriptor, encoder, self.table)
+            self.engine = EarlyExitEngine(encoder, self.metrics, choice.setting.precision, side_thread(device),
+                                          choice.setting.runtime)
+            self.metrics.engine_setting(choice.setting.runtime, choice.setting.precision, choice.how)
+            log.info("trunk served on %s", choice.setting, extra={
+                "runtime": choice.setting.runtime, "precision": choice.setting.precision, "how": choice.how})
         except OSError as exc:
             raise AppError(f"ops http port {ops.http_port}: {exc}") from exc
         except (DeviceError, PlanError, WeightsFileError, PublishError, PrecisionError) as exc:

@@ -240,7 +240,7 @@ def _build(doc: dict[str, Any], path: Path, root: Path, digest: str, checks: Des
         # app_id and instance_id derive from the name when absent, so the schema cannot state them.
         xapp=XappIdentity(x["name"], x["version"], x.get("app_id", x["name"]), x.get("instance_id", f"{x['name']}-0")),
         encoder=EncoderSpec(encoder_checkpoint(root, enc["checkpoint"]), enc["device"], checks.depth, enc["precision"],
-                            enc["runtime"]),
+                            enc["runtime"], float(enc["min_agreement"])),
         e2=E2Spec(
             service_model=ServiceModel(e2["service_model"]["name"], e2["service_model"]["version"]),
             nodes=tuple(NodeEndpoint(n["id"], n["address"]) for n in e2["nodes"]),

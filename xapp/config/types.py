@@ -36,8 +36,9 @@ class EncoderSpec:
     checkpoint: Path  # resolved; the packaged encoder when the descriptor says null
     device: str
     depth: int  # from the checkpoint's safetensors metadata, else DEFAULT_DEPTH
-    precision: str  # fp32 | int8 | bf16 (xapp.engine.precision)
-    runtime: str = "torch"  # torch | onnxruntime: what runs the blocks
+    precision: str  # fp32 | int8 | bf16 (xapp.engine.precision) | auto (xapp.engine.choose)
+    runtime: str = "torch"  # torch | onnxruntime: what runs the blocks | auto
+    min_agreement: float = 0.99  # what `auto` asks of a setting's decisions against torch fp32
 
 
 @dataclass(frozen=True, slots=True)

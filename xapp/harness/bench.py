@@ -27,6 +27,7 @@ import numpy as np
 import psutil
 import torch
 
+from xapp.engine.choose import REFERENCE, Setting, resolve, sample_requests
 from xapp.engine.runner import EarlyExitEngine, TaskTable
 from xapp.harness import HarnessError
 from xapp.model import Encoder, exit_flops
@@ -73,20 +74,6 @@ async def drained(metrics: Metrics, poll_s: float = 0.3, timeout_s: float = DRAI
         arrived = now
 
 
-def bench_frames(tasks: Sequence[str], n: int, seed: int = 1234) -> list[Request]:
-    """`n` frames per task, interleaved round-robin as the simulated nodes send them."""
-    from xapp.data import generate
-
-    per_task = []
-    for i, task in enumerate(tasks):
-        data = generate(task, n, seed + i)
-        per_task.append([
-            Request("bench", task, data.x[j], j, "cell0", 0, 0.0, float("inf"), data.classes[int(data.y[j])])
-            for j in range(n)
-        ])
-    return [reqs[j] for j in range(n) for reqs in per_task]
-
-
 def _batches(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -122,36 +109,45 @@ def matmul_gflops(rows: int, dim: int, hidden: int, seconds: float = 0.5) -> flo
     return 2.0 * rows * dim * hidden * n / (time.perf_counter() - start) / 1e9
 
 
-def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int, side_thread: bool = False) -> dict:
-    """Naive against early exit, each on one thread (the speed-up, and the capacity the online loads are
-    fractions of); with `side_thread`, early exit also as `xapp run` serves it, its side features on a
-    second thread (online that core is shared with the event loop and the load, so it is not the online
-    capacity)."""
+def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch: int, side_thread: bool = False,
+            setting: Setting = REFERENCE) -> dict:
+    """Naive against early exit, both torch fp32 on one thread (the speed-up); early exit at the served
+    `setting` (runtime and precision) on one thread, the capacity the online loads are fractions of
+    (the same engine when the setting is torch fp32); with `side_thread`, early exit also as `xapp run`
+    serves it, at `setting` with its side features on a second thread (online that core is shared with
+    the event loop and the load, so it is not the online capacity)."""
     engine = EarlyExitEngine(encoder, Metrics())
-    served = EarlyExitEngine(encoder, Metrics(), side_thread=True) if side_thread else None
+    configured = engine if setting == REFERENCE else EarlyExitEngine(encoder, Metrics(), setting.precision,
+                                                                      runtime=setting.runtime)
+    served = EarlyExitEngine(encoder, Metrics(), setting.precision, side_thread=True,
+                             runtime=setting.runtime) if side_thread else None
+    others = [e for e in (configured, served) if e is not None and e is not engine]
     cfg = encoder.cfg
     tokens = cfg.tokens(*frames[0].frame.shape)
     warm = frames[: max_batch * 2]
     _naive(encoder, table, warm, max_batch)
-    for e in (engine, served) if served else (engine,):
+    for e in (engine, *others):
         early_exit_pass(e, table, warm, max_batch)
     # Naive and early exit take turns chunk by chunk (max_batch frames of every task), so that a
     # machine whose load changes during the run slows both alike.
     chunks = _batches(frames, max_batch * len(table))
-    naive_seconds, early_exit_seconds, served_seconds, matmul_rates = [], [], [], []
+    naive_seconds, early_exit_seconds, matmul_rates = [], [], []
+    other_seconds: list[list[float]] = [[] for _ in others]
     for _ in range(REPEATS):
-        naive_t = early_exit_t = served_t = 0.0
+        naive_t = early_exit_t = 0.0
+        other_t = [0.0] * len(others)
         decisions = []
         for chunk in chunks:
             naive_t += _naive(encoder, table, chunk, max_batch)
             t, released = early_exit_pass(engine, table, chunk, max_batch)
             early_exit_t += t
             decisions += released
-            if served is not None:
-                served_t += early_exit_pass(served, table, chunk, max_batch)[0]
+            for i, other in enumerate(others):
+                other_t[i] += early_exit_pass(other, table, chunk, max_batch)[0]
         naive_seconds.append(naive_t)
         early_exit_seconds.append(early_exit_t)
-        served_seconds.append(served_t or early_exit_t)
+        for i, t in enumerate(other_t):
+            other_seconds[i].append(t)
         matmul_rates.append(matmul_gflops(max_batch * tokens, cfg.dim, int(cfg.dim * cfg.mlp_ratio)))
     n = len(frames)
     naive_gflops = float(np.mean([
@@ -160,17 +156,20 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     ])) / 1e9
     early_exit_gflops = float(np.mean([d.gflops for d in decisions]))
     naive_fps, early_exit_fps = n / statistics.median(naive_seconds), n / statistics.median(early_exit_seconds)
+    rate = {id(e): n / statistics.median(s) for e, s in zip(others, other_seconds)} | {id(engine): early_exit_fps}
     ratios = [a / b for a, b in zip(naive_seconds, early_exit_seconds)]
     accuracy = float(np.mean([d.label == d.truth for d in decisions]))
-    if served is not None:
-        served.close()
+    for e in others:
+        e.close()
     return {
         "frames": n,
         "max_batch": max_batch,
         "naive_frames_per_s": naive_fps,
         "early_exit_frames_per_s": early_exit_fps,
+        "setting": {"runtime": setting.runtime, "precision": setting.precision},
+        "capacity_frames_per_s": rate[id(configured)],
         "served_side_thread": served is not None,
-        "served_frames_per_s": n / statistics.median(served_seconds),
+        "served_frames_per_s": rate[id(served or configured)],
         "speedup_measured": statistics.median(ratios),
         "speedup_per_repeat": ratios,
         "gflops_per_frame_naive": naive_gflops,
@@ -287,7 +286,7 @@ def targets(offline_result: dict, online_rows: list[dict], max_wait_ms: float) -
         out.append(("50% load: p99 < 20 ms, zero sheds", ok, f"p99 {r['p99_ms']} ms, {r['shed']:.0f} shed"))
     if 150 in by_load:
         r = by_load[150]
-        bound = max_wait_ms + 2 * offline_result["early_exit_batch_ms"]
+        bound = max_wait_ms + 2 * 1000.0 * offline_result["max_batch"] / offline_result["capacity_frames_per_s"]
         growth = r["rss_end_mb"] - r["rss_start_mb"]
         ok = r["shed"] > 0 and r["p99_ms"] is not None and r["p99_ms"] <= bound and growth < 50
         out.append(("150% load: sheds counted, memory flat, p99 <= max_wait + 2 batch times", ok,
@@ -296,6 +295,7 @@ def targets(offline_result: dict, online_rows: list[dict], max_wait_ms: float) -
 
 
 def format_bench_table(offline_result: dict, online_rows: list[dict], checks: list[tuple[str, bool, str]]) -> str:
+    served = str(Setting(**offline_result["setting"]))
     lines = ["offline (same frames, batch %d, exits %s)" % (offline_result["max_batch"], offline_result["exits"]),
              "naive = one full-depth model per task, each frame through its task's model, batched per task",
              f"{'':<24}{'frames/s':>10}{'GFLOP/frame':>13}{'GFLOP/s':>10}",
@@ -303,6 +303,7 @@ def format_bench_table(offline_result: dict, online_rows: list[dict], checks: li
              f"{offline_result['gflops_per_frame_naive']:>13.3f}{offline_result['achieved_gflops_per_s_naive']:>10.1f}",
              f"{'shared-trunk early exit':<24}{offline_result['early_exit_frames_per_s']:>10.1f}"
              f"{offline_result['gflops_per_frame_early_exit']:>13.3f}{offline_result['achieved_gflops_per_s_early_exit']:>10.1f}",
+             *([f"{'  at ' + served:<24}{offline_result['capacity_frames_per_s']:>10.1f}"] if served != str(REFERENCE) else []),
              *([f"{'  as served (side thread)':<24}{offline_result['served_frames_per_s']:>10.1f}"]
                if offline_result.get("served_side_thread") else []),
              f"{'matmul (MLP shape)':<24}{'':>10}{'':>13}{offline_result['matmul_gflops_per_s']:>10.1f}",
@@ -324,6 +325,7 @@ def format_bench_table(offline_result: dict, online_rows: list[dict], checks: li
 def bench(args: argparse.Namespace) -> int:
     from xapp.engine.build import DeviceError, build_table, engine_threads, resolve_device, side_thread
     from xapp.config import DescriptorError, load_descriptor
+    from xapp.engine.precision import PrecisionError
     from xapp.engine.runner import PlanError
     from xapp.model import WeightsFileError, load_encoder
     from xapp.ops.logging import configure
@@ -346,12 +348,17 @@ def bench(args: argparse.Namespace) -> int:
         return precision_bench(descriptor, encoder, table, args)
     if args.ingest:
         return ingest_bench(descriptor, encoder, table, args)
-    frames = bench_frames(list(table), args.frames)
-    print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats ...", flush=True)
-    offline_result = offline(encoder, table, frames, descriptor.batching.max_batch, side_thread(device))
+    choice = resolve(descriptor, encoder, table)  # before the xApp starts, which then reads it from the cache
+    frames = sample_requests(list(table), args.frames)
+    print(f"offline: {len(frames)} frames, {torch.get_num_threads()} torch threads, {REPEATS} repeats, "
+          f"served at {choice.setting} ({choice.how}) ...", flush=True)
+    try:
+        offline_result = offline(encoder, table, frames, descriptor.batching.max_batch, side_thread(device), choice.setting)
+    except PrecisionError as exc:
+        raise HarnessError(str(exc)) from None
     online_rows: list[dict] = []
     if loads and args.seconds > 0:
-        capacity = offline_result["early_exit_frames_per_s"]
+        capacity = offline_result["capacity_frames_per_s"]
         print(f"online: capacity {capacity:.1f} frames/s; loads {loads} % for {args.seconds:.0f} s each", flush=True)
         levels = [(level, capacity * level / 100.0) for level in loads]
         online_rows = asyncio.run(online(Path(args.descriptor), levels, args.seconds, args.threads))
@@ -385,16 +392,17 @@ def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Na
 
 
 def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
-    from xapp.harness.precisionbench import choose, compare, format_precision_table
+    from xapp.harness.precisionbench import format_precision_table, measure
 
-    frames = bench_frames(list(table), args.frames)
+    frames = sample_requests(list(table), args.frames)
     print(f"precision: {len(frames)} frames, {torch.get_num_threads()} torch threads ...", flush=True)
-    result = compare(encoder, table, frames, descriptor.batching.max_batch)
-    result |= {"chosen": choose(result), "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-               "load_average": os.getloadavg()}
+    agreement = descriptor.encoder.min_agreement
+    result = measure(encoder, table, frames, descriptor.batching.max_batch, agreement)
+    result |= {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
     print(format_precision_table(result))
     chosen = result["chosen"]
-    print(f"fastest with >= 99 % agreement: encoder: {{runtime: {chosen['runtime']}, precision: {chosen['precision']}}}")
+    print(f"fastest with >= {100 * agreement:g} % agreement: "
+          f"encoder: {{runtime: {chosen['runtime']}, precision: {chosen['precision']}}}")
     _write_json(args.json_path, result)
     return 0
 

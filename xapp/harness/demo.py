@@ -279,7 +279,9 @@ async def demo(args: argparse.Namespace, stop: asyncio.Event) -> int:
 
 
 def exits_of(app: XApp) -> str:
-    return ", ".join(f"{task}@{plan.exit}" for task, plan in app.table.items())
+    exits = ", ".join(f"{task}@{plan.exit}" for task, plan in app.table.items())
+    choice = app.engine_choice
+    return exits if choice is None else f"{exits}; trunk on {choice.setting}, {choice.how}"
 
 
 def format_endpoints(env: Embedded, descriptor: str | Path) -> str:

@@ -105,6 +105,10 @@ class Metrics:
         )
         self.task_exit = Gauge("xapp_task_exit", "Encoder block each enabled task is served at", ["task"], registry=r)
         self.deadline = Gauge("xapp_deadline_seconds", "The descriptor's batching.deadline_ms, in seconds", registry=r)
+        self.engine = Gauge(
+            "xapp_engine_setting", "1 for the runtime and precision the trunk is served at, and how they were chosen "
+            "(configured, only candidate, measured, cached)", ["runtime", "precision", "how"], registry=r,
+        )
         self.node_last_decision = Gauge(
             "xapp_node_last_decision_timestamp_seconds", "Unix time of the last decision on a node's frames", ["node"], registry=r
         )
@@ -141,6 +145,10 @@ class Metrics:
             except KeyError:
                 pass  # no decision on it yet
         self._served_nodes = nodes
+
+    def engine_setting(self, runtime: str, precision: str, how: str) -> None:
+        self.engine.clear()
+        self.engine.labels(runtime, precision, how).set(1)
 
     def total(self, name: str, **labels: str) -> float:
         """Sum of a sample's values over every series whose labels include `labels`."""
