@@ -258,6 +258,11 @@ class XApp:
         for part in ("encoder", "publish", "ops", "xapp"):
             if getattr(old, part) != getattr(new, part):
                 log.warning("descriptor %s changed; it takes effect on restart", part, extra={"part": part})
+        if self.engine_choice is not None and self.engine_choice.how in ("measured", "cached") and (
+                self._exits() != {t: p.exit for t, p in table.items()} or old.batching.max_batch != new.batching.max_batch):
+            log.info("trunk stays on %s, chosen for the plan it started with; a restart measures the new plan",
+                     self.engine_choice.setting, extra={"runtime": self.engine_choice.setting.runtime,
+                                                        "precision": self.engine_choice.setting.precision})
         self.descriptor = new
         self.table = table
         self.batcher.reconfigure(batch_limits(new))
