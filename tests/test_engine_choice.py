@@ -97,3 +97,6 @@ def test_fixed_settings_are_not_measured_and_a_broken_cache_costs_only_a_measure
     chosen = resolve(descriptor, model, table, cache)
     assert chosen.how == "measured" and chosen.setting.precision == "fp32"
     assert resolve(descriptor, model, table, cache).how == "cached"  # the broken file was replaced
+    entries = json.loads((cache / CACHE_FILE).read_text())
+    (cache / CACHE_FILE).write_text(json.dumps({key: {"runtime": "tensorrt"} for key in entries}))
+    assert resolve(descriptor, model, table, cache).how == "measured"  # an entry that names no candidate

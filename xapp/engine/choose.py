@@ -201,8 +201,8 @@ def resolve(descriptor: Descriptor, encoder: Encoder, table: TaskTable, cache_di
     key = choice_key(descriptor, allowed)
     path = (cache_dir or default_cache_dir()) / CACHE_FILE
     cached = read_cache(path).get(key)
-    if cached is not None:
-        return Choice(Setting(cached["runtime"], cached["precision"]), "cached", cached.get("measured"))
+    if isinstance(cached, dict) and (setting := Setting(cached.get("runtime"), cached.get("precision"))) in allowed:
+        return Choice(setting, "cached", cached.get("measured"))
     frames = sample_requests(list(table), STARTUP_FRAMES_PER_TASK, STARTUP_SEED,
                              {t: p.capture_shape for t, p in table.items() if p.capture_shape})
     result = compare(encoder, table, frames, descriptor.batching.max_batch, allowed, STARTUP_REPEATS)

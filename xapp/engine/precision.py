@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,7 +66,10 @@ def serving_trunk(encoder: Encoder, precision: str, runtime: str = "torch") -> E
             raise PrecisionError(f"encoder.precision int8 runs on CPU only, the encoder is on {device}")
         trunk = copy.deepcopy(encoder)
         qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # closer to fp32 than per-tensor here
-        trunk.blocks = torch.ao.quantization.quantize_dynamic(trunk.blocks, {nn.Linear: qconfig}, dtype=torch.qint8)
+        with warnings.catch_warnings():  # torch.ao.quantization's deprecation notes, on every call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
+            trunk.blocks = torch.ao.quantization.quantize_dynamic(trunk.blocks, {nn.Linear: qconfig}, dtype=torch.qint8)
         return trunk
     if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
         raise PrecisionError(f"encoder.precision bf16: this CPU has none of {BF16_CPU_FLAGS}; use fp32 or int8")
