@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -12,7 +13,7 @@ from conftest import write_descriptor
 
 from xapp.config import load_descriptor
 from xapp.engine.build import build_table
-from xapp.engine.choose import CACHE_FILE, REFERENCE, Setting, candidates, choose, resolve
+from xapp.engine.choose import CACHE_FILE, REFERENCE, Setting, candidates, choose, resolve, sample_requests
 from xapp.engine.precision import cpu_has_bf16
 from xapp.model import load_encoder
 from xapp.vocab import NodeEndpoint
@@ -100,3 +101,17 @@ def test_fixed_settings_are_not_measured_and_a_broken_cache_costs_only_a_measure
     entries = json.loads((cache / CACHE_FILE).read_text())
     (cache / CACHE_FILE).write_text(json.dumps({key: {"runtime": "tensorrt"} for key in entries}))
     assert resolve(descriptor, model, table, cache).how == "measured"  # an entry that names no candidate
+
+
+def test_sample_requests_take_the_first_frames_of_a_named_split():
+    """`xapp bench --precision --test-split`: the first n frames of the split the heads were scored on."""
+    from xapp.data import generate
+
+    requests = sample_requests(["beam", "modulation"], 5, splits={"beam": (12, 7002)})
+    split = generate("beam", 12, 7002)
+    beams = [r for r in requests if r.task == "beam"]
+    assert [r.seq for r in beams] == list(range(5))
+    for r in beams:
+        assert np.array_equal(r.frame, split.x[r.seq]) and r.label == split.classes[int(split.y[r.seq])]
+    own = generate("modulation", 5, 1234 + 1)  # the task's own seed: the bench's, plus its position
+    assert all(np.array_equal(r.frame, own.x[r.seq]) for r in requests if r.task == "modulation")

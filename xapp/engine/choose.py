@@ -169,15 +169,19 @@ def choose(result: dict, min_agreement: float, allowed: Sequence[Setting] | None
 
 
 def sample_requests(tasks: Sequence[str], n: int, seed: int = STARTUP_SEED,
-                    shapes: dict[str, tuple[int, int]] | None = None) -> list[Request]:
+                    shapes: dict[str, tuple[int, int]] | None = None,
+                    splits: dict[str, tuple[int, int]] | None = None) -> list[Request]:
     """`n` labelled frames per task from the generators (of `shapes[task]` where given: a longer
-    capture), interleaved round-robin as the simulated nodes send them."""
+    capture), interleaved round-robin as the simulated nodes send them; seeded `seed` plus the task's
+    position, or the first `n` of the split (size, seed) in `splits[task]` where given."""
     from xapp.data import generate
 
     per_task = []
     for i, task in enumerate(tasks):
         options = {"samples": shapes[task][1]} if shapes and task in shapes else {}
-        data = generate(task, n, seed + i, **options)
+        size, task_seed = splits[task] if splits and task in splits else (n, seed + i)
+        data = generate(task, size, task_seed, **options)
+        n = min(n, size)
         per_task.append([
             Request("bench", task, data.x[j], j, "cell0", 0, 0.0, float("inf"), data.classes[int(data.y[j])])
             for j in range(n)

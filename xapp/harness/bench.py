@@ -394,17 +394,36 @@ def host_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Na
 def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:
     from xapp.harness.precisionbench import format_precision_table, measure
 
-    frames = sample_requests(list(table), args.frames)
-    print(f"precision: {len(frames)} frames, {torch.get_num_threads()} torch threads ...", flush=True)
+    frames = sample_requests(list(table), args.frames, splits=test_splits(descriptor, table) if args.test_split else None)
+    print(f"precision: {len(frames)} frames" + (" of the heads' test split" if args.test_split else "")
+          + f", {torch.get_num_threads()} torch threads ...", flush=True)
     agreement = descriptor.encoder.min_agreement
     result = measure(encoder, table, frames, descriptor.batching.max_batch, agreement)
-    result |= {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    result |= {"frames_from": "heads' test split" if args.test_split else "bench seed",
+               "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
     print(format_precision_table(result))
     chosen = result["chosen"]
     print(f"fastest with >= {100 * agreement:g} % agreement: "
           f"encoder: {{runtime: {chosen['runtime']}, precision: {chosen['precision']}}}")
     _write_json(args.json_path, result)
     return 0
+
+
+def test_splits(descriptor, table: TaskTable) -> dict[str, tuple[int, int]]:
+    """(size, seed) of each task's test split in the descriptor's heads manifest (what its accuracies
+    were measured on); raises HarnessError for a task the manifest has no split of."""
+    import yaml
+
+    manifest = yaml.safe_load(descriptor.heads_manifest.read_text()) if descriptor.heads_manifest else {}
+    splits = {}
+    for task in table:
+        try:
+            split = manifest["tasks"][task]["splits"]["test"]
+            splits[task] = int(split["n"]), int(split["seed"])
+        except (KeyError, TypeError):
+            raise HarnessError(f"--test-split: the heads manifest ({descriptor.heads_manifest}) has no test split "
+                               f"of {task}") from None
+    return splits
 
 
 def ingest_bench(descriptor, encoder: Encoder, table: TaskTable, args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="host path only: microseconds per frame by stage at batch 1/32/256/512, trivial trunk")
     p.add_argument("--precision", action="store_true",
                    help="engine fp32 / int8 / bf16 and ONNX Runtime fp32 / int8 side by side: frames/s, agreement, accuracy")
+    p.add_argument("--test-split", action="store_true",
+                   help="with --precision: the first --frames frames of each task's test split in the heads manifest "
+                        "(what the shipped accuracies were measured on) instead of frames of the bench's own seed")
     p.add_argument("--ingest", metavar="RATES",
                    help="end-to-end ingest ceiling: offered frames/s to try, comma-separated (trivial trunk)")
     p.add_argument("--frames-per-indication", default="1", metavar="N[,N...]",
