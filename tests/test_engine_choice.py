@@ -13,7 +13,8 @@ from conftest import write_descriptor
 
 from xapp.config import load_descriptor
 from xapp.engine.build import build_table
-from xapp.engine.choose import CACHE_FILE, REFERENCE, Setting, candidates, choose, resolve, sample_requests
+from xapp.engine.choose import (CACHE_FILE, REFERENCE, Setting, agreement_bound, candidates, choose, resolve,
+                                sample_requests)
 from xapp.engine.precision import cpu_has_bf16
 from xapp.model import load_encoder
 from xapp.vocab import NodeEndpoint
@@ -34,19 +35,23 @@ def test_candidates_are_what_the_values_allow_on_this_device():
     assert candidates("auto", "auto", torch.device("cuda")) == [REFERENCE]  # CUDA autocasts to bf16 anyway
 
 
-def result(**variants: tuple[float, float]) -> dict:
-    return {"variants": {name.replace("_", " "): {"frames_per_s": fps, "agreement_with_fp32": agree}
-                         for name, (fps, agree) in variants.items()}}
+def result(frames: int, **variants: tuple[float, float]) -> dict:
+    return {"frames": frames, "variants": {name.replace("_", " "): {"frames_per_s": fps, "agreement_with_fp32": agree}
+                                           for name, (fps, agree) in variants.items()}}
 
 
-def test_choose_takes_the_fastest_setting_that_agrees_enough():
-    measured = result(torch_fp32=(100, 1.0), torch_int8=(190, 0.976), onnxruntime_fp32=(150, 1.0),
-                      onnxruntime_int8=(200, 0.992))
-    assert choose(measured, 0.99) == Setting("onnxruntime", "int8")
-    assert choose(measured, 0.995) == Setting("onnxruntime", "fp32")
-    assert choose(measured, 0.95) == Setting("onnxruntime", "int8")
+def test_choose_takes_the_fastest_setting_sure_to_agree_enough():
+    measured = result(1152, torch_fp32=(100, 1.0), torch_int8=(190, 0.976), torch_bf16=(170, 0.9983),
+                      onnxruntime_fp32=(150, 1.0), onnxruntime_int8=(200, 0.9922))
+    assert choose(measured, 0.99) == Setting("torch", "bf16")  # int8's 99.22 % of 1,152 bounds it at 98.66 %
+    assert choose(measured, 0.98) == Setting("onnxruntime", "int8")
+    assert choose(measured, 0.996) == Setting("onnxruntime", "fp32")
     assert choose(measured, 0.99, [Setting("torch", "int8"), Setting("onnxruntime", "fp32")]) == Setting("onnxruntime", "fp32")
     assert choose(measured, 0.99, [Setting("torch", "int8")]) == REFERENCE  # nothing allowed agrees: fp32 serves
+    many = result(100_000, torch_fp32=(100, 1.0), onnxruntime_int8=(200, 0.9922))
+    assert choose(many, 0.99) == Setting("onnxruntime", "int8")  # the same agreement, measured on more frames
+    assert agreement_bound(0.9922, 1152) == pytest.approx(0.98663, abs=1e-5)
+    assert agreement_bound(1.0, 1152) == pytest.approx(1 / (1 + 1.645**2 / 1152))
 
 
 @pytest.fixture
@@ -75,7 +80,9 @@ def test_auto_measures_once_then_reads_the_cache_until_the_plan_changes(plan, tm
     assert first.how == "measured"
     measured = first.measured["variants"]
     assert set(measured) == {str(s) for s in candidates("auto", "auto", CPU)}
-    agreeing = {name: v["frames_per_s"] for name, v in measured.items() if v["agreement_with_fp32"] >= 0.99}
+    frames = first.measured["frames"]
+    agreeing = {name: v["frames_per_s"] for name, v in measured.items()
+                if agreement_bound(v["agreement_with_fp32"], frames) >= 0.99}
     assert str(first.setting) == max(agreeing, key=agreeing.get)
     assert measured["onnxruntime fp32"]["agreement_with_fp32"] == 1.0
     again = resolve(descriptor, model, table, cache)

@@ -12,7 +12,7 @@ import torch
 from xapp.engine.precision import PrecisionError, RuntimeMissing, cpu_has_bf16, serving_trunk
 from xapp.engine.runner import EarlyExitEngine, TaskPlan
 from xapp.harness.hostbench import STAGES, measure, trivial_encoder, trivial_table
-from xapp.engine.choose import choose, compare
+from xapp.engine.choose import Setting, choose, compare
 from xapp.harness.precisionbench import variants
 from xapp.model import Encoder, EncoderConfig, Head
 from xapp.ops.decision_metrics import record_decisions
@@ -145,7 +145,8 @@ def test_precision_comparison_runs_every_variant_on_the_same_frames(encoder):
     assert set(variants_["torch int8"]["accuracy"]) == {"beam", "modulation"}
     agreeing = {n: v["frames_per_s"] for n, v in variants_.items() if v["agreement_with_fp32"] >= 0.99}
     assert {"torch fp32", "onnxruntime fp32"} <= set(agreeing)
-    assert str(choose(result, 0.99)) == max(agreeing, key=agreeing.get)
+    assert str(choose(result, 0.8)) == max(agreeing, key=agreeing.get)  # 12 frames: 100 % bounds it at 81.6 %
+    assert choose(result, 0.99) == Setting("torch", "fp32")  # ... so none is sure to reach 99 %
 
 
 def test_onnxruntime_engine_serves_the_torch_engines_decisions(encoder):

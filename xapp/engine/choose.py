@@ -4,9 +4,10 @@
 `auto` is decided by measurement, on this machine, when the xApp starts: every setting the values allow
 here (torch or ONNX Runtime; fp32, int8, bf16 where the CPU has it) serves the descriptor's tasks at
 their exits and batch size on the same frames (`compare`), and the fastest whose decisions agree with
-torch fp32 on at least `encoder.min_agreement` of them is served (`choose`; torch fp32 itself when none
-does). The frames come from the xApp's own generators with a fixed seed, so on one machine the
-agreements are the same at every start and only the timings vary.
+torch fp32 on at least `encoder.min_agreement` of such frames, with 95 % confidence from this sample,
+is served (`choose`; torch fp32 itself when none does). The frames come from the xApp's own generators
+with a fixed seed, so on one machine the agreements are the same at every start and only the timings
+vary.
 
 The choice is cached by everything it depends on (this CPU, the torch and ONNX Runtime versions, the
 encoder, the tasks' heads and exits, the batch size, the candidates and the agreement asked for) in
@@ -21,6 +22,7 @@ import importlib.metadata
 import importlib.util
 import json
 import logging
+import math
 import os
 import platform
 import statistics
@@ -50,6 +52,7 @@ AUTO = "auto"
 STARTUP_FRAMES_PER_TASK = 384
 STARTUP_SEED = 1234
 STARTUP_REPEATS = 1
+AGREEMENT_Z = 1.645  # one-sided 95 %
 CACHE_FILE = "engine-choice.json"
 
 
@@ -158,14 +161,26 @@ def compare(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
 
 def choose(result: dict, min_agreement: float, allowed: Sequence[Setting] | None = None) -> Setting:
     """The fastest of `allowed` (default: every variant of `compare`'s result) whose decisions agree
-    with torch fp32 on at least `min_agreement` of the frames; torch fp32 when none does."""
+    with torch fp32 on at least `min_agreement` of frames like these with 95 % confidence (the lower
+    bound of `agreement_bound`); torch fp32 when none does."""
     names = {str(s): s for s in allowed} if allowed is not None else {
         name: Setting(*name.split()) for name in result["variants"]}
     agreeing = {name: v for name, v in result["variants"].items()
-                if name in names and v["agreement_with_fp32"] >= min_agreement}
+                if name in names and agreement_bound(v["agreement_with_fp32"], result["frames"]) >= min_agreement}
     if not agreeing:
         return REFERENCE
     return names[max(agreeing, key=lambda n: agreeing[n]["frames_per_s"])]
+
+
+def agreement_bound(agreement: float, frames: int, z: float = AGREEMENT_Z) -> float:
+    """One-sided lower bound of the agreement a setting would show on many more frames, from its
+    agreement on `frames` (Wilson's score interval): on 1,152 frames a measured 99.22 % bounds it at
+    98.66 %, 99.83 % at 99.48 %, and 100 % at 99.77 %. A setting whose agreement sits at the threshold
+    would otherwise be chosen on one sample and not on the next."""
+    n, z2 = frames, z * z
+    centre = agreement + z2 / (2 * n)
+    spread = z * math.sqrt(agreement * (1 - agreement) / n + z2 / (4 * n * n))
+    return (centre - spread) / (1 + z2 / n)
 
 
 def sample_requests(tasks: Sequence[str], n: int, seed: int = STARTUP_SEED,
@@ -231,7 +246,7 @@ def choice_key(descriptor: Descriptor, allowed: Sequence[Setting]) -> str:
         "encoder": file_sha256(descriptor.encoder.checkpoint),
         "plan": plan,
         "max_batch": descriptor.batching.max_batch,
-        "min_agreement": descriptor.encoder.min_agreement,
+        "min_agreement": [descriptor.encoder.min_agreement, "wilson lower bound", AGREEMENT_Z],
         "candidates": [str(s) for s in allowed],
         "frames": [STARTUP_FRAMES_PER_TASK, STARTUP_SEED],
     }

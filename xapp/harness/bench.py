@@ -403,7 +403,7 @@ def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argpar
                "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
     print(format_precision_table(result))
     chosen = result["chosen"]
-    print(f"fastest with >= {100 * agreement:g} % agreement: "
+    print(f"fastest with >= {100 * agreement:g} % agreement (95 % confidence): "
           f"encoder: {{runtime: {chosen['runtime']}, precision: {chosen['precision']}}}")
     _write_json(args.json_path, result)
     return 0

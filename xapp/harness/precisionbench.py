@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from xapp.engine.choose import AUTO, Setting, candidates, choose, compare
+from xapp.engine.choose import AUTO, Setting, agreement_bound, candidates, choose, compare
 from xapp.engine.runner import TaskTable
 from xapp.model import Encoder
 from xapp.vocab import Request
@@ -38,8 +38,9 @@ def measure(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
 def format_precision_table(result: dict) -> str:
     tasks = sorted(next(iter(result["variants"].values()))["accuracy"])
     lines = [f"precision and runtime (same {result['frames']} frames, batch {result['max_batch']}, exits {result['exits']})",
-             f"{'variant':<20}{'frames/s':>10}{'vs fp32':>9}{'agree':>8}" + "".join(f"{t[:12]:>13}" for t in tasks)]
+             f"{'variant':<20}{'frames/s':>10}{'vs fp32':>9}{'agree':>8}{'>= (95 %)':>10}" + "".join(f"{t[:12]:>13}" for t in tasks)]
     for name, v in result["variants"].items():
+        bound = agreement_bound(v["agreement_with_fp32"], result["frames"])
         lines.append(f"{name:<20}{v['frames_per_s']:>10.1f}{v['speedup_vs_fp32']:>8.2f}x{100 * v['agreement_with_fp32']:>7.2f}%"
-                     + "".join(f"{v['accuracy'][t]:>13.3f}" for t in tasks))
+                     f"{100 * bound:>9.2f}%" + "".join(f"{v['accuracy'][t]:>13.3f}" for t in tasks))
     return "\n".join(lines)
