@@ -13,8 +13,8 @@ from conftest import write_descriptor
 
 from xapp.config import load_descriptor
 from xapp.engine.build import build_table
-from xapp.engine.choose import (CACHE_FILE, REFERENCE, Setting, agreement_bound, candidates, choose, resolve,
-                                sample_requests)
+from xapp.engine.choose import (CACHE_FILE, REFERENCE, Setting, agreement_bound, candidates, choose, compare,
+                                resolve, sample_requests)
 from xapp.engine.precision import cpu_has_bf16
 from xapp.model import load_encoder
 from xapp.vocab import NodeEndpoint
@@ -122,3 +122,12 @@ def test_sample_requests_take_the_first_frames_of_a_named_split():
         assert np.array_equal(r.frame, split.x[r.seq]) and r.label == split.classes[int(split.y[r.seq])]
     own = generate("modulation", 5, 1234 + 1)  # the task's own seed: the bench's, plus its position
     assert all(np.array_equal(r.frame, own.x[r.seq]) for r in requests if r.task == "modulation")
+
+
+def test_a_setting_that_cannot_run_here_is_left_out_not_fatal(plan):
+    descriptor, model, table = plan()
+    frames = sample_requests(list(table), 8)
+    result = compare(model, table, frames, 8, [Setting("onnxruntime", "bf16"), Setting("torch", "int8")], repeats=1)
+    assert set(result["variants"]) == {"torch fp32", "torch int8"}
+    assert "onnxruntime serves fp32 or int8" in result["failed"]["onnxruntime bf16"]
+    assert choose(result, 0.5, [Setting("onnxruntime", "bf16")]) == REFERENCE

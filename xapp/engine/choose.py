@@ -123,10 +123,18 @@ def compare(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     """Each setting (and torch fp32, the reference) on the same frames in batches of `max_batch`, taking
     turns batch by batch in every repeat so that a machine whose load changes slows all alike: frames/s,
     speed-up over the reference (median of the per-repeat ratios), agreement of its decisions with the
-    reference's (same class for the same frame) and accuracy per task against the frames' labels."""
+    reference's (same class for the same frame) and accuracy per task against the frames' labels. A
+    setting whose engine cannot be built here is left out, with why, under "failed"."""
     truth = {(r.task, r.seq): r.label for r in frames}
     chunks = [frames[i : i + max_batch] for i in range(0, len(frames), max_batch)]
-    serves = {str(s): engine_serve(encoder, table, s) for s in [REFERENCE, *(s for s in settings if s != REFERENCE)]}
+    serves = {str(REFERENCE): engine_serve(encoder, table, REFERENCE)}
+    failed = {}
+    for setting in (s for s in settings if s != REFERENCE):
+        try:
+            serves[str(setting)] = engine_serve(encoder, table, setting)
+        except Exception as exc:  # a setting that cannot be built here is left out, never the start-up's end
+            failed[str(setting)] = f"{type(exc).__name__}: {exc}"
+            log.warning("%s cannot serve here: %s", setting, exc, extra={"setting": str(setting)})
     for serve in serves.values():
         serve(chunks[0])  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in serves}
@@ -156,7 +164,7 @@ def compare(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
             "accuracy": {task: float(np.mean(hits)) for task, hits in sorted(per_task.items())},
         }
     return {"frames": len(frames), "max_batch": max_batch, "repeats": repeats,
-            "exits": {t: p.exit for t, p in table.items()}, "variants": out}
+            "exits": {t: p.exit for t, p in table.items()}, "variants": out, "failed": failed}
 
 
 def choose(result: dict, min_agreement: float, allowed: Sequence[Setting] | None = None) -> Setting:

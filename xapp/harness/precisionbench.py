@@ -43,4 +43,5 @@ def format_precision_table(result: dict) -> str:
         bound = agreement_bound(v["agreement_with_fp32"], result["frames"])
         lines.append(f"{name:<20}{v['frames_per_s']:>10.1f}{v['speedup_vs_fp32']:>8.2f}x{100 * v['agreement_with_fp32']:>7.2f}%"
                      f"{100 * bound:>9.2f}%" + "".join(f"{v['accuracy'][t]:>13.3f}" for t in tasks))
+    lines.extend(f"{name:<20}cannot run here: {why}" for name, why in result.get("failed", {}).items())
     return "\n".join(lines)
