@@ -45,6 +45,7 @@ def test_top_shows_tasks_and_nodes_of_a_running_xapp(tiny_model, redis_url, tmp_
     for n in nodes[:3]:
         assert re.search(rf"^{n.node_id}\s+up\s", last, re.M), last
     assert re.search(rf"^{nodes[3].node_id}\s+DOWN\s", last, re.M), last
+    assert "; trunk on torch fp32 (configured)" in last  # the tiny model's descriptor pins it
 
 
 def test_sure_share_is_the_windows_decisions_above_the_bound():

@@ -119,9 +119,11 @@ def render(now: Scrape, before: Scrape, url: str) -> str:
     rejects = sum(_delta(now, before, "xapp_frames_rejected_total", "node").values())
     ready = now.ready
     state = ready.get("status", "?")
+    trunk = [dict(labels) for labels, v in now.series("xapp_engine_setting").items() if v == 1]
     lines = [f"xapp top  {url}  {time.strftime('%H:%M:%S')}  {state}"
              + (f" ({'; '.join(ready.get('reasons', []))})" if ready.get("reasons") else ""),
-             f"over the last {seconds:.1f} s; rejected indications {rejects / seconds:.1f}/s", ""]
+             f"over the last {seconds:.1f} s; rejected indications {rejects / seconds:.1f}/s"
+             + "".join(f"; trunk on {t['runtime']} {t['precision']} ({t['how']})" for t in trunk), ""]
     sure = sure_shares(now, before)
     lines.append(f"{'task':<14}{'dec/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'exit':>6}{'shed/s':>8}{'sure >0.8':>11}")
     for task in sorted(set(exits) | set(decisions)):
