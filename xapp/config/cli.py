@@ -36,11 +36,11 @@ def validate_command(args: argparse.Namespace) -> int:
             failures.append(str(exc))
             continue
         exits = ", ".join(f"{name}@{t.exit}/{t.policy.kind}" for name, t in d.enabled_tasks.items())
-        trunk = f"runtime/precision {d.encoder.runtime}/{d.encoder.precision}"
+        trunk = f"trunk {d.encoder.runtime}/{d.encoder.precision}"
         if "auto" in (d.encoder.runtime, d.encoder.precision):
-            trunk += f" (measured at start-up, min_agreement {d.encoder.min_agreement:g})"
+            trunk += f" measured at start-up (min_agreement {d.encoder.min_agreement:g})"
         print(f"OK {path}: {d.xapp.name} {d.xapp.version}, {len(d.e2.nodes)} E2 node(s), encoder depth {d.encoder.depth}"
-              f" ({trunk}), tasks {exits}")
+              f", {trunk}, tasks {exits}")
     if failures:
         raise CliError("\n".join(failures))
     return 0
