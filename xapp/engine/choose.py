@@ -46,9 +46,9 @@ from xapp.vocab import Request
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
-# The frames of `xapp bench --precision` (its default seed and 384 per task): the start-up choice and
-# the bench's table read the same agreements. One pass, batch by batch in turns: 1,152 frames put one
-# frame at 0.09 points of agreement.
+# The frames of `xapp bench --precision --frames 384` (its default seed, 384 per task): the start-up
+# choice and the bench's table read the same agreements. One pass, batch by batch in turns; with the
+# default's three tasks, 1,152 frames put one frame at 0.09 points of agreement.
 STARTUP_FRAMES_PER_TASK = 384
 STARTUP_SEED = 1234
 STARTUP_REPEATS = 1
