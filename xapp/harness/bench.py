@@ -156,7 +156,8 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
     ])) / 1e9
     early_exit_gflops = float(np.mean([d.gflops for d in decisions]))
     naive_fps, early_exit_fps = n / statistics.median(naive_seconds), n / statistics.median(early_exit_seconds)
-    rate = {id(e): n / statistics.median(s) for e, s in zip(others, other_seconds)} | {id(engine): early_exit_fps}
+    rates = [n / statistics.median(s) for s in other_seconds]
+    capacity = rates[0] if configured is not engine else early_exit_fps  # `configured` leads `others` when apart
     ratios = [a / b for a, b in zip(naive_seconds, early_exit_seconds)]
     accuracy = float(np.mean([d.label == d.truth for d in decisions]))
     for e in others:
@@ -167,9 +168,9 @@ def offline(encoder: Encoder, table: TaskTable, frames: list[Request], max_batch
         "naive_frames_per_s": naive_fps,
         "early_exit_frames_per_s": early_exit_fps,
         "setting": {"runtime": setting.runtime, "precision": setting.precision},
-        "capacity_frames_per_s": rate[id(configured)],
+        "capacity_frames_per_s": capacity,
         "served_side_thread": served is not None,
-        "served_frames_per_s": rate[id(served or configured)],
+        "served_frames_per_s": rates[-1] if served is not None else capacity,
         "speedup_measured": statistics.median(ratios),
         "speedup_per_repeat": ratios,
         "gflops_per_frame_naive": naive_gflops,
@@ -412,9 +413,12 @@ def precision_bench(descriptor, encoder: Encoder, table: TaskTable, args: argpar
 def test_splits(descriptor, table: TaskTable) -> dict[str, tuple[int, int]]:
     """(size, seed) of each task's test split in the descriptor's heads manifest (what its accuracies
     were measured on); raises HarnessError for a task the manifest has no split of."""
-    import yaml
+    from xapp.config.manifest import ManifestError, read_manifest
 
-    manifest = yaml.safe_load(descriptor.heads_manifest.read_text()) if descriptor.heads_manifest else {}
+    try:
+        manifest = read_manifest(descriptor.heads_manifest) if descriptor.heads_manifest else {}
+    except ManifestError as exc:
+        raise HarnessError(f"--test-split: {exc}") from None
     splits = {}
     for task in table:
         try:
