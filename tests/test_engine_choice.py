@@ -13,6 +13,7 @@ from conftest import write_descriptor
 
 from xapp.config import load_descriptor
 from xapp.engine.build import build_table
+from xapp.engine import choose as choose_module
 from xapp.engine.choose import (CACHE_FILE, REFERENCE, Setting, agreement_bound, candidates, choose, compare,
                                 resolve, sample_requests)
 from xapp.engine.precision import cpu_has_bf16
@@ -91,6 +92,15 @@ def test_auto_measures_once_then_reads_the_cache_until_the_plan_changes(plan, tm
     other = plan("other.yaml", max_batch=8, runtime="auto", precision="auto")  # another batch size: measured anew
     assert resolve(*other, cache).how == "measured"
     assert len(json.loads((cache / CACHE_FILE).read_text())) == 2
+
+
+def test_a_change_to_the_code_that_computes_the_trunk_is_measured_anew(plan, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    descriptor, model, table = plan(runtime="auto", precision="fp32")
+    assert resolve(descriptor, model, table, cache).how == "measured"
+    assert resolve(descriptor, model, table, cache).how == "cached"
+    monkeypatch.setattr(choose_module, "kernel_code_digest", lambda: "another revision of the blocks")
+    assert resolve(descriptor, model, table, cache).how == "measured"
 
 
 def test_fixed_settings_are_not_measured_and_a_broken_cache_costs_only_a_measurement(plan, tmp_path):

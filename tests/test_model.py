@@ -6,6 +6,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from xapp.model import Encoder, EncoderConfig, Head, WeightsFileError, exit_flops, head_flops, load_encoder, load_head, save_encoder, save_head
+from xapp.model.block import attend
 from xapp.model.flops import block_flops, patch_embed_flops
 
 SMALL = EncoderConfig(dim=64, depth=4, heads=4)
@@ -22,6 +23,17 @@ def full_forward_states(encoder, x):
         h = block(h)
         states.append(h)
     return states
+
+
+def test_attention_in_bf16_on_cpu_is_the_fused_kernels_softmax_within_bf16_rounding():
+    g = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(5, 4, 65, 32, generator=g) for _ in range(3))
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.equal(attend(q, k, v), reference)  # fp32: the fused kernel itself
+    got = attend(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert got.dtype == torch.bfloat16
+    assert (got.float() - reference).abs().max() < 0.05  # bf16 keeps 8 bits of mantissa
+    assert torch.allclose(got.float(), reference, atol=0.02, rtol=0.02)
 
 
 @pytest.mark.parametrize("shape", [(1, 1024), (16, 64)])

@@ -10,9 +10,10 @@ with a fixed seed, so on one machine the agreements are the same at every start 
 vary.
 
 The choice is cached by everything it depends on (this CPU, the torch and ONNX Runtime versions, the
-encoder, the tasks' heads and exits, the batch size, the candidates and the agreement asked for) in
-`$XAPP_CACHE_DIR/engine-choice.json` (else ~/.cache/xapp), so a restart on the same machine serves at
-once and the same way; a changed machine or plan measures again.
+code that computes the trunk in each setting, the encoder, the tasks' heads and exits, the batch size,
+the candidates and the agreement asked for) in `$XAPP_CACHE_DIR/engine-choice.json` (else
+~/.cache/xapp), so a restart on the same machine serves at once and the same way; a changed machine or
+plan measures again.
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ def choice_key(descriptor: Descriptor, allowed: Sequence[Setting]) -> str:
         "cpu": cpu_identity(),
         "threads": torch.get_num_threads(),
         "versions": {name: _version(name) for name in ("torch", "onnxruntime", "numpy")},
+        "code": kernel_code_digest(),
         "encoder": file_sha256(descriptor.encoder.checkpoint),
         "plan": plan,
         "max_batch": descriptor.batching.max_batch,
@@ -259,6 +261,18 @@ def choice_key(descriptor: Descriptor, allowed: Sequence[Setting]) -> str:
         "frames": [STARTUP_FRAMES_PER_TASK, STARTUP_SEED],
     }
     return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def kernel_code_digest() -> str:
+    """A digest of the source that decides how each setting computes the trunk (the blocks, the
+    precisions, the ONNX Runtime export): a change there can change both speed and decisions."""
+    from xapp.engine import onnx_blocks, precision
+    from xapp.model import block
+
+    digest = hashlib.sha256()
+    for module in (block, precision, onnx_blocks):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def cpu_identity() -> str:

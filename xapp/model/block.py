@@ -17,8 +17,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = attend(q, k, v)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim)) v over [B, heads, T, head_dim]. In bf16 on a CPU, as two matmuls:
+    there PyTorch's fused kernel takes 2.6x as long at this trunk's sizes (65 tokens, head_dim 32, 32
+    frames: 2.58 against 0.98 ms; docs/research.md, "Session 25"); elsewhere the fused kernel."""
+    if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        return ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+    return F.scaled_dot_product_attention(q, k, v)
 
 
 class MLP(nn.Module):
