@@ -136,6 +136,17 @@ def test_unknown_or_unsupported_precision_is_refused(encoder, tmp_path):
             EarlyExitEngine(encoder, Metrics(), "bf16")
 
 
+@pytest.mark.skipif(not cpu_has_bf16(), reason="bf16 is served only on CPUs with native bf16")
+def test_bf16_trunk_holds_its_linear_weights_in_bf16_with_autocasts_own_numbers(encoder):
+    trunk = serving_trunk(encoder, "bf16")
+    assert trunk is not encoder
+    assert all(m.weight.dtype == torch.bfloat16 for m in trunk.blocks.modules() if isinstance(m, torch.nn.Linear))
+    assert all(p.dtype == torch.float32 for p in encoder.parameters())  # the shared encoder is untouched
+    h = encoder.tokens(torch.from_numpy(np.stack([r.frame for r in frames(8) if r.task == "beam"])))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(trunk.blocks[0](h), encoder.blocks[0](h))  # autocast casts the same weights alike
+
+
 def test_precision_comparison_runs_every_variant_on_the_same_frames(encoder):
     result = compare(encoder, table(encoder), frames(12), 4, variants(torch.device("cpu")))
     variants_ = result["variants"]

@@ -3,8 +3,8 @@
 fp32  the trunk as trained (on CUDA the engine runs bf16 autocast whatever is chosen).
 int8  dynamic quantisation of the trunk blocks' Linear layers (int8 weights per output channel,
       activations quantised per batch), CPU only; patch embedding and heads stay fp32.
-bf16  bf16 autocast on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX); refused elsewhere,
-      where it would be emulated and slower than fp32.
+bf16  bf16 autocast on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX), the blocks' Linear
+      weights stored in bf16; refused elsewhere, where it would be emulated and slower than fp32.
 
 The runtime (encoder.runtime) is torch, or onnxruntime for the blocks (fp32 or int8, CPU only;
 xapp.engine.onnx_blocks).
@@ -46,8 +46,8 @@ def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
 
 
 def serving_trunk(encoder: Encoder, precision: str, runtime: str = "torch") -> Encoder:
-    """The encoder to run at `precision` on `runtime`; int8 and onnxruntime return a copy, the others
-    `encoder` itself."""
+    """The encoder to run at `precision` on `runtime`: `encoder` itself for fp32 (and for bf16 on CUDA,
+    where autocast serves it), a copy otherwise."""
     device = next(encoder.parameters()).device
     if precision not in PRECISIONS:
         raise PrecisionError(f"encoder.precision {precision!r}: expected one of {PRECISIONS}")
@@ -71,8 +71,16 @@ def serving_trunk(encoder: Encoder, precision: str, runtime: str = "torch") -> E
             warnings.filterwarnings("ignore", "torch.quantize_per_tensor", UserWarning)
             trunk.blocks = torch.ao.quantization.quantize_dynamic(trunk.blocks, {nn.Linear: qconfig}, dtype=torch.qint8)
         return trunk
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
-        raise PrecisionError(f"encoder.precision bf16: this CPU has none of {BF16_CPU_FLAGS}; use fp32 or int8")
+    if precision == "bf16" and device.type == "cpu":
+        if not cpu_has_bf16():
+            raise PrecisionError(f"encoder.precision bf16: this CPU has none of {BF16_CPU_FLAGS}; use fp32 or int8")
+        # Autocast would cast each Linear's weights at every call (2-3 % of a batch): cast them once.
+        # The same rounding, so the same decisions.
+        trunk = copy.deepcopy(encoder)
+        for module in trunk.blocks.modules():
+            if isinstance(module, nn.Linear):
+                module.to(torch.bfloat16)
+        return trunk
     return encoder
 
 
