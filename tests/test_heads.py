@@ -13,7 +13,9 @@ from xapp.model import (Encoder, EncoderConfig, Head, WeightsFileError, exit_flo
 from xapp.model.heads import normalised_mean
 from xapp.model.safefile import sha256_file
 from xapp.config.manifest import read_manifest, task_heads
-from xapp.train.head_training import TrainSettings, accuracy_by_snr, fit_head, split_seed, train_all
+from xapp.model.side import side_features
+from xapp.train.head_training import TrainSettings, accuracy_by_snr, cache_side, fit_head, split_seed, train_all
+from xapp.train.memory import release_freed_memory
 
 SMALL = EncoderConfig(dim=64, depth=4, heads=4)
 REPO = Path(__file__).resolve().parent.parent
@@ -410,3 +412,11 @@ def test_calibrate_fits_on_an_operators_recording_of_one_task(encoder_file, trai
     heads = read_manifest(target / "manifest.yaml")["heads"]
     assert {h["calibrated_on"] for h in heads if h["task"] == "los"} == {str(site)}
     assert {h["calibrated_on"] for h in heads if h["task"] == "modulation"} == {"validation split"}
+
+
+def test_side_features_are_cached_chunk_by_chunk_into_one_tensor_exactly():
+    x = generate("interference", 37, 11).x
+    got = cache_side("lines", x, chunk=16)  # three chunks, the last a short one
+    assert got.shape == (37, 4)
+    assert torch.equal(got, side_features("lines", torch.from_numpy(x)))
+    release_freed_memory()  # between chunks; a no-op where the C library has no malloc_trim

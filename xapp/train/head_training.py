@@ -36,6 +36,7 @@ from xapp.model.patch import capture_windows
 from xapp.model.side import SIDE_KINDS, side_features, side_flops
 from xapp.train.calibration import calibrate, calibrate_windows, exit_logits
 from xapp.train.features import exit_states
+from xapp.train.memory import release_freed_memory
 
 SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.yaml"
@@ -129,6 +130,7 @@ def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk:
                 # exits are 10 GB, and chunk lists joined at the end would need twice that
                 cache[k] = torch.empty((len(x), *part.shape[1:]), dtype=part.dtype, device=part.device)
             cache[k][start:start + len(part)] = part
+        release_freed_memory()
     return cache
 
 
@@ -141,9 +143,16 @@ def means_of(features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
 
 
 def cache_side(kind: str, x: np.ndarray, device: torch.device | str = "cpu", chunk: int = 4096) -> torch.Tensor:
-    """Side features [N, width] of frames x complex [N, antennas, samples], on `device`."""
-    return torch.cat([side_features(kind, torch.from_numpy(np.ascontiguousarray(x[i:i + chunk])))
-                      for i in range(0, len(x), chunk)]).to(device)
+    """Side features [N, width] of frames x complex [N, antennas, samples], on `device`, filled chunk by
+    chunk into one tensor."""
+    out = None
+    for start in range(0, len(x), chunk):
+        part = side_features(kind, torch.from_numpy(np.ascontiguousarray(x[start:start + chunk])))
+        if out is None:
+            out = torch.empty((len(x), *part.shape[1:]), dtype=part.dtype)
+        out[start:start + len(part)] = part
+        release_freed_memory()
+    return out.to(device)
 
 
 def head_logits(head: Head, features: torch.Tensor, side: torch.Tensor | None = None) -> torch.Tensor:
