@@ -130,7 +130,6 @@ def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk:
                 # exits are 10 GB, and chunk lists joined at the end would need twice that
                 cache[k] = torch.empty((len(x), *part.shape[1:]), dtype=part.dtype, device=part.device)
             cache[k][start:start + len(part)] = part
-        release_freed_memory()
     return cache
 
 
