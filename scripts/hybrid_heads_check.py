@@ -55,7 +55,7 @@ def main() -> int:
     other = crosscheck_frames(args.task, len(sets["ours"].y))
     if other:
         sets["crosscheck"] = other
-    classical = feature_set_for(train.x.shape[1])
+    classical = feature_set_for(args.task, train.x.shape[1])
     start = time.time()
     trunk = {name: cache_features(encoder, d.x, [args.exit], 128, "mean", progress=False)[args.exit].numpy()
              for name, d in sets.items()}

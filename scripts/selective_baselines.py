@@ -49,7 +49,7 @@ def scored(logits_of: Callable[[np.ndarray], torch.Tensor], sets: dict) -> dict:
 
 def hand_features(sets: dict, classes: int) -> Callable[[np.ndarray], torch.Tensor]:
     train = sets["train"]
-    model = FeatureMLP(classes, feature_set_for(train.x.shape[1]), seed=0).fit(train.x, train.y)
+    model = FeatureMLP(classes, feature_set_for(train.task, train.x.shape[1]), seed=0).fit(train.x, train.y)
 
     @torch.inference_mode()
     def logits(x: np.ndarray) -> torch.Tensor:

@@ -126,6 +126,15 @@ def test_cli_writes_cached_baselines(tmp_path):
         assert same_frames(cached["tasks"][task], _identity(test))  # the report will take this cache
         assert not same_frames(cached["tasks"][task], _identity(generate(task, 48, 4)))
     assert main(["baselines", "--manifest", str(manifest), "--tasks", "modulation", "--out", str(out)]) == 2
+    # one task again: its entry is replaced, the other task's kept, the command joins the cache's updates
+    before = cached["tasks"]["beam"]
+    assert main(["baselines", "--manifest", str(manifest), "--tasks", "los", "--epochs", "1", "--out", str(out)]) == 0
+    updated = json.loads(out.read_text())
+    assert updated["tasks"]["beam"] == before and set(updated["tasks"]) == {"beam", "los"}
+    assert updated["command"] == cached["command"] and len(updated["updates"]) == 1
+    # trained otherwise (two epochs, not one): refused, the cache left as it was
+    assert main(["baselines", "--manifest", str(manifest), "--tasks", "los", "--epochs", "2", "--out", str(out)]) == 2
+    assert json.loads(out.read_text()) == updated
 
 
 def _identity(data: TaskData) -> dict:

@@ -9,7 +9,8 @@ one cache and the one with the best validation accuracy is kept; the manifest re
 side features (`side: auto`, or a kind of xapp.model.side), each exit also gets heads that read them
 beside the exit, and again the best by validation is kept. Writes
 heads/<task>/exit<k>.safetensors and heads/manifest.yaml (per file: task, exit, classes,
-accuracies, FLOPs, sha256). A head must cost under HEAD_SHARE_LIMIT of the trunk's FLOPs at its exit.
+accuracies, FLOPs, sha256). A head must cost under HEAD_SHARE_LIMIT of the trunk's FLOPs at its exit: a
+candidate (pooling and side features) that would cost more there is not trained.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from xapp.data import TASKS, TaskData, generate
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, load_head, normalised_mean
 from xapp.model.patch import capture_windows
-from xapp.model.side import SIDE_KINDS, side_features, side_flops
+from xapp.model.side import SIDE_KINDS, side_features
 from xapp.train.calibration import calibrate, calibrate_windows, exit_logits
 from xapp.train.features import exit_states
 from xapp.train.memory import release_freed_memory
@@ -43,16 +44,19 @@ MANIFEST = "manifest.yaml"
 VALIDATION = "validation split"  # what a head's temperature was fitted on, unless an operator's recording
 SNR_BIN_DB = 2.0
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
-# `side: auto`: the side features a task's heads may read, each tried beside the trunk-only head. Only
-# the tasks the trunk was pre-trained on: the unseen tasks' heads read the trunk alone, so that they keep
-# measuring how it transfers. The 27 hand features (`hand`) buy modulation and interference 0.2-0.8
+# `side: auto`: the side features a task's heads may read, each tried beside the trunk-only head, which is
+# always trained too (its accuracy stays in the manifest's `by_pooling`: for an unseen task, how the trunk
+# transfers). `los` reads the trunk alone. `fingerprint` tries what the transmitter's hardware leaves on
+# the frame (`impairments`), which the trunk, pre-trained without fingerprint, barely sees: 88 % for those
+# 33 statistics and an MLP against 67.5 % for the trunk alone (docs/research.md, "Session 27"). The 27 hand features (`hand`) buy modulation and interference 0.2-0.8
 # points more than the four spectral lines at the default exits, for ~6x their CPU time (0.4 against
 # 0.07 ms per frame, over half a block's): too dear for the default (docs/research.md, "Session 12").
 # Modulation also tries the blind symbol statistics (`symbols`: the lines beside them), which tell QAM16
 # from QAM64 where the trunk cannot; they cost over 2 % of the trunk before exit 3, so are tried from there.
 # Interference also tries the frame with its strongest signal taken out (`cancel`: the lines beside the
 # residual's statistics), where an interferer under a strong desired signal shows; over 2 % before exit 4.
-AUTO_SIDE = {"modulation": ("lines", "symbols"), "interference": ("lines", "cancel"), "beam": ("beams",)}
+AUTO_SIDE = {"modulation": ("lines", "symbols"), "interference": ("lines", "cancel"), "beam": ("beams",),
+             "fingerprint": ("impairments",)}
 
 
 class HeadCostError(ValueError):
@@ -197,13 +201,21 @@ def fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val:
         torch.set_num_threads(threads)
 
 
+def new_head(dim: int, num_classes: int, settings: TrainSettings, pooling: str, side: str | None = None,
+             frame_shape: Sequence[int] | None = None) -> Head:
+    """An untrained head of the settings' shape for `pooling`, reading `side` features of frames of
+    `frame_shape` beside the exit where one is named."""
+    return Head(dim, num_classes, pooling=pooling, hidden=settings.hidden,
+                queries=settings.queries if pooling == "attn" else 1,
+                projections=settings.projections if pooling == "energy" else 0,
+                side=side, frame_shape=frame_shape if side else None)
+
+
 def _fit_head(train: torch.Tensor, y_train: np.ndarray, val: torch.Tensor, y_val: np.ndarray, num_classes: int,
               settings: TrainSettings, seed: int, pooling: str, side: SideInputs | None) -> tuple[Head, float]:
     torch.manual_seed(seed)
-    head = Head(train.shape[-1], num_classes, pooling=pooling, hidden=settings.hidden,
-                queries=settings.queries if pooling == "attn" else 1,
-                projections=settings.projections if pooling == "energy" else 0,
-                side=side.kind if side else None, frame_shape=side.frame_shape if side else None).to(train.device)
+    head = new_head(train.shape[-1], num_classes, settings, pooling, side.kind if side else None,
+                    side.frame_shape if side else None).to(train.device)
     side_train, side_val = (side.train, side.val) if side else (None, None)
     if side:
         head.set_side_scale(side_train)
@@ -265,8 +277,9 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         for pooling in poolings:
             feats = {split: means_of(states[split][k]) if pooling == "mean" else states[split][k] for split in SPLITS}
             for kind in settings.sides(task):
-                if kind and side_flops(kind, frame_shape) > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
-                    continue  # its side features alone cost over the limit at this exit: not a candidate
+                cost = new_head(feats["train"].shape[-1], len(spec.classes), settings, pooling, kind, frame_shape).flops(tokens)
+                if cost > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
+                    continue  # with its side features it would cost over the limit at this exit: not a candidate
                 side = SideInputs(kind, frame_shape, sides[kind]["train"], sides[kind]["val"]) if kind else None
                 head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
                                          len(spec.classes), settings, seed, pooling, side)

@@ -47,6 +47,8 @@ def baselines_command(args: argparse.Namespace) -> int:
         raise CliError(f"no baseline for task(s) {unknown or args.tasks!r}; choose from "
                        f"{', '.join(t for t in BASELINE_TASKS if t in manifest['tasks'])}")
     results = {"command": command_line(), "manifest": str(args.manifest), **run_baselines(manifest, tasks, args.epochs, args.seed, args.train_frames or None)}
+    if args.tasks is not None:
+        results = _updated(args.out, results)
     try:
         with open(args.out, "w") as fh:
             json.dump(results, fh, indent=1)
@@ -55,3 +57,30 @@ def baselines_command(args: argparse.Namespace) -> int:
         raise CliError(f"cannot write {args.out}: {exc.strerror}") from exc
     print(f"wrote {args.out}")
     return 0
+
+
+SETTINGS = ("epochs", "seed", "train_frames")  # what every task of one cache was trained with
+
+
+def _updated(path: str, results: dict) -> dict:
+    """`results` for some tasks merged into the cache at `path`, where one exists: the tasks run now
+    replace their entries, the others keep theirs, and the command joins the cache's `updates`. A cache
+    trained with other settings is refused rather than mixed."""
+    import json
+
+    from xapp.cli_error import CliError
+
+    try:
+        with open(path) as fh:
+            cached = json.load(fh)
+    except FileNotFoundError:
+        return results
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the baselines cache {path} to update it: {exc}") from exc
+    differ = [k for k in SETTINGS if cached.get(k) != results[k]]
+    if differ:
+        raise CliError(f"{path} holds baselines trained with other {', '.join(differ)} "
+                       f"({', '.join(f'{k}={cached.get(k)!r}' for k in differ)}): rerun every task, or write "
+                       "these to another --out")
+    return {**cached, "updates": [*cached.get("updates", []), results["command"]],
+            "tasks": {**cached["tasks"], **results["tasks"]}}

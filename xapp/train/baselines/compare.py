@@ -43,7 +43,8 @@ def render(results: dict) -> list[str]:
            "cross-check set (`xapp.crosscheck`, never trained on; same size, seed "
            f"{results['crosscheck_seed']}), beside the classical and supervised baselines trained on the heads' "
            f"training frames. Accuracy over all frames and at SNR ≥ {HIGH_SNR_DB:.0f} dB.",
-           "", f"- baselines: `{baselines['command']}` (cached in `{source}`)" if baselines else
+           "", f"- baselines: `{baselines['command']}`"
+           + "".join(f", then `{c}`" for c in baselines.get("updates", [])) + f" (cached in `{source}`)" if baselines else
            f"- baselines: none cached (`{source}` missing; run `xapp baselines --out {source}`)", ""]
     for task, r in results["comparison"].items():
         chosen = results["tasks"][task]["chosen_exit"]

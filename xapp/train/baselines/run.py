@@ -23,7 +23,7 @@ def classical(task: str, train: TaskData, seed: int) -> tuple[str, Predictor, in
     antennas, samples = train.x.shape[1:]
     if task == "beam":
         return "argmax of the 16 DFT beams' energy", dft_beam, dft_beam_flops(antennas, samples)
-    model = FeatureMLP(len(train.classes), feature_set_for(antennas), seed=seed).fit(train.x, train.y)
+    model = FeatureMLP(len(train.classes), feature_set_for(task, antennas), seed=seed).fit(train.x, train.y)
     return model.description, model.predict, model.flops(antennas, samples)
 
 
