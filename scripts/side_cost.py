@@ -38,7 +38,8 @@ def main() -> None:
     encoder = load_encoder().eval()
     out: dict[str, float] = {}
     with torch.inference_mode():
-        tasks = (("modulation", ("lines", "hand", "symbols")), ("interference", ("cancel",)), ("beam", ("beams",)))
+        tasks = (("modulation", ("lines", "hand", "symbols")), ("interference", ("cancel",)), ("beam", ("beams",)),
+                 ("fingerprint", ("impairments",)))
         for task, kinds in tasks:
             x = torch.from_numpy(generate(task, BATCH, seed=9).x)
             for kind in kinds:
