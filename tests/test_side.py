@@ -276,10 +276,10 @@ def test_static_graphs_give_the_engines_decisions_with_side_heads(served, batch)
         assert got[key].gflops == pytest.approx(d.gflops, rel=1e-9)
 
 
-@pytest.mark.parametrize("kind", ["symbols", "cancel"])
+@pytest.mark.parametrize("kind", ["symbols", "cancel", "impairments"])
 def test_a_head_reading_the_blind_receiver_decides_in_both_engines_as_offline(served, kind):
-    """Blind symbol recovery (and the cancellation built on it) runs per row: mixed into batches of other
-    tasks' rows, each frame gets the decision its head gives it alone."""
+    """Blind symbol recovery (and the cancellation built on it) and the impairment statistics run per
+    row: mixed into batches of other tasks' rows, each frame gets the decision its head gives it alone."""
     encoder, table, reqs = served
     head = Head(CFG.dim, 11, hidden=8, side=kind, frame_shape=(1, 1024)).eval()
     table = {**table, "modulation": TaskPlan("modulation", CLASSES["modulation"], {2: head})}
