@@ -301,13 +301,14 @@ def _impairments(x: torch.Tensor) -> torch.Tensor:
     envelope = _power(z)
     k4, k6 = envelope.square().mean(dim=1), (envelope.square() * envelope).mean(dim=1)
     peak = _kth_smallest(envelope, int(ENVELOPE_PERCENTILE * n))[:, 0]
+    line_by_segment = {s: fourth[:, : n - n % s].reshape(len(z), s, -1).mean(dim=2) for s in IMPAIRMENT_SEGMENTS}
     wander = []
-    for segments in IMPAIRMENT_SEGMENTS:
-        parts = fourth[:, : n - n % segments].reshape(len(z), segments, -1).mean(dim=2)
+    for parts in line_by_segment.values():
         steps = _angle(parts[:, 1:] * parts[:, :-1].conj())
         wander.append(_std(steps))
         wander.append(steps.abs().mean(dim=1))
-    coherence = _abs(parts.mean(dim=1)) / _abs(parts).mean(dim=1).clamp_min(FLOOR)
+    finest = line_by_segment[max(IMPAIRMENT_SEGMENTS)]  # how much of the line survives the segments' sum
+    coherence = _abs(finest.mean(dim=1)) / _abs(finest).mean(dim=1).clamp_min(FLOOR)
     about_line = _angle(fourth * (m4 / _abs(m4).clamp_min(FLOOR)).conj()[:, None]) / 4
     swing = envelope - envelope.mean(dim=1, keepdim=True)
     am_pm = (swing * about_line).mean(dim=1) / swing.abs().mean(dim=1).clamp_min(FLOOR)

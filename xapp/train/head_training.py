@@ -48,8 +48,8 @@ HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its ex
 # always trained too (its accuracy stays in the manifest's `by_pooling`: for an unseen task, how the trunk
 # transfers). `los` reads the trunk alone. `fingerprint` tries what the transmitter's hardware leaves on
 # the frame (`impairments`), which the trunk, pre-trained without fingerprint, barely sees: 88 % for those
-# 33 statistics and an MLP against 67.5 % for the trunk alone (docs/research.md, "Session 27"). The 27 hand features (`hand`) buy modulation and interference 0.2-0.8
-# points more than the four spectral lines at the default exits, for ~6x their CPU time (0.4 against
+# 33 statistics and an MLP against 67.5 % for the trunk alone (docs/research.md, "Session 27").
+# The 27 hand features (`hand`) buy modulation and interference 0.2-0.8 points more than the four spectral lines at the default exits, for ~6x their CPU time (0.4 against
 # 0.07 ms per frame, over half a block's): too dear for the default (docs/research.md, "Session 12").
 # Modulation also tries the blind symbol statistics (`symbols`: the lines beside them), which tell QAM16
 # from QAM64 where the trunk cannot; they cost over 2 % of the trunk before exit 3, so are tried from there.
@@ -277,8 +277,8 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         for pooling in poolings:
             feats = {split: means_of(states[split][k]) if pooling == "mean" else states[split][k] for split in SPLITS}
             for kind in settings.sides(task):
-                cost = new_head(feats["train"].shape[-1], len(spec.classes), settings, pooling, kind, frame_shape).flops(tokens)
-                if cost > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
+                candidate = new_head(feats["train"].shape[-1], len(spec.classes), settings, pooling, kind, frame_shape)
+                if candidate.flops(tokens) > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
                     continue  # with its side features it would cost over the limit at this exit: not a candidate
                 side = SideInputs(kind, frame_shape, sides[kind]["train"], sides[kind]["val"]) if kind else None
                 head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,

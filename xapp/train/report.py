@@ -61,8 +61,7 @@ def build_results(manifest: dict, manifest_path: str | Path, encoder: Encoder, f
         results["tasks"][task] = {
             "classes": info["classes"],
             "exits": [{**{k: h[k] for k in ("exit", "gflops", "val_accuracy", "test_accuracy")},
-                       "side": h.get("side"), "trunk_only_val_accuracy": (trunk_only_scores(h) or (None,))[0],
-                       "trunk_only_test_accuracy": trunk_only(h)} for h in entries],
+                       "side": h.get("side"), **trunk_only(h)} for h in entries],
             "chosen_exit": chosen.exit,
             "test_accuracy_by_snr": {h["exit"]: h["test_accuracy_by_snr"] for h in entries if "test_accuracy_by_snr" in h},
             "dynamic": {kind: [r.summary() for r in rs] for kind, rs in runs.items()},
@@ -93,8 +92,8 @@ def claims(results: dict, depth: int) -> dict:
     b = []
     for task in (t for t in UNSEEN if t in tasks):
         # the trunk's own layers compared: heads reading the trunk alone, whatever side heads were kept
-        exits = [{"exit": e["exit"], "val": e.get("trunk_only_val_accuracy", e["val_accuracy"]),
-                  "test": e["trunk_only_test_accuracy"]} for e in tasks[task]["exits"]]
+        exits = [{"exit": e["exit"], "val": e["trunk_only_val_accuracy"], "test": e["trunk_only_test_accuracy"]}
+                 for e in tasks[task]["exits"]]
         inner = [e for e in exits if e["exit"] < depth and e["val"] is not None]
         best = max(inner, key=lambda e: (e["val"], -e["exit"]))
         last = exits[-1]
@@ -234,22 +233,14 @@ def _claim_fixed_vs_dynamic(results: dict) -> list[str]:
     return out
 
 
-def trunk_only(entry: dict) -> float | None:
-    """Test accuracy of the exit's best head (by validation) that reads the trunk alone: the kept head, or
-    where that reads side features, the best of the trunk-only candidates trained beside it."""
-    scores = trunk_only_scores(entry)
-    return None if scores is None else scores[1]
-
-
-def trunk_only_scores(entry: dict) -> tuple[float, float] | None:
-    """(val, test) accuracy of the exit's best trunk-only head (`trunk_only`); None if none was trained."""
-    if not entry.get("side"):
-        return entry["val_accuracy"], entry["test_accuracy"]
-    alone = [c for name, c in entry.get("by_pooling", {}).items() if "+" not in name]
-    if not alone:
-        return None
-    best = max(alone, key=lambda c: c["val_accuracy"])
-    return best["val_accuracy"], best["test_accuracy"]
+def trunk_only(entry: dict) -> dict[str, float | None]:
+    """Val and test accuracy of the exit's best head (by validation) that reads the trunk alone: the kept
+    head, or where that reads side features, the best of the trunk-only candidates trained beside it
+    (None where none was)."""
+    alone = [entry] if not entry.get("side") else [c for name, c in entry.get("by_pooling", {}).items()
+                                                   if "+" not in name]
+    best = max(alone, key=lambda c: c["val_accuracy"], default={})
+    return {"trunk_only_val_accuracy": best.get("val_accuracy"), "trunk_only_test_accuracy": best.get("test_accuracy")}
 
 
 def _exit_tables(results: dict, plots: list[str]) -> list[str]:

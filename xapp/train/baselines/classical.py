@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from xapp.data.spatial import beam_energy
-from xapp.model.side import IMPAIRMENT_FEATURES, hand_feature_flops, side_features, side_flops
+from xapp.model.side import IMPAIRMENT_FEATURES, hand_feature_flops, side_flops
+from xapp.train.head_training import cache_side
 
 from .features import NAMES, SPATIAL_NAMES, features, spatial_feature_flops, spatial_features
 
@@ -47,16 +48,10 @@ SPATIAL_FEATURES = FeatureSet(
     "spectrum)", spatial_features, spatial_feature_flops)
 
 
-def _impairments(x: np.ndarray) -> np.ndarray:
-    with torch.inference_mode():
-        return np.concatenate([side_features("impairments", torch.from_numpy(x[i:i + 4096])).numpy()
-                               for i in range(0, len(x), 4096)])
-
-
 HAND_AND_IMPAIRMENTS = FeatureSet(
     f"{len(NAMES)} hand features and {IMPAIRMENT_FEATURES} transmitter-impairment statistics (LO leakage, IQ "
     "imbalance, phase noise, PA compression and AM/PM, read past the channel)",
-    lambda x: np.concatenate([features(x), _impairments(x)], axis=1).astype(np.float32),
+    lambda x: np.concatenate([features(x), cache_side("impairments", x).numpy()], axis=1).astype(np.float32),
     lambda antennas, samples: hand_feature_flops(samples) + int(side_flops("impairments", (antennas, samples))))
 HARDWARE_TASKS = ("fingerprint",)  # tasks whose classes differ only in the transmitter's hardware
 
