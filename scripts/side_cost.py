@@ -39,7 +39,7 @@ def main() -> None:
     out: dict[str, float] = {}
     with torch.inference_mode():
         tasks = (("modulation", ("lines", "hand", "symbols")), ("interference", ("cancel",)), ("beam", ("beams",)),
-                 ("fingerprint", ("impairments",)))
+                 ("fingerprint", ("impairments",)), ("los", ("spatial",)))
         for task, kinds in tasks:
             x = torch.from_numpy(generate(task, BATCH, seed=9).x)
             for kind in kinds:

@@ -18,7 +18,8 @@ from xapp.data import TaskData, generate
 from xapp.train.baselines.classical import SPATIAL_FEATURES, FeatureMLP, dft_beam
 from xapp.train.baselines.compare import keep_section, verdict
 from xapp.train.baselines.frames import fingerprint, same_frames, signature
-from xapp.train.baselines.features import NAMES, SPATIAL_NAMES, cumulants, features, spatial_features
+from xapp.train.baselines.features import NAMES, SPATIAL_NAMES, cumulants, features
+from xapp.train.head_training import cache_side
 from xapp.train.baselines.networks import ConvLSTM, SmallCNN, SpectrogramCNN, network_flops, predict, train_network
 
 
@@ -50,12 +51,12 @@ def plane_waves_or_scatter(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def test_spatial_features_see_one_direction_against_many():
     x, y = plane_waves_or_scatter(200, 0)
-    f = spatial_features(x)
+    f = cache_side("spatial", x).numpy()
     assert f.shape == (200, len(SPATIAL_NAMES)) and np.isfinite(f).all()
     top_eigenvalue, top_beam = f[:, 0], f[:, 31]  # log10 shares: one direction holds all the energy
     assert top_eigenvalue[y == 0].min() > -0.01 and top_eigenvalue[y == 1].max() < np.log10(0.5)
     assert top_beam[y == 0].min() > top_beam[y == 1].max()
-    same_wave_elsewhere = spatial_features(x[y == 0][:1] * np.exp(1j * np.pi * 0.3 * np.arange(16))[None, :, None])
+    same_wave_elsewhere = cache_side("spatial", x[y == 0][:1] * np.exp(1j * np.pi * 0.3 * np.arange(16))[None, :, None]).numpy()
     assert np.allclose(same_wave_elsewhere[0, :31], f[y == 0][0, :31], atol=1e-4)  # blind to direction
     model = FeatureMLP(2, SPATIAL_FEATURES, epochs=60).fit(x, y)
     xt, yt = plane_waves_or_scatter(100, 1)

@@ -405,7 +405,8 @@ def test_offline_scoring_paths_read_side_heads(served):
 
 
 @pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("symbols", (1, 1024)),
-                                         ("cancel", (1, 1024)), ("impairments", (1, 1024)), ("beams", (16, 64))])
+                                         ("cancel", (1, 1024)), ("impairments", (1, 1024)), ("spatial", (16, 64)),
+                                         ("beams", (16, 64))])
 def test_loud_and_quiet_frames_get_the_features_of_the_same_frames_at_unit_power(kind, shape):
     """E2 passes any finite sample. A frame 1e-20 to 7.5e37 times unit power gets the features it gets at
     unit power; before, x^8 overflowed (the features went NaN, and the receiver indexed out of range,
@@ -417,7 +418,8 @@ def test_loud_and_quiet_frames_get_the_features_of_the_same_frames_at_unit_power
 
 
 @pytest.mark.parametrize("kind, shape", [("lines", (1, 1024)), ("hand", (1, 1024)), ("symbols", (1, 1024)),
-                                         ("cancel", (1, 1024)), ("impairments", (1, 1024)), ("beams", (16, 64))])
+                                         ("cancel", (1, 1024)), ("impairments", (1, 1024)), ("spatial", (16, 64)),
+                                         ("beams", (16, 64))])
 def test_degenerate_frames_give_finite_features_and_leave_the_rest_of_the_batch_alone(kind, shape):
     """All-zero, constant and vanishingly weak frames pass the E2 checks (finite samples); their side
     features stay finite, and the other rows of the batch get the features they get alone."""

@@ -41,6 +41,12 @@ kinds in one call, sharing the blind receiver.
   and PA spectral regrowth). With the baselines' MLP they alone tell the 8 emitters of the
   `fingerprint` task apart on 88 % of frames (30,000 training frames), where the 27 hand features reach
   65-69 % (docs/research.md, "Session 27").
+- `spatial`: how the frame's energy spreads over directions, which separates one dominant
+  (line-of-sight) path from many: the log10 eigenvalues of the array's spatial covariance (trace one),
+  its coherence per antenna lag (the mean magnitude of each off-diagonal), and the log10 DFT beam energy
+  shares sorted from the strongest ([B, 3 A - 1], A antennas; 47 for a 16-antenna array). Direction
+  itself is left out: rotating the wavefront leaves them where they were. With the baselines' MLP they
+  alone tell `los` frames apart on 80 % of frames (docs/research.md, "Session 28").
 - `beams`: log10 of each DFT beam's share of the frame's energy, beam b pointing at u = (b - 8) / 8,
   the order of the `beam` task's classes ([B, 16] for a 16-antenna array). A head with this side input
   adds a learned multiple of it to its logits, so the DFT's argmax is one of the rules it can express.
@@ -61,7 +67,8 @@ from xapp.model.patch import normalise_power
 
 log = logging.getLogger(__name__)
 
-SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "impairments", "beams")
+SIDE_KINDS = ("lines", "hand", "symbols", "cancel", "impairments", "spatial", "beams")
+ARRAY = ("spatial", "beams")  # kinds read from antenna arrays only
 SINGLE_ANTENNA = ("symbols", "cancel", "impairments")  # kinds read from single-antenna frames only
 RECEIVING = ("symbols", "cancel")  # kinds that read the blind receiver (`_receive`)
 LINE_POWERS = (1, 2, 4, 8)  # successive squares
@@ -134,7 +141,8 @@ def side_width(kind: str, frame_shape: Sequence[int]) -> int:
     """Features per frame of `kind` on frames of `frame_shape` (antennas, samples)."""
     _check(kind, frame_shape)
     widths = {"lines": len(LINE_POWERS), "hand": HAND_FEATURES, "symbols": len(LINE_POWERS) + SYMBOL_FEATURES,
-              "cancel": len(LINE_POWERS) + CANCEL_FEATURES, "impairments": IMPAIRMENT_FEATURES}
+              "cancel": len(LINE_POWERS) + CANCEL_FEATURES, "impairments": IMPAIRMENT_FEATURES,
+              "spatial": 3 * int(frame_shape[0]) - 1}
     return widths.get(kind) or int(frame_shape[0])
 
 
@@ -174,8 +182,32 @@ def _features(kind: str, x: torch.Tensor) -> torch.Tensor:
         return _hand(x.reshape(len(x), -1))
     if kind == "impairments":
         return _impairments(x.reshape(len(x), -1))
+    if kind == "spatial":
+        return _spatial(x)
+    return _log(_beam_shares(x))
+
+
+def _beam_shares(x: torch.Tensor) -> torch.Tensor:
+    """Each DFT beam's share of the energy of array frames x [B, antennas, samples]; beam b points at
+    u = (b - 8) / 8 for 16 antennas."""
     energy = _power(torch.fft.fftshift(torch.fft.fft(x, dim=1), dim=1)).sum(dim=2)
-    return (energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)).clamp_min(FLOOR).log10()
+    return energy / energy.sum(dim=1, keepdim=True).clamp_min(FLOOR)
+
+
+def _spatial(x: torch.Tensor) -> torch.Tensor:
+    """The `spatial` features of array frames x [B, antennas, samples] (module docstring). The covariance
+    is taken in double precision: its smallest eigenvalues, the noise floor of a strong frame, sit near
+    float32's resolution of the largest."""
+    antennas, samples = x.shape[1], x.shape[2]
+    wide = x.to(torch.complex128)
+    covariance = wide @ wide.transpose(1, 2).conj() / samples
+    trace = torch.diagonal(covariance, dim1=1, dim2=2).real.sum(dim=1)
+    covariance = covariance / trace.clamp_min(FLOOR)[:, None, None]
+    eigenvalues = torch.linalg.eigvalsh(covariance).flip(1)
+    coherence = torch.stack([torch.diagonal(covariance, offset=lag, dim1=1, dim2=2).mean(dim=1).abs()
+                             for lag in range(1, antennas)], dim=1)
+    shares = _beam_shares(x).sort(dim=1, descending=True).values
+    return torch.cat([_log(eigenvalues).float(), coherence.float(), _log(shares)], dim=1)
 
 
 def _received_features(parts: Sequence[tuple[str, torch.Tensor]]) -> list[torch.Tensor]:
@@ -788,6 +820,8 @@ def side_flops(kind: str, frame_shape: Sequence[int]) -> float:
         return lines + cancel_flops(n)
     if kind == "impairments":
         return impairment_flops(n)
+    if kind == "spatial":
+        return spatial_flops(antennas, samples)
     return samples * 5.0 * antennas * math.log2(antennas) + 3.0 * antennas * samples + 4.0 * antennas
 
 
@@ -829,6 +863,15 @@ def impairment_flops(samples: int) -> float:
             + 130.0 * samples)
 
 
+def spatial_flops(antennas: int, samples: int) -> float:
+    """Analytic FLOPs of `_spatial` on one frame: the covariance (8 real FLOPs per complex MAC), a
+    Hermitian eigen-decomposition (~10 A^3), an FFT across the array per sample with |.|^2 and the sum
+    over time, the lag means and the sort."""
+    return (8.0 * antennas * antennas * samples + 10.0 * antennas**3
+            + samples * (_fft_flops(antennas) + 5.0 * antennas) + 2.0 * antennas * antennas
+            + antennas * math.log2(antennas))
+
+
 def _fft_flops(size: int) -> float:
     return 5.0 * size * math.log2(size)
 
@@ -848,7 +891,7 @@ def _check(kind: str, frame_shape: Sequence[int]) -> None:
         raise SideFeatureError(f"side features must be one of {SIDE_KINDS}, got {kind!r}")
     if len(frame_shape) != 2:
         raise SideFeatureError(f"side features need frames [antennas, samples], got shape {list(frame_shape)}")
-    if kind == "beams" and int(frame_shape[0]) < 2:
-        raise SideFeatureError(f"`beams` side features need an antenna array, got frames {list(frame_shape)}")
+    if kind in ARRAY and int(frame_shape[0]) < 2:
+        raise SideFeatureError(f"`{kind}` side features need an antenna array, got frames {list(frame_shape)}")
     if kind in SINGLE_ANTENNA and int(frame_shape[0]) != 1:
         raise SideFeatureError(f"`{kind}` side features need single-antenna frames, got frames {list(frame_shape)}")

@@ -249,7 +249,8 @@ def _exit_tables(results: dict, plots: list[str]) -> list[str]:
            "spectral lines; `hand`: the 27 hand features; `symbols`: the lines and the frame's symbols recovered "
            "blind, fitted to square constellations; `cancel`: the lines and the frame less its strongest signal, "
            "taken out blind; `impairments`: what the transmitter's hardware leaves on the frame, read where the channel "
-           "cannot move it; `beams`: the DFT beam shares), kept where validation "
+           "cannot move it; `spatial`: how the energy spreads over the array's directions; `beams`: the DFT beam shares), "
+           "kept where validation "
            "prefers them; the last column is the trunk-only head at the same exit.", ""]
     out += [f"![{p}]({p})" for p in plots if p.startswith("exits")] + [""]
     for task, r in results["tasks"].items():

@@ -14,7 +14,7 @@ from xapp.data.spatial import beam_energy
 from xapp.model.side import IMPAIRMENT_FEATURES, hand_feature_flops, side_flops
 from xapp.train.head_training import cache_side
 
-from .features import NAMES, SPATIAL_NAMES, features, spatial_feature_flops, spatial_features
+from .features import NAMES, SPATIAL_NAMES, features
 
 ANTENNAS = 16
 
@@ -45,7 +45,8 @@ HAND_FEATURES = FeatureSet(
     features, lambda antennas, samples: hand_feature_flops(samples))
 SPATIAL_FEATURES = FeatureSet(
     f"{len(SPATIAL_NAMES)} spatial features (covariance eigenvalues, coherence per antenna lag, sorted DFT beam "
-    "spectrum)", spatial_features, spatial_feature_flops)
+    "spectrum)", lambda x: cache_side("spatial", x).numpy(),
+    lambda antennas, samples: int(side_flops("spatial", (antennas, samples))))
 
 
 HAND_AND_IMPAIRMENTS = FeatureSet(

@@ -1,15 +1,13 @@
 """Hand features for the classical baselines. Single-antenna frames (modulation, interference,
 fingerprint): higher-order cumulants, spectral lines of x^2/x^4/x^8, instantaneous amplitude/frequency
 statistics, occupied bandwidth, spectral flatness and peakiness, and short-time (burst, hop, sweep)
-statistics. Array frames (los): the spatial covariance's eigenvalues and coherence per antenna lag, and
-the DFT beam spectrum sorted by energy."""
+statistics. Array frames (los) read the `spatial` side features (xapp.model.side), named here."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from xapp.data.spatial import beam_energy
 from xapp.model.side import STFT_SIZE
 
 NAMES = (
@@ -92,27 +90,3 @@ SPATIAL_NAMES = (
     *(f"|coherence| lag {lag}" for lag in range(1, 16)),
     *(f"log beam energy, rank {i + 1}" for i in range(16)),
 )
-
-
-def spatial_features(x: np.ndarray) -> np.ndarray:
-    """[N, len(SPATIAL_NAMES)] float32 features of array frames x complex [N, 16, T]: how the energy
-    spreads over directions, which is what separates one dominant (line-of-sight) path from many.
-    Direction itself is left out (eigenvalues and the sorted beam spectrum do not depend on it)."""
-    x = x.astype(np.complex128)
-    n, antennas, samples = x.shape
-    cov = np.einsum("nat,nbt->nab", x, np.conj(x)) / samples
-    cov /= np.maximum(np.trace(cov, axis1=1, axis2=2).real, 1e-12)[:, None, None]
-    eig = np.linalg.eigvalsh(cov)[:, ::-1]
-    coherence = np.stack([np.abs(np.diagonal(cov, offset=lag, axis1=1, axis2=2).mean(axis=1))
-                          for lag in range(1, antennas)], axis=1)
-    beams = beam_energy(x)
-    beams = np.sort(beams / np.maximum(beams.sum(axis=1, keepdims=True), 1e-12), axis=1)[:, ::-1]
-    return np.concatenate([_log(eig), coherence, _log(beams)], axis=1).astype(np.float32)
-
-
-def spatial_feature_flops(antennas: int, samples: int) -> int:
-    """Covariance (8 real FLOPs per complex MAC), a Hermitian eigen-decomposition (~10 A^3), an FFT
-    across the array per sample with |.|^2 and the sum over time, lag means and the sort."""
-    fft = int(5 * antennas * np.log2(antennas))
-    return (8 * antennas * antennas * samples + 10 * antennas**3 + samples * (fft + 5 * antennas)
-            + 2 * antennas * antennas + antennas * int(np.log2(antennas)))
