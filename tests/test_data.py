@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from xapp.data import PRETRAIN_TASKS, TASKS, DataError, generate, pretrain_mixture
+from xapp.data import PRETRAIN_TASKS, TASKS, DataError, generate, generate_parts, pretrain_mixture
+from xapp.data.tasks import CHUNK
 from xapp.data.fingerprint import HARDWARE
 
 EXPECTED_CLASSES = {
@@ -280,6 +281,19 @@ def test_pretrain_mixture_is_unlabelled_in_distribution_and_deterministic():
     assert all(again[k].tobytes() == v.tobytes() for k, v in mix.items())
 
 
+@pytest.mark.parametrize("task", ["modulation", "beam"])
+def test_a_dataset_made_in_parts_is_the_same_bytes_as_made_whole(task):
+    """Head training streams its splits part by part (labels, SNRs, frames and metadata alike); beam's
+    labels come from the channel each part draws."""
+    whole = generate(task, 2 * CHUNK + 100, seed=12)
+    parts = list(generate_parts(task, 2 * CHUNK + 100, seed=12, part=CHUNK))
+    assert [len(p.y) for p in parts] == [CHUNK, CHUNK, 100]
+    for field in ("x", "y", "snr_db"):
+        assert np.concatenate([getattr(p, field) for p in parts]).tobytes() == getattr(whole, field).tobytes()
+    for key, value in whole.meta.items():
+        assert np.concatenate([p.meta[key] for p in parts]).tobytes() == value.tobytes(), key
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -297,6 +311,8 @@ def test_pretrain_mixture_is_unlabelled_in_distribution_and_deterministic():
         (lambda: generate("beam", 10, 0, classes=["beam01"]), "computed from the channel"),
         (lambda: generate("beam", 10, 0, hardware=False), "unknown option(s) hardware"),
         (lambda: pretrain_mixture(0, 0), "n must be a positive integer"),
+        (lambda: next(generate_parts("modulation", 10, 0, part=CHUNK + 1)), "multiple of 512 frames"),
+        (lambda: next(generate_parts("radar", 10, 0, part=CHUNK)), "unknown task 'radar'"),
     ],
 )
 def test_bad_arguments_are_rejected_clearly(call, message):

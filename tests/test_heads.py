@@ -14,7 +14,9 @@ from xapp.model.heads import normalised_mean
 from xapp.model.safefile import sha256_file
 from xapp.config.manifest import read_manifest, task_heads
 from xapp.model.side import side_features
-from xapp.train.head_training import TrainSettings, accuracy_by_snr, cache_side, fit_head, split_seed, train_all
+from xapp.train import head_training
+from xapp.train.head_training import (TrainSettings, accuracy_by_snr, cache_features, cache_side, cache_split, fit_head,
+                                      split_seed, task_split, train_all)
 from xapp.train.memory import release_freed_memory
 
 SMALL = EncoderConfig(dim=64, depth=4, heads=4)
@@ -420,3 +422,17 @@ def test_side_features_are_cached_chunk_by_chunk_into_one_tensor_exactly():
     assert got.shape == (37, 4)
     assert torch.equal(got, side_features("lines", torch.from_numpy(x)))
     release_freed_memory()  # between chunks; a no-op where the C library has no malloc_trim
+
+
+def test_a_split_cached_part_by_part_holds_what_caching_it_whole_gives(encoder_file, monkeypatch):
+    """Training splits are generated and cached in parts, so their frames are never all in memory; what
+    the heads read is what one pass over the whole split gives."""
+    encoder = load_encoder(encoder_file)
+    settings = TrainSettings(train=1100, chunk=64)
+    monkeypatch.setattr(head_training, "STREAM_PART", 512)  # three parts, the last a short one
+    got = cache_split(encoder, "modulation", "train", settings, [1, 3], "mean", ["lines"], progress=False)
+    data = task_split("modulation", "train", settings)
+    want = cache_features(encoder, data.x, [1, 3], 64, "mean", progress=False)
+    assert set(got.states) == {1, 3} and all(torch.equal(got.states[k], want[k]) for k in want)
+    assert torch.equal(got.sides["lines"], cache_side("lines", data.x))
+    assert np.array_equal(got.y, data.y) and np.array_equal(got.snr_db, data.snr_db) and got.frame_shape == (1, 1024)

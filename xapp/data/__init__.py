@@ -5,7 +5,7 @@
 """
 
 from .base import DataError, DataFormatError, TaskData, TaskSpec
-from .tasks import PRETRAIN_TASKS, TASKS, generate, pretrain_mixture
+from .tasks import PRETRAIN_TASKS, TASKS, generate, generate_parts, pretrain_mixture
 
 __all__ = [
     "DataError",
@@ -15,5 +15,6 @@ __all__ = [
     "TaskData",
     "TaskSpec",
     "generate",
+    "generate_parts",
     "pretrain_mixture",
 ]

@@ -6,7 +6,7 @@ import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -67,41 +67,79 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
-def generate_task(task: str, n: int, seed: int, **options: Any) -> TaskData:
+@dataclass(frozen=True)
+class _Draw:
+    """What a task's n frames are made from: the labels and SNRs, drawn up front for all of them, and
+    a random stream per chunk of CHUNK frames (see `_rows`)."""
+
+    task: str
+    recipe: Recipe
+    seed: int
+    y: np.ndarray
+    snr: np.ndarray
+    length: int
+    impairments: bool
+    clean: bool
+    extra: dict[str, Any]
+
+
+def _draw(task: str, n: int, seed: int, options: dict[str, Any]) -> _Draw:
+    if task not in RECIPES:
+        raise DataError(f"unknown task {task!r}; choose from {', '.join(RECIPES)}")
     recipe = RECIPES[task]
     reject_unknown(task, options, COMMON_OPTIONS + tuple(recipe.extra))
     n, seed = check_count(n), check_seed(seed)
-    antennas, default_length = recipe.frame_shape
-    length = check_samples(task, options.get("samples", default_length), recipe.min_samples, recipe.max_samples)
+    length = check_samples(task, options.get("samples", recipe.frame_shape[1]), recipe.min_samples, recipe.max_samples)
     low, high = snr_range(task, "snr_db", options.get("snr_db"), recipe.snr_db)
     impairments = _flag(task, "impairments", options.get("impairments", True))
     clean = _flag(task, "clean", options.get("clean", False))
     extra = {k: parse(task, options[k]) for k, parse in recipe.extra.items() if k in options}
     if recipe.labels_from_channel and options.get("classes") is not None:
         raise DataError(f"{task}: the label is computed from the channel, so `classes` cannot be chosen")
-
     rng = dsp.rng_for(task, seed)
     y = pick_labels(task, recipe.classes, n, options.get("classes"), rng)
     snr = rng.uniform(low, high, n).astype(np.float32)
-    x = np.empty((n, antennas, length), np.complex64)
+    return _Draw(task, recipe, seed, y, snr, length, impairments, clean, extra)
+
+
+def _rows(draw: _Draw, start: int, stop: int) -> TaskData:
+    """Frames start..stop-1 of the draw (start a multiple of CHUNK)."""
+    recipe = draw.recipe
+    x = np.empty((stop - start, recipe.frame_shape[0], draw.length), np.complex64)
+    y, snr = draw.y[start:stop].copy(), draw.snr[start:stop]
 
     def make_chunk(index: int) -> dict[str, np.ndarray]:
-        rows = slice(index * CHUNK, (index + 1) * CHUNK)
+        rows = slice(index * CHUNK - start, min((index + 1) * CHUNK, stop) - start)
         x[rows], y[rows], meta = recipe.frames(
-            dsp.rng_for(task, seed, index + 1), y[rows], snr[rows], length, impairments, clean, **extra
+            dsp.rng_for(draw.task, draw.seed, index + 1), y[rows], snr[rows], draw.length, draw.impairments,
+            draw.clean, **draw.extra
         )
         return meta
 
     # Every chunk has its own random stream and rows, so chunks can be made in any order: the same bytes
-    # on one thread or several (numpy releases the GIL in the array work).
-    chunks = range(-(-n // CHUNK))
+    # on one thread or several (numpy releases the GIL in the array work), and in one piece or in parts.
+    chunks = range(start // CHUNK, -(-stop // CHUNK))
     if len(chunks) > 1 and WORKERS > 1:
         with ThreadPoolExecutor(WORKERS) as pool:
             parts = list(pool.map(make_chunk, chunks))
     else:
         parts = [make_chunk(i) for i in chunks]
     meta = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return TaskData(task, x, y, recipe.classes, snr, meta)
+    return TaskData(draw.task, x, y, recipe.classes, snr, meta)
+
+
+def generate_task(task: str, n: int, seed: int, **options: Any) -> TaskData:
+    return _rows(_draw(task, n, seed, options), 0, n)
+
+
+def generate_parts(task: str, n: int, seed: int, part: int, **options: Any) -> Iterator[TaskData]:
+    """`generate(task, n, seed, **options)` in consecutive parts of `part` frames (a multiple of
+    CHUNK; the last may be shorter), the same bytes, with only one part in memory at a time."""
+    if part < CHUNK or part % CHUNK:
+        raise DataError(f"{task}: parts must be a positive multiple of {CHUNK} frames, got {part}")
+    draw = _draw(task, n, seed, options)
+    for start in range(0, len(draw.y), part):
+        yield _rows(draw, start, min(start + part, len(draw.y)))
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -114,8 +152,6 @@ TASKS: dict[str, TaskSpec] = {
 
 def generate(task: str, n: int, seed: int, **options: Any) -> TaskData:
     """Labelled frames of `task`; the same (task, n, seed, options) give the same bytes."""
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     return generate_task(task, n, seed, **options)
 
 

@@ -30,7 +30,8 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from xapp.config.manifest import ManifestError, read_manifest, task_heads
-from xapp.data import TASKS, TaskData, generate
+from xapp.data import TASKS, TaskData, generate, generate_parts
+from xapp.data.tasks import CHUNK as GENERATOR_CHUNK
 from xapp.model import Encoder, Head, exit_flops, save_head
 from xapp.model.heads import POOLINGS, load_head, normalised_mean
 from xapp.model.patch import capture_windows
@@ -44,6 +45,7 @@ MANIFEST = "manifest.yaml"
 VALIDATION = "validation split"  # what a head's temperature was fitted on, unless an operator's recording
 SNR_BIN_DB = 2.0
 HEAD_SHARE_LIMIT = 0.02  # a head costs under 2 % of the trunk's FLOPs at its exit
+STREAM_PART = 64 * GENERATOR_CHUNK  # frames generated at a time while a split is cached
 # `side: auto`: the side features a task's heads may read, each tried beside the trunk-only head, which is
 # always trained too (its accuracy stays in the manifest's `by_pooling`: for an unseen task, how the trunk
 # transfers). `fingerprint` tries what the transmitter's hardware leaves on the frame (`impairments`),
@@ -136,6 +138,47 @@ def cache_features(encoder: Encoder, x: np.ndarray, exits: Sequence[int], chunk:
                 cache[k] = torch.empty((len(x), *part.shape[1:]), dtype=part.dtype, device=part.device)
             cache[k][start:start + len(part)] = part
     return cache
+
+
+@dataclass(frozen=True)
+class CachedSplit:
+    """One split as heads train on it and are scored on it: what each exit gives a head (`cache_features`),
+    each side kind's features of the frames, their labels and SNRs; not the frames themselves."""
+
+    states: dict[int, torch.Tensor]
+    sides: dict[str, torch.Tensor]
+    y: np.ndarray
+    snr_db: np.ndarray
+    frame_shape: tuple[int, ...]
+
+
+def cache_split(encoder: Encoder, task: str, split: str, settings: TrainSettings, exits: Sequence[int], pooling: str,
+                kinds: Sequence[str], progress: bool = True) -> CachedSplit:
+    """A split's cached features, made from the generator STREAM_PART frames at a time, so that its frames
+    are never all in memory: for mean pooling a head reads one [D] vector per frame and exit (1.5 M
+    modulation frames are 12 GB of I/Q and 0.8 GB of means at one exit). The same frames as
+    `task_split` (xapp.data.generate_parts)."""
+    n, device = settings.split_size(split), next(encoder.parameters()).device
+    states: dict[int, torch.Tensor] = {}
+    sides: dict[str, torch.Tensor] = {}
+    labels, snr_db = [], []
+    parts = generate_parts(task, n, split_seed(settings.seed, split), STREAM_PART)
+    for number, (start, part) in enumerate(zip(range(0, n, STREAM_PART), parts)):
+        desc = f"{task}/{split}" + (f" {number + 1}/{-(-n // STREAM_PART)}" if n > STREAM_PART else "")
+        for k, features in cache_features(encoder, part.x, exits, settings.chunk, pooling, desc, progress).items():
+            _fill(states, k, n, start, features)
+        for kind in kinds:
+            _fill(sides, kind, n, start, cache_side(kind, part.x, device))
+        labels.append(part.y)
+        snr_db.append(part.snr_db)
+    return CachedSplit(states, sides, np.concatenate(labels), np.concatenate(snr_db), tuple(part.x.shape[1:]))
+
+
+def _fill(into: dict, key: int | str, rows: int, start: int, part: torch.Tensor) -> None:
+    """Put `part` at rows start.. of into[key], a tensor of `rows` rows made on first use."""
+    if key not in into:
+        into[key] = torch.empty((rows, *part.shape[1:]), dtype=part.dtype, device=part.device)
+    into[key][start:start + len(part)] = part
 
 
 def means_of(features: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -261,14 +304,10 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
     t0 = time.perf_counter()
     poolings = settings.poolings()
     cached = "mean" if poolings == ("mean",) else "tokens"
-    data = {split: task_split(task, split, settings) for split in SPLITS}
-    states = {split: cache_features(encoder, d.x, exits, settings.chunk, cached, f"{task}/{split}", progress)
-              for split, d in data.items()}
+    kinds = [kind for kind in settings.sides(task) if kind is not None]
+    data = {split: cache_split(encoder, task, split, settings, exits, cached, kinds, progress) for split in SPLITS}
     t_cache = time.perf_counter() - t0
-    frame_shape = tuple(int(s) for s in data["test"].x.shape[1:])
-    device = next(encoder.parameters()).device
-    sides = {kind: {split: cache_side(kind, d.x, device) for split, d in data.items()}
-             for kind in settings.sides(task) if kind is not None}
+    frame_shape = data["test"].frame_shape
     tokens = encoder.cfg.tokens(*frame_shape)
     enc_flops = exit_flops(encoder.cfg, tokens)
     entries = []
@@ -276,16 +315,17 @@ def train_task(encoder: Encoder, task: str, settings: TrainSettings, out: Path,
         seed = settings.seed * 1000 + zlib.crc32(task.encode()) % 997 + k
         candidates = {}
         for pooling in poolings:
-            feats = {split: means_of(states[split][k]) if pooling == "mean" else states[split][k] for split in SPLITS}
+            feats = {split: means_of(data[split].states[k]) if pooling == "mean" else data[split].states[k]
+                     for split in SPLITS}
             for kind in settings.sides(task):
                 candidate = new_head(feats["train"].shape[-1], len(spec.classes), settings, pooling, kind, frame_shape)
                 if candidate.flops(tokens) > HEAD_SHARE_LIMIT * enc_flops[k - 1]:
                     continue  # with its side features it would cost over the limit at this exit: not a candidate
-                side = SideInputs(kind, frame_shape, sides[kind]["train"], sides[kind]["val"]) if kind else None
+                side = SideInputs(kind, frame_shape, data["train"].sides[kind], data["val"].sides[kind]) if kind else None
                 head, val_acc = fit_head(feats["train"], data["train"].y, feats["val"], data["val"].y,
                                          len(spec.classes), settings, seed, pooling, side)
-                val_logits = predict(head, feats["val"], sides[kind]["val"] if kind else None)
-                test_logits = predict(head, feats["test"], sides[kind]["test"] if kind else None)
+                val_logits = predict(head, feats["val"], data["val"].sides[kind] if kind else None)
+                test_logits = predict(head, feats["test"], data["test"].sides[kind] if kind else None)
                 candidates[candidate_name(pooling, kind)] = (head, val_acc, val_logits, test_logits,
                                                              accuracy(test_logits, data["test"].y))
         name = max(candidates, key=lambda c: candidates[c][1])  # the first tried on a tie
